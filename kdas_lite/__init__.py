@@ -1,0 +1,16 @@
+"""kdas_lite: a small, readable implementation of KDAS for teaching.
+
+KDAS = "Knowledge Distillation via Attention Supervision Framework for Polyp Segmentation"
+(Trinh, Nguyen, Vo Thi; ICME 2024, arXiv 2312.08555).
+
+Modules, one concept each:
+
+- :mod:`kdas_lite.models`   Polyp-PVT teacher/student (CIM, CFM, SAM) over timm encoders
+- :mod:`kdas_lite.losses`   ``structure_loss``, ``attention_kd_loss``, ``sgm_loss``, ``KDASLoss``
+- :mod:`kdas_lite.data`     PraNet-layout datasets, augmentation, synthetic polyps, downloads
+- :mod:`kdas_lite.metrics`  the standard polyp evaluation protocol (``evaluate_maps``)
+- :mod:`kdas_lite.train`    teacher training and KDAS distillation loops (CUDA + AMP, or CPU)
+- :mod:`kdas_lite.viz`      figures and the interactive teacher/student attention explorer
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,414 @@
+"""The KDAS losses, one function per term of the paper.
+
+Notation (shapes are PyTorch's ``(batch, channels, height, width)``):
+
+- ``P`` ∈ ℝ^{B×1×H×W}: a model's output **logits** (P1 from the CFM branch, P2 from SAM).
+- ``G`` ∈ {0,1}^{B×1×H×W}: the ground-truth mask.
+- ``T``: the distillation temperature (2 in the paper), ``α``: the distillation weight (0.3).
+
+The total objective (paper, Eq. 6) is
+
+    L_KDAS = (1 − α) · Σ_{P∈{P1,P2}} L_seg(P, G)
+             + α · ( Σ_{P∈{P1,P2}} L_AT(P_s, P_t) + L_SGM(P1_s, P1_t) )
+
+Three defects of the public reference code are *not* repeated here (see notebook 04):
+its student softmax has no ``dim`` (a constant on a one-channel map, so L_AT gives the student
+zero gradient; reproduced on purpose by ``attention_kd_loss(..., mode="reference")``), its
+"weighted" BCE uses ``reduce='none'`` (which means *mean*, so the weights do nothing), and its
+SGM transpose fails at batch size 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "KDASLoss",
+    "KDASLossOutput",
+    "attention_kd_loss",
+    "attention_target",
+    "boundary_weight",
+    "cwd_loss",
+    "pixel_kd_loss",
+    "sgm_loss",
+    "structure_loss",
+    "symmetric_form",
+]
+
+
+def _check_map(name: str, x: Tensor) -> None:
+    if x.dim() != 4 or x.shape[1] != 1:
+        raise ValueError(f"{name} must have shape (B, 1, H, W), got {tuple(x.shape)}")
+
+
+def _match_size(student: Tensor, teacher: Tensor) -> Tensor:
+    """Resize the teacher map to the student's spatial size (bilinear) when they differ."""
+    _check_map("student", student)
+    _check_map("teacher", teacher)
+    if student.shape[0] != teacher.shape[0]:
+        raise ValueError(
+            f"student and teacher batch sizes differ: {student.shape[0]} vs {teacher.shape[0]}"
+        )
+    if teacher.shape[-2:] != student.shape[-2:]:
+        teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear",
+                                align_corners=False)
+    return teacher
+
+
+# ---------------------------------------------------------------------------------------------
+# L_seg: structure loss (PraNet / Polyp-PVT, paper Eq. 1)
+# ---------------------------------------------------------------------------------------------
+def boundary_weight(mask: Tensor, kernel_size: int = 31) -> Tensor:
+    """Pixel weights ``w = 1 + 5·|avgpool_k(G) − G|`` that emphasise pixels near the boundary.
+
+    Args:
+        mask: ``(B, 1, H, W)`` ground truth in ``{0, 1}``.
+        kernel_size: odd window of the average pooling (31 in PraNet).
+
+    Returns:
+        ``(B, 1, H, W)`` weights in ``[1, 6]``.
+    """
+    pooled = F.avg_pool2d(mask, kernel_size=kernel_size, stride=1, padding=kernel_size // 2)
+    return 1 + 5 * torch.abs(pooled - mask)
+
+
+def structure_loss(pred: Tensor, mask: Tensor) -> Tensor:
+    """Structure loss L_seg = L_wBCE + L_wIoU (paper Eq. 1, from PraNet).
+
+    With ``w = boundary_weight(G)``, ``p = sigmoid(P)`` and sums over the pixels of each image:
+
+        L_wBCE = Σ w · BCE(P, G) / Σ w
+        L_wIoU = 1 − (Σ w·p·G + 1) / (Σ w·(p + G) − Σ w·p·G + 1)
+
+    The BCE is computed per pixel (``reduction="none"``) so the weights really apply; the
+    reference code's ``reduce='none'`` is a legacy flag that *averages* instead.
+
+    Args:
+        pred: ``(B, 1, H, W)`` logits.
+        mask: ``(B, 1, H, W)`` ground truth in ``{0, 1}``.
+
+    Returns:
+        Scalar: the mean over the batch of ``L_wBCE + L_wIoU``.
+    """
+    _check_map("pred", pred)
+    _check_map("mask", mask)
+    if pred.shape != mask.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and mask {tuple(mask.shape)} differ in shape")
+    pred = pred.float()
+    mask = mask.float()
+    weit = boundary_weight(mask)
+    wbce = F.binary_cross_entropy_with_logits(pred, mask, reduction="none")
+    wbce = (weit * wbce).sum(dim=(2, 3)) / weit.sum(dim=(2, 3))
+
+    prob = torch.sigmoid(pred)
+    inter = (prob * mask * weit).sum(dim=(2, 3))
+    union = ((prob + mask) * weit).sum(dim=(2, 3))
+    wiou = 1 - (inter + 1) / (union - inter + 1)
+    return (wbce + wiou).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# L_AT: attention supervision (paper Eqs. 2-3)
+# ---------------------------------------------------------------------------------------------
+def attention_target(teacher: Tensor) -> Tensor:
+    """Self-attention of the teacher's map with itself (paper Eq. 2).
+
+    Each of the H rows of the map is a token whose W values are its features, so
+
+        A_t = softmax(P_t P_tᵀ / √W) · P_t        (per image: H×H weights times H×W values)
+
+    which is ``scaled_dot_product_attention(P_t, P_t, P_t)``. Rows that look alike (e.g. rows
+    crossing the same polyp) reinforce each other, which sharpens the teacher's map.
+
+    Args:
+        teacher: ``(B, 1, H, W)`` teacher logits.
+
+    Returns:
+        ``(B, 1, H, W)`` attention-refined teacher logits.
+    """
+    _check_map("teacher", teacher)
+    teacher = teacher.float()
+    return F.scaled_dot_product_attention(teacher, teacher, teacher)
+
+
+def attention_kd_loss(
+    student: Tensor,
+    teacher: Tensor,
+    temperature: float = 2.0,
+    mode: Literal["kdas", "reference"] = "kdas",
+) -> Tensor:
+    """Attention-supervision loss L_AT (paper Eq. 3).
+
+    ``mode="kdas"`` (default, correct): both maps become probability distributions over the
+    H·W spatial positions at temperature T, and the student is matched to the teacher's
+    attention target by KL divergence:
+
+        q = softmax_{HW}(A_t / T),   p = softmax_{HW}(P_s / T)
+        L_AT = T² · (1/B) Σ_b KL(q_b ‖ p_b)
+
+    ``mode="reference"`` reproduces the public KDAS code, for teaching only: the student
+    "distribution" is ``softmax(P_s)`` over the implicit dim 1 — a single channel — so it is the
+    constant 1 (then divided by T), and the loss is ``KLDivLoss(reduction="mean")`` of that
+    constant against ``A_t / T``. Its gradient with respect to the student is exactly zero.
+    (Entries where the target is ≤ 0 contribute 0, as in the PyTorch of the reference's era;
+    current PyTorch would return NaN there.)
+
+    Args:
+        student: ``(B, 1, H, W)`` student logits (receives the gradient).
+        teacher: ``(B, 1, H', W')`` teacher logits; resized to ``(H, W)`` if different.
+        temperature: T > 0.
+        mode: ``"kdas"`` or ``"reference"``.
+
+    Returns:
+        Scalar loss.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    teacher = _match_size(student, teacher)
+    target = attention_target(teacher.detach())
+    student = student.float()
+    if mode == "kdas":
+        log_p = F.log_softmax(student.flatten(1) / temperature, dim=1)
+        log_q = F.log_softmax(target.flatten(1) / temperature, dim=1)
+        kl = F.kl_div(log_p, log_q, reduction="batchmean", log_target=True)
+        return kl * temperature**2
+    if mode == "reference":
+        student_prob = torch.softmax(student, dim=1) / temperature  # constant 1/T
+        target = target / temperature
+        safe = target.clamp_min(torch.finfo(target.dtype).tiny)
+        pointwise = torch.where(target > 0, target * (safe.log() - student_prob),
+                                torch.zeros_like(target))
+        return pointwise.mean() * temperature**2
+    raise ValueError(f"mode must be 'kdas' or 'reference', got {mode!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# L_SGM: symmetrical guiding module (paper Eqs. 4-5)
+# ---------------------------------------------------------------------------------------------
+def symmetric_form(pred: Tensor) -> Tensor:
+    """The symmetric "covariance-like" form S = P + Pᵀ of a map (paper Eq. 4).
+
+    The transpose swaps the two spatial axes (``transpose(-1, -2)``), so S[i, j] = P[i, j] +
+    P[j, i] pairs every pixel with its mirror across the diagonal; S is symmetric (S = Sᵀ) and
+    keeps only the part of P that is invariant to swapping rows and columns.
+
+    Non-square maps are first resized (bilinear) to a square of side ``max(H, W)`` so that the
+    sum is defined; for square maps nothing is resized. Works for any batch size, including 1
+    (the reference code's ``squeeze()`` broke there).
+
+    Args:
+        pred: ``(B, 1, H, W)`` logits.
+
+    Returns:
+        ``(B, 1, S, S)`` symmetric maps with ``S = max(H, W)``.
+    """
+    _check_map("pred", pred)
+    h, w = pred.shape[-2:]
+    if h != w:
+        side = max(h, w)
+        pred = F.interpolate(pred, size=(side, side), mode="bilinear", align_corners=False)
+    return pred + pred.transpose(-1, -2)
+
+
+def sgm_loss(student: Tensor, teacher: Tensor, pool_size: int | None = None) -> Tensor:
+    """Symmetrical Guiding Module loss L_SGM (paper Eq. 5).
+
+        L_SGM = MSE( pool(P_s + P_sᵀ), pool(P_t + P_tᵀ) )
+
+    ``pool`` is adaptive average pooling to ``pool_size × pool_size``; by default the teacher's
+    side, as in the reference code (then it is the identity). A smaller ``pool_size`` compares
+    coarser structure and is cheaper.
+
+    Args:
+        student: ``(B, 1, H, W)`` student logits.
+        teacher: ``(B, 1, H', W')`` teacher logits; resized to ``(H, W)`` if different.
+        pool_size: side of the pooled maps, or None for the full symmetric map.
+
+    Returns:
+        Scalar loss.
+    """
+    teacher = _match_size(student, teacher).detach().float()
+    s_sym = symmetric_form(student.float())
+    t_sym = symmetric_form(teacher)
+    side = pool_size or t_sym.shape[-1]
+    return F.mse_loss(F.adaptive_avg_pool2d(s_sym, side), F.adaptive_avg_pool2d(t_sym, side))
+
+
+# ---------------------------------------------------------------------------------------------
+# Baselines a course compares against
+# ---------------------------------------------------------------------------------------------
+def pixel_kd_loss(student: Tensor, teacher: Tensor, temperature: float = 2.0) -> Tensor:
+    """Pixel-wise logit distillation (Hinton et al. 2015) for a binary map.
+
+    Each pixel is a two-class problem with probabilities ``σ(P/T)``; the loss is the mean over
+    pixels of ``KL(Bern(σ(P_t/T)) ‖ Bern(σ(P_s/T)))``, times T².
+
+    Args:
+        student: ``(B, 1, H, W)`` student logits.
+        teacher: ``(B, 1, H', W')`` teacher logits; resized to ``(H, W)`` if different.
+        temperature: T > 0.
+
+    Returns:
+        Scalar loss.
+    """
+    teacher = _match_size(student, teacher).detach().float()
+    s = student.float() / temperature
+    t = teacher / temperature
+    q = torch.sigmoid(t)
+    # KL(q‖p) = q(log q − log p) + (1−q)(log(1−q) − log(1−p)), written with logsigmoid.
+    kl = q * (F.logsigmoid(t) - F.logsigmoid(s)) + (1 - q) * (F.logsigmoid(-t) - F.logsigmoid(-s))
+    return kl.mean() * temperature**2
+
+
+def cwd_loss(student: Tensor, teacher: Tensor, temperature: float = 2.0) -> Tensor:
+    """Channel-wise (spatial-distribution) distillation, CWD (Shu et al., ICCV 2021).
+
+    Each channel of the map is turned into a distribution over the H·W positions,
+    ``softmax_{HW}(P/T)``, and the student is matched to the teacher by
+    ``T² · KL(q ‖ p)`` averaged over batch and channels. Unlike L_AT there is no
+    self-attention target: the teacher's raw map is the target.
+
+    Args:
+        student: ``(B, C, H, W)`` student logits.
+        teacher: ``(B, C, H', W')`` teacher logits; resized to ``(H, W)`` if different.
+        temperature: T > 0.
+
+    Returns:
+        Scalar loss.
+    """
+    if teacher.shape[-2:] != student.shape[-2:]:
+        teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear",
+                                align_corners=False)
+    if student.shape[:2] != teacher.shape[:2]:
+        raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} "
+                         "differ in batch or channels")
+    b, c = student.shape[:2]
+    log_p = F.log_softmax(student.float().reshape(b * c, -1) / temperature, dim=1)
+    log_q = F.log_softmax(teacher.detach().float().reshape(b * c, -1) / temperature, dim=1)
+    return F.kl_div(log_p, log_q, reduction="batchmean", log_target=True) * temperature**2
+
+
+# ---------------------------------------------------------------------------------------------
+# L_KDAS: the full objective (paper Eq. 6)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class KDASLossOutput:
+    """The total loss and each of its terms (detached terms are for logging).
+
+    ``total`` carries the gradient; ``seg``, ``at``, ``sgm`` and ``kd`` are the unweighted sums
+    over P1 and P2 of each term (0 when the term is switched off).
+    """
+
+    total: Tensor
+    seg: Tensor
+    at: Tensor
+    sgm: Tensor
+    kd: Tensor
+
+    def as_dict(self) -> dict[str, float]:
+        """Plain floats for logging: ``{"loss", "seg", "at", "sgm", "kd"}``."""
+        return {
+            "loss": float(self.total.detach()),
+            "seg": float(self.seg.detach()),
+            "at": float(self.at.detach()),
+            "sgm": float(self.sgm.detach()),
+            "kd": float(self.kd.detach()),
+        }
+
+
+class KDASLoss(nn.Module):
+    """L_KDAS = (1 − α)·(L_seg(P1) + L_seg(P2)) + α·(L_AT(P1) + L_AT(P2) + L_SGM(P1) + L_KD).
+
+    The terms can be switched off for ablations ("student alone" is ``use_at=False,
+    use_sgm=False``), and a baseline KD loss (``baseline="pixel"`` or ``"cwd"``) can be added on
+    P1 and P2 with the same weight α. With every distillation term off and no baseline the loss
+    is plain supervised training, ``(1 − α)`` times the sum of structure losses, unless
+    ``alpha`` is set to 0.
+
+    The teacher's outputs must come from a forward pass without autograd
+    (``torch.no_grad()``); this module detaches them again to be safe.
+
+    Args:
+        alpha: distillation weight α in [0, 1] (paper: 0.3).
+        temperature: T (paper: 2).
+        use_at: include L_AT on P1 and P2.
+        use_sgm: include L_SGM on P1 (as in the reference code).
+        at_mode: ``"kdas"`` (correct) or ``"reference"`` (zero student gradient, for teaching).
+        baseline: ``None``, ``"pixel"`` (Hinton) or ``"cwd"`` extra KD term.
+        sgm_pool_size: forwarded to :func:`sgm_loss`.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.3,
+        temperature: float = 2.0,
+        use_at: bool = True,
+        use_sgm: bool = True,
+        at_mode: Literal["kdas", "reference"] = "kdas",
+        baseline: Literal["pixel", "cwd"] | None = None,
+        sgm_pool_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if at_mode not in ("kdas", "reference"):
+            raise ValueError(f"at_mode must be 'kdas' or 'reference', got {at_mode!r}")
+        if baseline not in (None, "pixel", "cwd"):
+            raise ValueError(f"baseline must be None, 'pixel' or 'cwd', got {baseline!r}")
+        self.alpha = alpha
+        self.temperature = temperature
+        self.use_at = use_at
+        self.use_sgm = use_sgm
+        self.at_mode = at_mode
+        self.baseline = baseline
+        self.sgm_pool_size = sgm_pool_size
+
+    def extra_repr(self) -> str:
+        return (f"alpha={self.alpha}, temperature={self.temperature}, use_at={self.use_at}, "
+                f"use_sgm={self.use_sgm}, at_mode={self.at_mode!r}, baseline={self.baseline!r}")
+
+    def forward(
+        self,
+        student: tuple[Tensor, Tensor],
+        teacher: tuple[Tensor, Tensor] | None,
+        mask: Tensor,
+    ) -> KDASLossOutput:
+        """Compute L_KDAS.
+
+        Args:
+            student: ``(P1_s, P2_s)``, each ``(B, 1, H, W)`` logits.
+            teacher: ``(P1_t, P2_t)`` logits, or None when every distillation term is off.
+            mask: ``(B, 1, H, W)`` ground truth.
+
+        Returns:
+            :class:`KDASLossOutput` with the total and each term.
+        """
+        s1, s2 = student
+        seg = structure_loss(s1, mask) + structure_loss(s2, mask)
+        zero = seg.new_zeros(())
+        at = sgm = kd = zero
+        distilling = self.use_at or self.use_sgm or self.baseline is not None
+        if distilling:
+            if teacher is None:
+                raise ValueError("teacher outputs are required when a distillation term is on")
+            t1, t2 = (t.detach() for t in teacher)
+            if self.use_at:
+                at = (attention_kd_loss(s1, t1, self.temperature, self.at_mode)
+                      + attention_kd_loss(s2, t2, self.temperature, self.at_mode))
+            if self.use_sgm:
+                sgm = sgm_loss(s1, t1, self.sgm_pool_size)
+            if self.baseline == "pixel":
+                kd = pixel_kd_loss(s1, t1, self.temperature) + pixel_kd_loss(s2, t2,
+                                                                             self.temperature)
+            elif self.baseline == "cwd":
+                kd = cwd_loss(s1, t1, self.temperature) + cwd_loss(s2, t2, self.temperature)
+        total = (1 - self.alpha) * seg + self.alpha * (at + sgm + kd)
+        return KDASLossOutput(total=total, seg=seg.detach(), at=at.detach(), sgm=sgm.detach(),
+                              kd=kd.detach())

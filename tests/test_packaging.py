@@ -1,0 +1,85 @@
+"""The package installs, its metadata agrees with environment.yml, and the README example runs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import kdas_lite
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[;]", requirement, maxsplit=1)[0].strip().lower().replace("_", "-")
+
+
+def _pyproject_requirements() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    for extra in ("dev", "offline-weights"):
+        reqs += project["optional-dependencies"][extra]
+    return {_name(r): r.replace(" ", "") for r in reqs}
+
+
+def _environment_pip_requirements() -> dict[str, str]:
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
+    reqs = []
+    for line in lines[start + 1:]:
+        item = line.strip()
+        if item.startswith("#") or not item:
+            continue
+        if not item.startswith("- "):
+            break
+        reqs.append(item[2:].strip())
+    return {_name(r): r.replace(" ", "") for r in reqs if not r.startswith("-e")}
+
+
+def test_environment_yml_lists_exactly_the_pyproject_requirements() -> None:
+    assert _environment_pip_requirements() == _pyproject_requirements()
+
+
+def test_version_is_exposed_and_matches_the_installed_metadata() -> None:
+    from importlib.metadata import version
+
+    assert re.fullmatch(r"\d+\.\d+\.\d+", kdas_lite.__version__)
+    assert version("kdas-lite") == kdas_lite.__version__
+
+
+def test_version_one_liner_from_the_readme() -> None:
+    out = subprocess.run([sys.executable, "-c", "import kdas_lite; print(kdas_lite.__version__)"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == kdas_lite.__version__
+
+
+def _readme_section_code(title: str) -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split(f"## {title}", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, flags=re.S)
+    assert match, f"no python block under '## {title}'"
+    return match.group(1)
+
+
+@pytest.mark.slow
+def test_readme_library_at_a_glance_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    code = _readme_section_code("Library at a glance")
+    assert len(code.strip().splitlines()) <= 12
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    for term in ("loss", "seg", "at", "sgm"):
+        assert f"'{term}'" in printed
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"Run the tests.*?```bash\n(.*?)\n```", readme, flags=re.S)
+    assert match, "README must give the test command in a bash block after 'Run the tests'"
+    command = match.group(1).strip()
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert command in ci_lines
