@@ -1,0 +1,453 @@
+"""Paper-style evaluation: run a model over the test sets and tabulate the polyp protocol.
+
+:func:`evaluate` reproduces the test pipeline of Polyp-PVT's ``Test.py`` (which KDAS reuses)
+and then scores with :mod:`kdas_lite.metrics`:
+
+1. each test image is resized to ``size × size`` (352) and normalised with the model's
+   ``input_mean`` / ``input_std``;
+2. the model (eval mode, ``torch.inference_mode``, float16 autocast on CUDA) returns the logits
+   ``(P1, P2)``; the map is built from **the sum of both heads' logits**, ``P1 + P2`` (the
+   Polyp-PVT/KDAS convention; ``head="p1"``/``"p2"`` scores one head alone);
+3. the logits are resized **bilinearly to the mask's original size** (``align_corners=False``)
+   and passed through a sigmoid — resize first, then sigmoid, as ``Test.py`` does;
+4. each map is **min–max normalised per image**, ``(S − min S) / (max S − min S + 1e-8)``, as
+   ``Test.py`` does before saving it (and as the MATLAB evaluation does again on reading it);
+   ``minmax=False`` keeps the raw probabilities instead. Min–max stretches every map to the
+   full [0, 1] range, so even a map without any confident pixel has foreground at the high
+   thresholds: for such maps it changes the thresholded scores and MAE;
+5. the maps are scored against the masks with :class:`~kdas_lite.metrics.MetricAccumulator`.
+   Maps are scored as floats: the reference pipeline's round trip through 8-bit PNG files is
+   skipped (it moves each value by at most 0.5/255).
+
+The same run measures the model's parameter count and its forward throughput (images/s at
+``size``, batch ``batch_size``, timed around the forward pass only, synchronised on CUDA; the
+first batch is a warm-up and is not timed unless it is the only one).
+
+The result is an :class:`EvaluationTable` (rows = test sets, columns = the metrics of
+:data:`~kdas_lite.metrics.METRIC_NAMES` and ``n_images``). The papers report each test set on
+its own; :meth:`EvaluationTable.average` (shown as a labelled last row by
+:meth:`~EvaluationTable.to_markdown`) is the **image-weighted** mean of the rows — equal to the
+mean over all test images for every metric except the ``max*`` ones, whose threshold is chosen
+per test set. :func:`compare_with_paper` puts our mDice next to the published one.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from kdas_lite.data.dataset import PolypTestDataset, collate_test
+from kdas_lite.data.registry import TEST_SETS
+from kdas_lite.errors import DataError, KDASError
+from kdas_lite.metrics import METRIC_NAMES, MetricAccumulator
+
+__all__ = [
+    "PAPER_RESULTS",
+    "PAPER_SOURCES",
+    "EvaluationTable",
+    "compare_with_paper",
+    "evaluate",
+    "soft_maps",
+]
+
+Head = Literal["sum", "p1", "p2"]
+
+PAPER_RESULTS: dict[str, dict[str, dict[str, float]]] = {
+    "teacher": {
+        "Kvasir": {"meanDic": 0.917},
+        "CVC-ClinicDB": {"meanDic": 0.937},
+        "CVC-ColonDB": {"meanDic": 0.808},
+        "CVC-300": {"meanDic": 0.900},
+        "ETIS-LaribPolypDB": {"meanDic": 0.787},
+    },
+    "student": {
+        "Kvasir": {"meanDic": 0.913},
+        "CVC-ClinicDB": {"meanDic": 0.925},
+        "CVC-ColonDB": {"meanDic": 0.759},
+        "ETIS-LaribPolypDB": {"meanDic": 0.755},
+    },
+}
+"""Published mDice, by model then test set (the KDAS paper reports no CVC-300 student score)."""
+
+PAPER_SOURCES: dict[str, str] = {
+    "teacher": "Polyp-PVT teacher (PVTv2-b2), Dong et al. 2021, as reported in KDAS",
+    "student": "KDAS student (PVTv2-b0), Trinh, Nguyen & Vo Thi, ICME 2024",
+}
+"""Where each entry of :data:`PAPER_RESULTS` comes from."""
+
+_META_COLUMNS = ("model", "params", "images_per_s", "size", "device")
+
+
+# ---------------------------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class EvaluationTable:
+    """Per-test-set scores of one model, with its size and speed.
+
+    Attributes:
+        rows: test set → ``{metric: value}`` for the names of
+            :data:`~kdas_lite.metrics.METRIC_NAMES`, in evaluation order.
+        n_images: test set → number of images scored.
+        model_name: shown in captions and written to CSV.
+        params: parameter count of the model (None if unknown).
+        images_per_s: forward throughput measured during the run (None if unknown).
+        size: input side the model ran at.
+        device: where it ran, e.g. ``"cuda"`` or ``"cpu"`` (throughput depends on it).
+    """
+
+    rows: dict[str, dict[str, float]]
+    n_images: dict[str, int]
+    model_name: str = "model"
+    params: int | None = None
+    images_per_s: float | None = None
+    size: int | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if set(self.rows) != set(self.n_images):
+            raise ValueError("rows and n_images must name the same test sets")
+
+    @property
+    def datasets(self) -> list[str]:
+        """The test sets, in row order."""
+        return list(self.rows)
+
+    def average(self) -> dict[str, float]:
+        """Image-weighted mean of the rows (see the module docstring for what it means)."""
+        total = sum(self.n_images.values())
+        if total == 0:
+            raise ValueError("the table has no images to average")
+        return {m: sum(self.rows[d][m] * self.n_images[d] for d in self.rows) / total
+                for m in METRIC_NAMES}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable content."""
+        return {
+            "model": self.model_name, "params": self.params, "images_per_s": self.images_per_s,
+            "size": self.size, "device": self.device,
+            "datasets": {d: {**self.rows[d], "n_images": self.n_images[d]} for d in self.rows},
+        }
+
+    def caption(self) -> str:
+        """One line: model, parameters, speed."""
+        parts = [f"**{self.model_name}**"]
+        if self.params is not None:
+            parts.append(f"{self.params / 1e6:.2f} M parameters")
+        if self.images_per_s is not None:
+            where = f" on {self.device}" if self.device else ""
+            at = f" at {self.size}×{self.size}" if self.size else ""
+            parts.append(f"{self.images_per_s:.1f} images/s{at}{where}")
+        return " — ".join(parts)
+
+    def to_markdown(self, digits: int = 3, average: bool = True) -> str:
+        """A Markdown table: one row per test set (+ a labelled image-weighted average row
+        when ``average`` and there are several sets), preceded by :meth:`caption`."""
+        header = ["dataset", "n", *METRIC_NAMES]
+        lines = [self.caption(), "", "| " + " | ".join(header) + " |",
+                 "| --- | " + " | ".join("---:" for _ in header[1:]) + " |"]
+
+        def row(label: str, n: int, values: Mapping[str, float]) -> str:
+            cells = [label, str(n), *(f"{values[m]:.{digits}f}" for m in METRIC_NAMES)]
+            return "| " + " | ".join(cells) + " |"
+
+        lines += [row(d, self.n_images[d], self.rows[d]) for d in self.rows]
+        if average and len(self.rows) > 1:
+            lines.append(row("*average (image-weighted)*", sum(self.n_images.values()),
+                             self.average()))
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:  # rendered by Jupyter
+        return self.to_markdown()
+
+    def to_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write one line per test set: dataset, n_images, the metrics (full precision), then
+        the model's name, params, images_per_s, size and device (repeated on every line, so
+        tables of several models can be concatenated)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = [self.model_name, self.params, self.images_per_s, self.size, self.device]
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["dataset", "n_images", *METRIC_NAMES, *_META_COLUMNS])
+            for d in self.rows:
+                values = [repr(float(self.rows[d][m])) for m in METRIC_NAMES]
+                writer.writerow([d, self.n_images[d], *values,
+                                 *("" if v is None else v for v in meta)])
+        return path
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike[str]) -> EvaluationTable:
+        """Read a file written by :meth:`to_csv`.
+
+        Raises:
+            DataError: the file is missing, empty, or not an evaluation table.
+        """
+        path = Path(path)
+        try:
+            with path.open(newline="") as handle:
+                records = list(csv.DictReader(handle))
+                columns = records[0].keys() if records else ()
+        except FileNotFoundError as exc:
+            raise DataError(f"evaluation table not found: {path}") from exc
+        missing = [c for c in ("dataset", "n_images", *METRIC_NAMES, *_META_COLUMNS)
+                   if c not in columns]
+        if missing:
+            raise DataError(f"{path} is not a kdas_lite evaluation table (written by "
+                            f"EvaluationTable.to_csv): missing column(s) {', '.join(missing)}")
+        try:
+            rows = {r["dataset"]: {m: float(r[m]) for m in METRIC_NAMES} for r in records}
+            n_images = {r["dataset"]: int(r["n_images"]) for r in records}
+            first = records[0]
+            return cls(
+                rows, n_images, model_name=first["model"],
+                params=int(first["params"]) if first["params"] else None,
+                images_per_s=float(first["images_per_s"]) if first["images_per_s"] else None,
+                size=int(first["size"]) if first["size"] else None,
+                device=first["device"] or None,
+            )
+        except ValueError as exc:
+            raise DataError(f"{path}: unreadable value in the evaluation table ({exc})") from exc
+
+
+def compare_with_paper(table: EvaluationTable, which: Literal["student", "teacher"] = "student",
+                       digits: int = 3) -> str:
+    """Markdown table of our mDice next to the published one, with the difference.
+
+    Args:
+        table: our results.
+        which: ``"student"`` (KDAS, PVTv2-b0) or ``"teacher"`` (Polyp-PVT, PVTv2-b2).
+        digits: decimals shown.
+
+    Returns:
+        Markdown with one row per test set in ``table`` or in the paper (``—`` where one side
+        has no number).
+    """
+    if which not in PAPER_RESULTS:
+        raise ValueError(f"which must be one of {sorted(PAPER_RESULTS)}, got {which!r}")
+    paper = PAPER_RESULTS[which]
+    names = table.datasets + [d for d in paper if d not in table.rows]
+
+    def fmt(value: float | None, signed: bool = False) -> str:
+        if value is None:
+            return "—"
+        return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+    lines = [f"ours: {table.model_name} · paper: {PAPER_SOURCES[which]}", "",
+             "| dataset | ours meanDic | paper meanDic | ours − paper |",
+             "| --- | ---: | ---: | ---: |"]
+    for d in names:
+        ours = table.rows[d]["meanDic"] if d in table.rows else None
+        ref = paper.get(d, {}).get("meanDic")
+        diff = ours - ref if ours is not None and ref is not None else None
+        lines.append(f"| {d} | {fmt(ours)} | {fmt(ref)} | {fmt(diff, signed=True)} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a model
+# ---------------------------------------------------------------------------------------------
+def _resolve_sets(data_root_or_sets: str | os.PathLike[str] | Mapping[str, Any],
+                  test_sets: Sequence[str] | None) -> dict[str, Path]:
+    """Test set name → folder with ``images/`` and ``masks/``."""
+    if isinstance(data_root_or_sets, Mapping):
+        folders = {str(k): Path(v).expanduser() for k, v in data_root_or_sets.items()}
+        names = list(folders) if test_sets is None else list(test_sets)
+        unknown = [n for n in names if n not in folders]
+        if unknown:
+            raise ValueError(f"test_sets {unknown} are not keys of the given folders "
+                             f"{sorted(folders)}")
+        chosen = {n: folders[n] for n in names}
+    else:
+        root = Path(data_root_or_sets).expanduser()
+        names = list(TEST_SETS if test_sets is None else test_sets)
+        chosen, missing = {}, []
+        for n in names:
+            found = next((c for c in (root / "TestDataset" / n, root / n) if c.is_dir()), None)
+            if found is None:
+                missing.append(n)
+            else:
+                chosen[n] = found
+        if missing:
+            raise DataError(
+                f"test set(s) {', '.join(missing)} not found under {root}: expected "
+                f"{root}/TestDataset/<name>/images and .../masks (PraNet layout). Download the "
+                "PraNet TestDataset, pass test_sets=[...] to evaluate the sets you have, or "
+                "pass a dict {name: folder}."
+            )
+    if not chosen:
+        raise ValueError("no test set to evaluate (test_sets is empty)")
+    return chosen
+
+
+@dataclass
+class _ForwardTimer:
+    """Forward-pass seconds and images, skipping the first (warm-up) batch when possible."""
+
+    device: torch.device
+    seconds: float = 0.0
+    images: int = 0
+    warmup: tuple[float, int] | None = None
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def run(self, model: nn.Module, x: Tensor) -> Any:
+        self._sync()
+        start = time.perf_counter()
+        out = model(x)
+        self._sync()
+        elapsed = time.perf_counter() - start
+        if self.warmup is None:
+            self.warmup = (elapsed, x.shape[0])
+        else:
+            self.seconds += elapsed
+            self.images += x.shape[0]
+        return out
+
+    def images_per_s(self) -> float | None:
+        seconds, images = (self.seconds, self.images) if self.images else (self.warmup or (0, 0))
+        return images / seconds if seconds > 0 else None
+
+
+def _logits(out: Any, head: Head) -> Tensor:
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise TypeError("the model must return the logits (P1, P2), two (B, 1, H, W) tensors; "
+                        f"got {type(out).__name__}")
+    p1, p2 = (p.float() for p in out)
+    if head == "p1":
+        return p1
+    if head == "p2":
+        return p2
+    return p1 + p2
+
+
+def soft_maps(logits: Tensor, sizes: Iterable[tuple[int, int]],
+              minmax: bool = True) -> list[np.ndarray]:
+    """Turn a batch of logits into Polyp-PVT ``Test.py`` prediction maps.
+
+    Args:
+        logits: ``(B, 1, S, S)`` logits (e.g. ``P1 + P2``).
+        sizes: the B original mask sizes ``(H0, W0)``.
+        minmax: min–max normalise each map (``(S − min) / (max − min + 1e-8)``).
+
+    Returns:
+        B float32 arrays ``(H0, W0)`` in [0, 1]: bilinear resize of the logits, then sigmoid.
+    """
+    maps = []
+    for logit, size in zip(logits, sizes, strict=True):
+        prob = F.interpolate(logit[None].float(), size=tuple(size), mode="bilinear",
+                             align_corners=False).sigmoid()[0, 0]
+        if minmax:
+            prob = (prob - prob.min()) / (prob.max() - prob.min() + 1e-8)
+        maps.append(prob.cpu().numpy())
+    return maps
+
+
+def evaluate(
+    model: nn.Module,
+    data_root_or_sets: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]],
+    size: int = 352,
+    device: str | torch.device | None = None,
+    batch_size: int = 8,
+    test_sets: Sequence[str] | None = None,
+    progress: bool = True,
+    *,
+    head: Head = "sum",
+    minmax: bool = True,
+    num_workers: int = 0,
+    name: str | None = None,
+) -> EvaluationTable:
+    """Evaluate a segmentation model on polyp test sets with the standard protocol.
+
+    Args:
+        model: returns the logits ``(P1, P2)`` for ``(B, 3, size, size)`` images and has
+            ``input_mean`` / ``input_std`` (every kdas_lite model does). It is moved to
+            ``device`` and left there; its train/eval mode is restored afterwards.
+        data_root_or_sets: a data root in the PraNet layout (test sets under
+            ``<root>/TestDataset/<name>``, or directly ``<root>/<name>``), or a dict
+            ``{name: folder}`` of folders that hold ``images/`` and ``masks/``.
+        size: input side (352 in the papers).
+        device: default CUDA when available, else CPU.
+        batch_size: images per forward pass.
+        test_sets: names to evaluate, in this order; default the five
+            :data:`~kdas_lite.data.registry.TEST_SETS` (or every key of the dict).
+        progress: show a progress bar per test set.
+        head: ``"sum"`` (``P1 + P2``, the Polyp-PVT/KDAS convention), ``"p1"`` or ``"p2"``.
+        minmax: min–max normalise each map as Polyp-PVT's ``Test.py`` (default True).
+        num_workers: DataLoader workers decoding images.
+        name: model name for the table (default: ``type(model).__name__``).
+
+    Returns:
+        An :class:`EvaluationTable` with the metrics of every test set, the parameter count and
+        the measured images/s.
+
+    Raises:
+        DataError: a test set folder is missing or its files are unpaired (raised before the
+            model runs) or unreadable (the message names the file). An error during the run
+            carries the test sets finished so far as ``exc.partial_table``.
+    """
+    folders = _resolve_sets(data_root_or_sets, test_sets)
+    if head not in ("sum", "p1", "p2"):
+        raise ValueError(f"head must be 'sum', 'p1' or 'p2', got {head!r}")
+    try:
+        mean, std = model.input_mean, model.input_std
+    except AttributeError as exc:
+        raise TypeError("the model needs input_mean and input_std (the normalisation its "
+                        "encoder expects), as kdas_lite's PolypPVT has") from exc
+    device = torch.device(device if device is not None else
+                          ("cuda" if torch.cuda.is_available() else "cpu"))
+    # List every folder's files first: a missing or unpaired file fails before any compute.
+    datasets = {n: PolypTestDataset(f, size=size, mean=mean, std=std) for n, f in folders.items()}
+    timer = _ForwardTimer(device)
+    rows: dict[str, dict[str, float]] = {}
+    n_images: dict[str, int] = {}
+
+    def table() -> EvaluationTable:
+        return EvaluationTable(
+            dict(rows), dict(n_images), model_name=name or type(model).__name__,
+            params=sum(p.numel() for p in model.parameters()),
+            images_per_s=timer.images_per_s(), size=size, device=device.type,
+        )
+
+    was_training = model.training
+    model.to(device).eval()
+    try:
+        for set_name, dataset in datasets.items():
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                num_workers=num_workers, collate_fn=collate_test,
+                                pin_memory=device.type == "cuda")
+            acc = MetricAccumulator()
+            for batch in tqdm(loader, desc=set_name, disable=not progress, leave=False):
+                images = batch["image"].to(device, non_blocking=True)
+                with torch.inference_mode():
+                    with torch.autocast(device_type=device.type, dtype=torch.float16,
+                                        enabled=device.type == "cuda"):
+                        logits = _logits(timer.run(model, images), head)
+                    maps = soft_maps(logits, [m.shape for m in batch["mask"]], minmax=minmax)
+                for pred, mask, stem in zip(maps, batch["mask"], batch["name"], strict=True):
+                    acc.add(pred, mask, label=f"{set_name}/{stem}")
+            rows[set_name] = acc.result()
+            n_images[set_name] = len(acc)
+    except KDASError as exc:  # e.g. a corrupt image: keep the test sets already scored
+        exc.partial_table = table()  # type: ignore[attr-defined]
+        if rows and hasattr(exc, "add_note"):  # Python ≥ 3.11
+            exc.add_note(f"the test sets finished before the error ({', '.join(rows)}) are in "
+                         "this exception's .partial_table")
+        raise
+    finally:
+        model.train(was_training)
+    return table()

@@ -1,0 +1,537 @@
+"""The standard polyp-segmentation evaluation protocol (PraNet / UACANet / Polyp-PVT / KDAS).
+
+Every number in the polyp papers' tables comes from the same recipe, first published with
+PraNet's MATLAB toolbox (``eval/main.m``, Fan et al., MICCAI 2020) and ported to Python by
+UACANet (``utils/eval_functions.py``). This module re-implements it, vectorised.
+
+Use :func:`evaluate_maps` for a list of maps (or :class:`MetricAccumulator` to stream them),
+:func:`score_map` / :func:`threshold_curves` / :func:`s_measure` / :func:`weighted_f_measure`
+for one image, and :func:`batch_dice` for the quick Dice that training validates with.
+:mod:`kdas_lite.evaluate` runs a model over the test sets and calls this module.
+
+Inputs
+------
+For each test image, a **soft prediction map** ``S`` ∈ [0, 1]^{H×W} (the model's probability
+map, already resized to the mask's original size H×W) and the **ground-truth mask**
+``G`` ∈ {0, 1}^{H×W}. ``N = H·W`` pixels, ``|G|`` foreground pixels.
+
+Thresholded measures (256 thresholds)
+-------------------------------------
+The map is binarised at each of the 256 thresholds ``t ∈ THRESHOLDS = linspace(1, 0, 256)``
+(1, 254/255, …, 1/255, 0) as ``M_t = [S ≥ t]``. With the confusion counts
+``TP = |M_t ∩ G|``, ``FP = |M_t \\ G|``, ``FN = |G \\ M_t|``, ``TN = N − TP − FP − FN``:
+
+- Dice          ``Dic(t) = 2·TP / (2·TP + FP + FN)``
+- IoU           ``IoU(t) = TP / (TP + FP + FN)``
+- sensitivity   ``Sen(t) = TP / (TP + FN)``
+- specificity   ``Spe(t) = TN / (TN + FP)``
+- E-measure (Fan et al., IJCAI 2018). Centre the binary map and the mask on their means,
+  ``φ_M = M_t − mean(M_t)``, ``φ_G = G − mean(G)``; per pixel the *alignment*
+  ``ξ = 2·φ_G·φ_M / (φ_G² + φ_M² + eps)`` and the *enhanced alignment*
+  ``(ξ + 1)² / 4``; then ``Em(t) = Σ_pixels (ξ + 1)²/4 / (N − 1 + eps)``.
+  (``|G| = 0``: the enhanced matrix is ``1 − M_t``; ``|G| = N``: it is ``M_t``.)
+
+**Protocol convention** (``Fmeasure_calu``): when ``TP = 0`` *all four* of Dic, IoU, Sen and
+**Spe** are 0 — specificity included, although ``TN / (TN + FP)`` may be close to 1 there.
+
+No loop over thresholds is needed: a pixel is positive at threshold ``t_j`` iff ``S ≥ t_j``,
+so one histogram of "first threshold at which each pixel turns on" split by ``G``, followed by
+a cumulative sum, gives TP and FP at all 256 thresholds at once; every curve above is then a
+closed-form function of ``(TP, FP, |G|, N)`` — E-measure included, because a binary map and a
+binary mask take only four value pairs (one per confusion cell).
+
+Per dataset the curves are averaged over the images (one curve per measure), and
+
+    meanDic = mean_t(mean_images Dic(t)),   maxDic = max_t(mean_images Dic(t))
+
+and likewise meanIoU/maxIoU, meanEm/maxEm, meanSen, meanSpe. Note that the dataset *max* is the
+maximum of the averaged curve (one threshold for the whole dataset), not the average of
+per-image maxima. The thresholds include ``t = 0`` where every pixel is positive, so even a
+perfect binary map has ``meanDic = (255 + 2|G|/(|G| + N)) / 256 < 1`` (its ``maxDic`` is 1).
+
+Threshold-free measures
+-----------------------
+- **MAE** ``= (1/N) Σ |S − G|``.
+- **S-measure** (Fan et al., ICCV 2017), ``Sm = α·S_o + (1 − α)·S_r`` with ``α = 0.5``,
+  clipped at 0; ``Sm = 1 − mean(S)`` if ``|G| = 0`` and ``mean(S)`` if ``|G| = N``.
+
+  * object score: for a set of values ``x``, ``O(x) = 2·x̄ / (x̄² + 1 + σ_x + eps)``
+    (``σ`` the sample standard deviation, N−1 normalised as MATLAB's ``std``);
+    ``S_o = μ·O(S[G]) + (1 − μ)·O(1 − S[¬G])`` with ``μ = |G|/N``.
+  * region score: split the image at the foreground centroid ``(X, Y)`` (1-based, MATLAB
+    ``round``) into four blocks; per block an SSIM-like score
+    ``Q = 4·x̄·ȳ·σ_xy / ((x̄² + ȳ²)(σ_x² + σ_y²) + eps)`` (1 if numerator and denominator are
+    both 0, 0 if only the numerator is), weighted by the block's share of the area.
+- **weighted F-measure** wFm (Margolin et al., CVPR 2014), β² = 1:
+
+  * ``E = |S − G|``; background pixels take the error of their nearest foreground pixel
+    (Euclidean distance transform), giving ``E_t``;
+  * ``E_A = E_t ⊛ K`` with ``K`` the 7×7 Gaussian of σ = 5 (MATLAB ``fspecial``), zero
+    padding; inside ``G`` the error becomes ``min(E, E_A)`` (pixel *dependency*);
+  * background errors are weighted by ``B = 2 − exp(ln(0.5)/5 · d)`` with ``d`` the distance to
+    ``G`` (pixel *importance*): ``E_w = min(E, E_A)·B``;
+  * ``TP_w = |G| − Σ_G E_w``, ``FP_w = Σ_{¬G} E_w``, ``R_w = 1 − mean_G(E_w)``,
+    ``P_w = TP_w / (eps + TP_w + FP_w)``, ``wFm = (1 + β²)·R_w·P_w / (eps + R_w + β²·P_w)``.
+
+``eps`` is MATLAB's ``eps`` = 2.2204e-16 everywhere, as in the reference code.
+
+Conventions and known differences
+---------------------------------
+- **Ties.** ``≥`` is used at every threshold, for E-measure too, as in UACANet's port and in
+  pysodmetrics. PraNet's original ``main.m`` binarises the E-measure map with ``>`` (only there);
+  the two differ only for pixels *exactly* equal to a threshold — common for 8-bit PNG maps
+  (values k/255), essentially absent for the float maps :mod:`kdas_lite.evaluate` scores.
+- **Float vs 8-bit maps.** The reference pipelines save maps as 8-bit PNGs and re-read them;
+  we score float maps directly. pysodmetrics quantises ``floor(255·S)`` before histogramming,
+  which gives the same binary maps except for values within rounding error of ``k/255``.
+- **S-measure.** The block split uses MATLAB's rounding (half away from zero); pysodmetrics'
+  ``np.round`` rounds halves to even, so the two differ when the foreground centroid lies
+  exactly on a half pixel. UACANet's port uses the population std (``ddof=0``) in the object
+  score and splits without MATLAB's +1 offset; we follow the MATLAB original. A block of zero
+  area (centroid on the last row/column) contributes 0 instead of MATLAB's NaN.
+- **wFm.** The separable Gaussian filter equals MATLAB's 7×7 ``imfilter`` up to rounding; when
+  several foreground pixels are equally near a background pixel, SciPy and MATLAB's ``bwdist``
+  may pick different ones. UACANet's port pads with ``nearest`` instead of zeros; we follow
+  MATLAB. ``wFm = 0`` for an empty mask (pysodmetrics' convention; MATLAB gives NaN).
+- **Empty mask, empty prediction.** With ``|G| = 0`` there is never a true positive, so Dice,
+  IoU, Sen and Spe are 0 at every threshold (no "1 for empty vs empty"); Sm = 1 − mean(S),
+  Em(t) = (pixels predicted background) / (N − 1), MAE = mean(S), wFm = 0. The five public
+  test sets have no empty masks. With ``|G| = N`` (no negatives) Spe is 0 (MATLAB: NaN).
+- **Em range.** Because of the ``N − 1`` denominator a perfect map scores up to
+  ``N / (N − 1)``, slightly above 1; all other measures lie in [0, 1].
+
+Cross-check: ``tests/test_metrics.py`` compares every measure with pysodmetrics 1.6.2 (and the
+threshold curves with a literal per-threshold loop); they agree to 1e-10 on float maps once the
+conventions above are accounted for. See ``docs/bench/metrics.md`` for speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from torch import Tensor
+
+__all__ = [
+    "CURVE_NAMES",
+    "METRIC_NAMES",
+    "THRESHOLDS",
+    "MetricAccumulator",
+    "batch_dice",
+    "evaluate_maps",
+    "s_measure",
+    "score_map",
+    "threshold_curves",
+    "weighted_f_measure",
+]
+
+#: The 256 binarisation thresholds, in the reference order (1 → 0).
+THRESHOLDS: np.ndarray = np.linspace(1.0, 0.0, 256)
+THRESHOLDS.setflags(write=False)
+#: Dataset-level metrics, in table order.
+METRIC_NAMES: tuple[str, ...] = (
+    "meanDic", "meanIoU", "maxDic", "maxIoU", "wFm", "Sm",
+    "meanEm", "maxEm", "MAE", "meanSen", "meanSpe",
+)
+#: The per-threshold curves, each of length 256 and aligned with :data:`THRESHOLDS`.
+CURVE_NAMES: tuple[str, ...] = ("Dic", "IoU", "Sen", "Spe", "Em")
+
+_EPS = float(np.finfo(np.float64).eps)  # MATLAB's eps
+_ASCENDING = THRESHOLDS[::-1].copy()
+_N_T = THRESHOLDS.size
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checking
+# ---------------------------------------------------------------------------------------------
+def _to_2d(x: Any, what: str) -> np.ndarray:
+    if isinstance(x, Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    while x.ndim > 2 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D map (H, W), got shape {x.shape}")
+    return x
+
+
+def _check_pair(pred: Any, gt: Any, label: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Validate one (prediction, mask) pair; return float64 ``S`` and bool ``G``, both (H, W)."""
+    where = f"{label}: " if label else ""
+    p = _to_2d(pred, f"{where}prediction")
+    g = _to_2d(gt, f"{where}mask")
+    if p.shape != g.shape:
+        raise ValueError(
+            f"{where}prediction has shape {p.shape} but the mask has shape {g.shape}; resize "
+            "the prediction to the mask's original size (bilinear) before scoring"
+        )
+    if p.size < 2:
+        raise ValueError(f"{where}maps need at least 2 pixels, got shape {p.shape}")
+    if g.dtype != np.bool_:
+        if not np.isin(g, (0, 1)).all():
+            raise ValueError(
+                f"{where}the mask must be boolean (or 0/1), got values in "
+                f"[{g.min()}, {g.max()}]; binarise it first, e.g. mask > 128 for 8-bit masks"
+            )
+        g = g.astype(bool)
+    p = p.astype(np.float64, copy=False)
+    lo, hi = float(p.min()), float(p.max())
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo >= 0.0 and hi <= 1.0):
+        raise ValueError(
+            f"{where}prediction values must lie in [0, 1] (probabilities), got [{lo}, {hi}]; "
+            "apply sigmoid to logits, or divide 8-bit maps by 255"
+        )
+    return p, g
+
+
+# ---------------------------------------------------------------------------------------------
+# Thresholded measures: Dice, IoU, Sen, Spe, E-measure at 256 thresholds
+# ---------------------------------------------------------------------------------------------
+def _n_thresholds_below(p: np.ndarray) -> np.ndarray:
+    """For each value, the number of thresholds ``t`` with ``t ≤ p`` (0…256), flattened.
+
+    Exactly ``np.searchsorted(ascending_thresholds, p, side="right")`` but ~10× faster: the
+    thresholds are within one ulp of ``k/255``, so ``floor(255·p) + 1`` is right up to ±1 at
+    ties, which two look-ups correct.
+    """
+    q = p.ravel()
+    k = np.minimum((q * 255.0).astype(np.intp) + 1, _N_T)
+    k += (k < _N_T) & (_ASCENDING[np.minimum(k, _N_T - 1)] <= q)
+    k -= _ASCENDING[k - 1] > q
+    return k
+
+
+def _threshold_counts(p: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """TP and FP at each threshold of :data:`THRESHOLDS` (pixels with ``S ≥ t``), int64 (256,).
+
+    Pixel ``i`` is positive from threshold index ``j_i = 256 − #{t ≤ S_i}`` onwards (thresholds
+    decrease with ``j``); histogramming ``j_i`` over foreground and background pixels and taking
+    cumulative sums counts, for every ``j``, the positives among each.
+    """
+    first_on = _N_T - _n_thresholds_below(p)  # 0…255 (256 would mean "never", impossible)
+    hist = np.bincount(first_on + (_N_T + 1) * g.ravel(), minlength=2 * (_N_T + 1))
+    hist = hist.reshape(2, _N_T + 1)[:, :_N_T]
+    fp, tp = np.cumsum(hist, axis=1)
+    return tp, fp
+
+
+def _safe_ratio(num: np.ndarray, den: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    out = np.zeros(np.broadcast(num, den, valid).shape)
+    np.divide(num, den, out=out, where=valid & (den != 0))
+    return out
+
+
+def _enhanced_alignment(phi_m: np.ndarray, phi_g: np.ndarray) -> np.ndarray:
+    """``(ξ + 1)² / 4`` with the alignment ``ξ = 2·φ_G·φ_M / (φ_G² + φ_M² + eps)``."""
+    xi = 2 * phi_m * phi_g / (phi_m**2 + phi_g**2 + _EPS)
+    return (xi + 1) ** 2 / 4
+
+
+def _curves_from_counts(tp: np.ndarray, fp: np.ndarray, n_fg: np.ndarray,
+                        n: np.ndarray) -> np.ndarray:
+    """All five curves from the confusion counts; shapes broadcast, result ``(..., 5, 256)``.
+
+    Args:
+        tp, fp: ``(..., 256)`` true/false positives per threshold.
+        n_fg, n: ``(..., 1)`` foreground and total pixel counts of each image.
+    """
+    tp = tp.astype(np.float64)
+    fp = fp.astype(np.float64)
+    fn = n_fg - tp
+    tn = n - n_fg - fp
+    hit = tp > 0  # protocol: every count-based score is 0 without a true positive
+    dic = _safe_ratio(2 * tp, 2 * tp + fp + fn, hit)
+    iou = _safe_ratio(tp, tp + fp + fn, hit)
+    sen = _safe_ratio(tp, tp + fn, hit)
+    spe = _safe_ratio(tn, tn + fp, hit)
+
+    # E-measure: the centred binary map takes 1 − μ_M on predicted pixels and −μ_M elsewhere,
+    # the centred mask 1 − μ_G and −μ_G, so each confusion cell has a single alignment value.
+    n_pred = tp + fp
+    mu_m, mu_g = n_pred / n, n_fg / n
+    on_m, off_m, on_g, off_g = 1 - mu_m, -mu_m, 1 - mu_g, -mu_g
+    enhanced_sum = (tp * _enhanced_alignment(on_m, on_g) + fp * _enhanced_alignment(on_m, off_g)
+                    + fn * _enhanced_alignment(off_m, on_g)
+                    + tn * _enhanced_alignment(off_m, off_g))
+    enhanced_sum = np.where(n_fg == 0, n - n_pred, np.where(n_fg == n, n_pred, enhanced_sum))
+    em = enhanced_sum / (n - 1 + _EPS)
+    return np.stack([dic, iou, sen, spe, em], axis=-2)
+
+
+def _curves(p: np.ndarray, g: np.ndarray) -> np.ndarray:
+    tp, fp = _threshold_counts(p, g)
+    n_fg = np.array([np.count_nonzero(g)], dtype=np.float64)
+    n = np.array([g.size], dtype=np.float64)
+    return _curves_from_counts(tp, fp, n_fg, n)
+
+
+def threshold_curves(pred: Any, gt: Any) -> dict[str, np.ndarray]:
+    """The Dic, IoU, Sen, Spe and Em curves of one map over :data:`THRESHOLDS`.
+
+    Args:
+        pred: ``(H, W)`` soft map in [0, 1] (numpy array or tensor).
+        gt: ``(H, W)`` boolean (or 0/1) mask.
+
+    Returns:
+        ``{name: float64 array (256,)}`` for each name of :data:`CURVE_NAMES`; entry ``j`` is the
+        score of the binary map ``pred ≥ THRESHOLDS[j]``.
+    """
+    curves = _curves(*_check_pair(pred, gt))
+    return dict(zip(CURVE_NAMES, curves, strict=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# S-measure (Fan et al., ICCV 2017)
+# ---------------------------------------------------------------------------------------------
+def _object_score(x: np.ndarray) -> float:
+    """``O(x) = 2·x̄ / (x̄² + 1 + σ_x + eps)`` (σ with N−1, 0 for a single value)."""
+    mean = float(x.mean())
+    std = float(x.std(ddof=1)) if x.size > 1 else 0.0
+    return 2 * mean / (mean**2 + 1 + std + _EPS)
+
+
+def _ssim(p: np.ndarray, g: np.ndarray) -> float:
+    """The block score of S_r: SSIM without its stabilising constants."""
+    n = p.size
+    gf = g.astype(np.float64)
+    x, y = p.mean(), gf.mean()
+    dx, dy = p - x, gf - y
+    var_x = np.sum(dx * dx) / (n - 1 + _EPS)
+    var_y = np.sum(dy * dy) / (n - 1 + _EPS)
+    cov = np.sum(dx * dy) / (n - 1 + _EPS)
+    alpha = 4 * x * y * cov
+    beta = (x**2 + y**2) * (var_x + var_y)
+    if alpha != 0:
+        return float(alpha / (beta + _EPS))
+    return 1.0 if beta == 0 else 0.0
+
+
+def _matlab_centroid(g: np.ndarray, n_fg: int) -> tuple[int, int]:
+    """Foreground centroid as MATLAB's 1-based ``round`` (half away from zero): (rows, cols).
+
+    The 1-based centroid is also the number of rows (columns) in the top (left) blocks.
+    Integer sums keep the mean exact, so a half-pixel centroid is detected exactly.
+    """
+    h, w = g.shape
+    row_sum = int(g.sum(axis=1) @ np.arange(1, h + 1))
+    col_sum = int(g.sum(axis=0) @ np.arange(1, w + 1))
+    return int(np.floor(row_sum / n_fg + 0.5)), int(np.floor(col_sum / n_fg + 0.5))
+
+
+def _s_region(p: np.ndarray, g: np.ndarray) -> float:
+    h, w = g.shape
+    y, x = _matlab_centroid(g, int(np.count_nonzero(g)))
+    score = 0.0
+    for rows in (slice(0, y), slice(y, h)):
+        for cols in (slice(0, x), slice(x, w)):
+            block = g[rows, cols]
+            if block.size:  # a zero-area block has weight 0 (MATLAB would give NaN)
+                score += _ssim(p[rows, cols], block) * block.size / g.size
+    return score
+
+
+def _s_measure(p: np.ndarray, g: np.ndarray, alpha: float = 0.5) -> float:
+    mu = np.count_nonzero(g) / g.size
+    if mu == 0:
+        return float(1 - p.mean())
+    if mu == 1:
+        return float(p.mean())
+    s_object = mu * _object_score(p[g]) + (1 - mu) * _object_score(1 - p[~g])
+    return max(0.0, alpha * s_object + (1 - alpha) * _s_region(p, g))
+
+
+def s_measure(pred: Any, gt: Any, alpha: float = 0.5) -> float:
+    """Structure measure ``Sm = α·S_o + (1 − α)·S_r`` of one map (Fan et al., ICCV 2017).
+
+    Args:
+        pred: ``(H, W)`` soft map in [0, 1].
+        gt: ``(H, W)`` boolean (or 0/1) mask.
+        alpha: weight of the object score (0.5 in every polyp paper).
+
+    Returns:
+        Sm in [0, 1]; see the module docstring for the formulas and the empty-mask cases.
+    """
+    return _s_measure(*_check_pair(pred, gt), alpha=alpha)
+
+
+# ---------------------------------------------------------------------------------------------
+# Weighted F-measure (Margolin et al., CVPR 2014)
+# ---------------------------------------------------------------------------------------------
+def _weighted_f_measure(p: np.ndarray, g: np.ndarray, beta2: float = 1.0) -> float:
+    n_fg = np.count_nonzero(g)
+    if n_fg == 0:
+        return 0.0
+    h, w = g.shape
+    error = np.abs(p - g)
+    # Coordinates of the nearest foreground pixel of every pixel (MATLAB's bwdist index). A
+    # foreground pixel is its own nearest, so gathering E there gives E_t everywhere.
+    near_r, near_c = ndimage.distance_transform_edt(~g, return_distances=False,
+                                                    return_indices=True)
+    error_t = np.take(error, near_r * w + near_c)
+    dr = near_r - np.arange(h, dtype=near_r.dtype)[:, None]
+    dc = near_c - np.arange(w, dtype=near_c.dtype)
+    dist = np.sqrt(dr * dr + dc * dc)  # Euclidean distance to G (0 inside G)
+    # fspecial('gaussian', 7, 5) + imfilter (zero padding), as a separable filter.
+    error_a = ndimage.gaussian_filter(error_t, sigma=5.0, radius=3, mode="constant", cval=0.0)
+    min_error = np.where(g & (error_a < error), error_a, error)
+    importance = 2.0 - np.exp(np.log(0.5) / 5.0 * dist)  # exactly 1 inside G (d = 0)
+    error_w = min_error * importance
+    error_fg = np.sum(error_w, where=g)
+    tp_w = n_fg - error_fg
+    fp_w = np.sum(error_w, where=~g)
+    recall = 1 - error_fg / n_fg
+    precision = tp_w / (_EPS + tp_w + fp_w)
+    return float((1 + beta2) * recall * precision / (_EPS + recall + beta2 * precision))
+
+
+def weighted_f_measure(pred: Any, gt: Any, beta2: float = 1.0) -> float:
+    """Weighted F-measure ``F^w_β`` of one map (Margolin et al., CVPR 2014), β² = 1.
+
+    Args:
+        pred: ``(H, W)`` soft map in [0, 1].
+        gt: ``(H, W)`` boolean (or 0/1) mask.
+        beta2: β², the weight of recall (1 in the polyp protocol).
+
+    Returns:
+        wFm in [0, 1]; 0 for an empty mask.
+    """
+    return _weighted_f_measure(*_check_pair(pred, gt), beta2=beta2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per image, per dataset
+# ---------------------------------------------------------------------------------------------
+def _score(p: np.ndarray, g: np.ndarray) -> dict[str, Any]:
+    curves = _curves(p, g)
+    dic, iou, sen, spe, em = curves
+    return {
+        "meanDic": float(dic.mean()), "meanIoU": float(iou.mean()),
+        "maxDic": float(dic.max()), "maxIoU": float(iou.max()),
+        "wFm": _weighted_f_measure(p, g), "Sm": _s_measure(p, g),
+        "meanEm": float(em.mean()), "maxEm": float(em.max()),
+        "MAE": float(np.abs(p - g).mean()),
+        "meanSen": float(sen.mean()), "meanSpe": float(spe.mean()),
+        "curves": dict(zip(CURVE_NAMES, curves, strict=True)),
+    }
+
+
+def score_map(pred: Any, gt: Any) -> dict[str, Any]:
+    """Every protocol measure for one image.
+
+    Args:
+        pred: ``(H, W)`` soft map in [0, 1] (numpy array or tensor; leading 1-dims allowed).
+        gt: ``(H, W)`` boolean (or 0/1) mask of the same size.
+
+    Returns:
+        The keys of :data:`METRIC_NAMES` (floats; ``meanX``/``maxX`` are the mean/max of this
+        image's own curve) and ``"curves"``: ``{name: array (256,)}`` for :data:`CURVE_NAMES`.
+    """
+    return _score(*_check_pair(pred, gt))
+
+
+class MetricAccumulator:
+    """Scores images one at a time and averages them as the protocol does.
+
+    Only the five 256-point curves and three scalars are kept per image, so a whole test set
+    never has to sit in memory (``kdas_lite.evaluate`` streams predictions through it).
+
+    Example::
+
+        acc = MetricAccumulator()
+        for pred, gt in pairs:
+            acc.add(pred, gt)
+        acc.result()["meanDic"]
+    """
+
+    def __init__(self) -> None:
+        self._images: list[dict[str, Any]] = []
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def add(self, pred: Any, gt: Any, label: str = "") -> dict[str, Any]:
+        """Score one pair (see :func:`score_map`); ``label`` names it in error messages."""
+        scores = _score(*_check_pair(pred, gt, label))
+        self._images.append(scores)
+        return scores
+
+    def result(self, per_image: bool = False) -> dict[str, Any]:
+        """Dataset means, keys exactly :data:`METRIC_NAMES` (+ ``"per_image"`` if asked).
+
+        ``meanX``/``maxX`` are the mean/max over thresholds of the image-averaged curve;
+        wFm, Sm and MAE are plain means over images.
+        """
+        if not self._images:
+            raise ValueError("no maps to score: add at least one (prediction, mask) pair")
+        curves = np.mean([[im["curves"][c] for c in CURVE_NAMES] for im in self._images], axis=0)
+        dic, iou, sen, spe, em = curves
+        scalar = {k: float(np.mean([im[k] for im in self._images])) for k in ("wFm", "Sm", "MAE")}
+        out: dict[str, Any] = {
+            "meanDic": float(dic.mean()), "meanIoU": float(iou.mean()),
+            "maxDic": float(dic.max()), "maxIoU": float(iou.max()),
+            "wFm": scalar["wFm"], "Sm": scalar["Sm"],
+            "meanEm": float(em.mean()), "maxEm": float(em.max()),
+            "MAE": scalar["MAE"], "meanSen": float(sen.mean()), "meanSpe": float(spe.mean()),
+        }
+        if per_image:
+            out["per_image"] = list(self._images)
+        return out
+
+
+def evaluate_maps(preds: Sequence[Any], gts: Sequence[Any],
+                  per_image: bool = False) -> dict[str, Any]:
+    """Score a dataset of soft maps against their masks with the polyp protocol.
+
+    Args:
+        preds: soft maps in [0, 1], numpy arrays or tensors ``(H_i, W_i)`` (sizes may differ
+            between images).
+        gts: boolean (or 0/1) masks, ``gts[i]`` the same size as ``preds[i]``.
+        per_image: also return ``"per_image"``: one dict per image as :func:`score_map` gives
+            (the eleven measures of that image alone plus its ``"curves"``).
+
+    Returns:
+        ``{name: float}`` for the names of :data:`METRIC_NAMES`, in that order, plus
+        ``"per_image"`` when asked. The dataset ``maxDic`` etc. are maxima of the averaged
+        curves, *not* means of the per-image maxima.
+
+    Raises:
+        ValueError: the lists differ in length or are empty; a pair differs in size (the index
+            is named); a prediction has values outside [0, 1]; a mask is not binary.
+    """
+    if len(preds) != len(gts):
+        raise ValueError(f"got {len(preds)} predictions but {len(gts)} masks")
+    acc = MetricAccumulator()
+    for i, (pred, gt) in enumerate(zip(preds, gts, strict=True)):
+        acc.add(pred, gt, label=f"preds[{i}] / gts[{i}]")
+    return acc.result(per_image=per_image)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training-time validation
+# ---------------------------------------------------------------------------------------------
+def batch_dice(probs: Tensor, masks: Tensor, threshold: float = 0.5) -> Tensor:
+    """Dice of each image of a batch at one threshold (the per-epoch validation score).
+
+    ``Dice = 2·|M ∩ G| / (|M| + |G|)`` with ``M = [p ≥ threshold]`` and ``G = [mask > 0.5]``;
+    0 when there is no true positive, as in the protocol (so empty vs empty scores 0).
+
+    Args:
+        probs: ``(B, 1, H, W)`` (or ``(B, H, W)``) probabilities, e.g. ``sigmoid(P1 + P2)``.
+        masks: the masks, same shape, values in {0, 1}.
+        threshold: binarisation threshold.
+
+    Returns:
+        ``(B,)`` float32 tensor on the device of ``probs``.
+    """
+    if probs.shape != masks.shape:
+        raise ValueError(f"probs {tuple(probs.shape)} and masks {tuple(masks.shape)} differ")
+    if probs.dim() < 3:
+        raise ValueError(f"expected (B, 1, H, W) or (B, H, W), got {tuple(probs.shape)}")
+    pred = probs >= threshold
+    gt = masks > 0.5
+    dims = tuple(range(1, probs.dim()))
+    tp = (pred & gt).sum(dim=dims)
+    total = pred.sum(dim=dims) + gt.sum(dim=dims)
+    return (2 * tp / total.clamp_min(1)).float()
