@@ -1,0 +1,105 @@
+"""Polyp datasets: files on disk → tensors, plus synthetic data and safe downloads.
+
+Read the submodules in this order:
+
+1. :mod:`~kdas_lite.data.registry`   which datasets exist, the PraNet folder layout
+2. :mod:`~kdas_lite.data.io`         reading images and masks robustly, pairing files
+3. :mod:`~kdas_lite.data.transforms` joint image/mask augmentation (albumentations)
+4. :mod:`~kdas_lite.data.dataset`    ``PolypDataset`` / ``PolypTestDataset``, split, cache
+5. :mod:`~kdas_lite.data.synthetic`  a SYNTHETIC look-alike dataset for CPU labs and tests
+6. :mod:`~kdas_lite.data.download`   verified downloads and zip extraction that cannot escape
+
+Typical use::
+
+    from kdas_lite.data import (PolypDataset, PolypTestDataset, find_layout, pair_files,
+                                image_mask_dirs, train_val_split)
+
+    layout = find_layout("data")                      # PraNet layout or raw Kvasir-SEG
+    train, val = train_val_split(pair_files(*image_mask_dirs(layout.train)))
+    train_set = PolypDataset(train, size=352, augment=True, cache="memory")
+    test_sets = {name: PolypTestDataset(path) for name, path in layout.test.items()}
+"""
+
+from kdas_lite.data.dataset import (
+    CacheMode,
+    PolypDataset,
+    PolypTestDataset,
+    collate_test,
+    default_cache_dir,
+    train_val_split,
+)
+from kdas_lite.data.download import download_dataset, download_file, safe_extract
+from kdas_lite.data.io import (
+    IMAGE_EXTENSIONS,
+    DataWarning,
+    pair_files,
+    read_image,
+    read_mask,
+    read_pair,
+)
+from kdas_lite.data.registry import (
+    DATASETS,
+    TEST_SETS,
+    TRAIN_SET,
+    DataLayout,
+    DatasetInfo,
+    find_layout,
+    find_shared_data,
+    image_mask_dirs,
+    is_dataset_folder,
+    resolve_data_root,
+)
+from kdas_lite.data.synthetic import (
+    STYLES,
+    SyntheticStyle,
+    is_synthetic,
+    make_synthetic_dataset,
+    render_polyp_image,
+)
+from kdas_lite.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SharedRandomCompose,
+    build_eval_transform,
+    build_resize,
+    build_train_transform,
+)
+
+__all__ = [
+    "DATASETS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
+    "STYLES",
+    "TEST_SETS",
+    "TRAIN_SET",
+    "CacheMode",
+    "DataLayout",
+    "DataWarning",
+    "DatasetInfo",
+    "PolypDataset",
+    "PolypTestDataset",
+    "SharedRandomCompose",
+    "SyntheticStyle",
+    "build_eval_transform",
+    "build_resize",
+    "build_train_transform",
+    "collate_test",
+    "default_cache_dir",
+    "download_dataset",
+    "download_file",
+    "find_layout",
+    "find_shared_data",
+    "image_mask_dirs",
+    "is_dataset_folder",
+    "is_synthetic",
+    "make_synthetic_dataset",
+    "pair_files",
+    "read_image",
+    "read_mask",
+    "read_pair",
+    "render_polyp_image",
+    "resolve_data_root",
+    "safe_extract",
+    "train_val_split",
+]

@@ -1,0 +1,266 @@
+"""PyTorch datasets for polyp segmentation: training pairs, test folders, and a decode cache.
+
+What this module teaches:
+
+- **Training samples** (:class:`PolypDataset`) are ``(image, mask)`` tensors at one square size:
+  image ``float32 (3, size, size)`` normalised with the encoder's mean/std, mask
+  ``float32 (1, size, size)`` in {0, 1}.
+- **Test samples** (:class:`PolypTestDataset`) keep the mask at its **original** resolution:
+  the evaluation protocol of PraNet / Polyp-PVT / KDAS resizes the *prediction* up to the
+  mask, never the mask down to the prediction, so small polyps are scored honestly.
+- **Model selection uses a validation split of the training set** (:func:`train_val_split`);
+  the five test sets are reported, never used to pick an epoch.
+- **Decoding is the CPU bottleneck.** A 1000-px JPEG takes milliseconds to decode, far more than
+  the augmentation of a 352-px image. With ``cache="memory"`` or ``"disk"`` every pair is
+  decoded once, resized to exactly ``size × size`` (image bilinear, mask nearest) and kept as
+  one ``uint8 (N, size, size, 4)`` array (RGB + mask). Because the transforms resize to
+  ``size`` as their *first* step, the cached path gives bit-identical samples to the uncached
+  one; a bigger cache would not add detail either, since multi-scale training rescales the
+  batch tensor afterwards. Memory cost: ``N · size² · 4`` bytes (≈ 0.7 GB for the 1450
+  training images at 352 px). ``"disk"`` stores the array as one ``.npy`` file, memory-mapped,
+  named by a hash of the file list, modification times, sizes and ``size``: editing any file
+  invalidates it. See ``docs/bench/data_cache.md`` for the speed-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+from tqdm.auto import tqdm
+
+from kdas_lite.data.io import DataWarning, pair_files, read_pair
+from kdas_lite.data.registry import image_mask_dirs
+from kdas_lite.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    build_eval_transform,
+    build_resize,
+    build_train_transform,
+)
+from kdas_lite.errors import DataError
+
+__all__ = ["CacheMode", "PolypDataset", "PolypTestDataset", "collate_test", "default_cache_dir",
+           "train_val_split"]
+
+CacheMode = Literal["none", "memory", "disk"]
+Pair = tuple[Path, Path]
+_CACHE_FORMAT = 1  # bump when the cached content changes meaning
+
+
+def train_val_split(pairs: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
+                    val_fraction: float = 0.1, seed: int = 0) -> tuple[list[Pair], list[Pair]]:
+    """Split training pairs into train and validation parts, reproducibly.
+
+    The pairs are sorted by path first, so the split depends only on the file names, the
+    fraction and the seed, never on the order the file system lists files in.
+
+    Args:
+        pairs: ``(image, mask)`` paths, e.g. from :func:`~kdas_lite.data.pair_files`.
+        val_fraction: share of pairs for validation, in ``[0, 1)``; rounded, and at least one
+            pair when positive and there are two or more pairs.
+        seed: seed of the random permutation.
+
+    Returns:
+        ``(train_pairs, val_pairs)``, each sorted by path.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    ordered = sorted((Path(image), Path(mask)) for image, mask in pairs)
+    if not ordered:
+        raise DataError("train_val_split got no pairs: the training folder is empty.")
+    n_val = round(len(ordered) * val_fraction)
+    if val_fraction > 0 and len(ordered) >= 2:
+        n_val = min(max(n_val, 1), len(ordered) - 1)
+    chosen = set(np.random.default_rng(seed).permutation(len(ordered))[:n_val].tolist())
+    train = [pair for k, pair in enumerate(ordered) if k not in chosen]
+    val = [pair for k, pair in enumerate(ordered) if k in chosen]
+    return train, val
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/kdas_lite`` (``~/.cache/kdas_lite`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "kdas_lite"
+
+
+def _cache_key(pairs: Sequence[Pair], size: int) -> str:
+    """Hash of (paths, mtimes, byte sizes, target size): changes whenever any input changes."""
+    entries = []
+    for pair in pairs:
+        for path in pair:
+            try:
+                stat = path.stat()
+            except FileNotFoundError as exc:
+                raise DataError(f"dataset file not found: {path}") from exc
+            entries.append((str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+    blob = json.dumps([_CACHE_FORMAT, size, entries]).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def _fill_cache(out: np.ndarray, pairs: Sequence[Pair], size: int) -> None:
+    """Decode every pair, resize it to ``size²`` and write RGB + mask into ``out[i]``."""
+    resize = build_resize(size)
+    for i, (image_path, mask_path) in enumerate(tqdm(pairs, desc=f"caching {size}px",
+                                                     leave=False)):
+        image, mask = read_pair(image_path, mask_path)
+        small = resize(image=image, mask=mask.astype(np.uint8))
+        out[i, :, :, :3] = small["image"]
+        out[i, :, :, 3] = small["mask"]
+
+
+def _disk_cache(pairs: Sequence[Pair], size: int, cache_dir: Path) -> Path:
+    """Return the ``.npy`` cache file for ``pairs``, building it atomically if needed."""
+    shape = (len(pairs), size, size, 4)
+    path = cache_dir / f"polyp-{size}px-{_cache_key(pairs, size)}.npy"
+    if path.is_file():
+        try:
+            if np.load(path, mmap_mode="r").shape == shape:
+                return path
+        except (ValueError, OSError):
+            pass
+        warnings.warn(f"rebuilding unreadable data cache {path}", DataWarning, stacklevel=3)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy.tmp", dir=cache_dir)
+    os.close(fd)
+    try:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        _fill_cache(array, pairs, size)
+        array.flush()
+        del array
+        os.replace(tmp, path)  # atomic: a crash leaves no half-written cache under `path`
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+class PolypDataset(Dataset):
+    """Training/validation pairs as tensors, with optional augmentation and decode cache.
+
+    Args:
+        pairs: ``(image_path, mask_path)`` tuples (see :func:`~kdas_lite.data.pair_files`).
+        size: side of the square output (352 in the paper).
+        augment: apply :func:`~kdas_lite.data.build_train_transform` (a real bool; a string
+            such as ``"True"`` raises ``TypeError``).
+        mean, std: normalisation statistics of the encoder (``model.input_mean`` / ``input_std``).
+        cache: ``"none"`` (decode every time), ``"memory"`` (decode once into RAM) or
+            ``"disk"`` (decode once into a memory-mapped ``.npy`` under ``cache_dir``).
+        cache_dir: folder for ``cache="disk"``; default :func:`default_cache_dir`.
+
+    ``dataset[i]`` returns ``(image float32 (3, size, size), mask float32 (1, size, size))``.
+
+    Augmentations are random but reproducible: the main process seeds them from
+    ``torch.initial_seed()``, and every DataLoader worker reseeds from its own worker seed,
+    so workers never repeat each other's augmentations.
+    """
+
+    def __init__(self, pairs: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
+                 size: int = 352, augment: bool = False,
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 cache: CacheMode = "none", cache_dir: str | os.PathLike[str] | None = None):
+        if not isinstance(augment, bool):
+            raise TypeError(f"augment must be a bool, got {augment!r} ({type(augment).__name__})")
+        if cache not in ("none", "memory", "disk"):
+            raise ValueError(f"cache must be 'none', 'memory' or 'disk', got {cache!r}")
+        self.pairs: list[Pair] = [(Path(image), Path(mask)) for image, mask in pairs]
+        if not self.pairs:
+            raise DataError("PolypDataset got no (image, mask) pairs: the dataset is empty.")
+        self.size = size
+        self.augment = augment
+        build = build_train_transform if augment else build_eval_transform
+        self.transform = build(size, mean, std)
+        self.transform.set_random_seed(torch.initial_seed() % 2**32)
+        self._worker_seed: int | None = None
+        self.cache = cache
+        self.cache_file: Path | None = None
+        self._cache: np.ndarray | None = None
+        if cache == "memory":
+            self._cache = np.empty((len(self.pairs), size, size, 4), dtype=np.uint8)
+            _fill_cache(self._cache, self.pairs, size)
+        elif cache == "disk":
+            directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+            self.cache_file = _disk_cache(self.pairs, size, directory)
+
+    @classmethod
+    def from_folder(cls, root: str | os.PathLike[str], **kwargs: Any) -> PolypDataset:
+        """All pairs of ``root/images`` + ``root/masks``; ``kwargs`` go to the constructor."""
+        return cls(pair_files(*image_mask_dirs(root)), **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self.cache_file is not None:
+            state["_cache"] = None  # a spawned worker re-opens the memory map instead
+        return state
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The raw sample before augmentation: ``uint8 (H, W, 3)`` and ``uint8 (H, W)``
+        in {0, 1}, at ``size²`` when cached, else at the file's resolution."""
+        if self.cache_file is not None and self._cache is None:
+            self._cache = np.load(self.cache_file, mmap_mode="r")
+        if self._cache is not None:
+            rgbm = self._cache[index]
+            return np.ascontiguousarray(rgbm[:, :, :3]), np.ascontiguousarray(rgbm[:, :, 3])
+        image, mask = read_pair(*self.pairs[index])
+        return image, mask.astype(np.uint8)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        worker = get_worker_info()
+        if worker is not None and worker.seed != self._worker_seed:
+            self._worker_seed = worker.seed
+            self.transform.set_random_seed(worker.seed % 2**32)
+        image, mask = self.load(index)
+        out = self.transform(image=image, mask=mask)
+        # Cast in numpy: a torch op here would wake torch's thread pool for every sample.
+        return out["image"], torch.from_numpy(out["mask"].numpy()[None].astype(np.float32))
+
+
+class PolypTestDataset(Dataset):
+    """One test set (a folder with ``images/`` and ``masks/``) for evaluation.
+
+    ``dataset[i]`` returns ``{"image": float32 tensor (3, size, size), "mask": bool ndarray
+    (H0, W0) at the original resolution, "name": file stem}``. Use :func:`collate_test` as the
+    DataLoader's ``collate_fn`` (masks differ in size, so they stay a list).
+
+    Attributes:
+        name: the folder name, e.g. ``"CVC-ColonDB"``.
+        pairs: the sorted ``(image, mask)`` paths.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], size: int = 352,
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+        self.root = Path(root)
+        self.name = self.root.name
+        self.pairs: list[Pair] = pair_files(*image_mask_dirs(self.root))
+        self.size = size
+        self.transform = build_eval_transform(size, mean, std)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_path, mask_path = self.pairs[index]
+        image, mask = read_pair(image_path, mask_path)
+        return {"image": self.transform(image=image)["image"], "mask": mask,
+                "name": image_path.stem}
+
+
+def collate_test(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Batch :class:`PolypTestDataset` samples: ``{"image": (B, 3, S, S) tensor,
+    "mask": list of B bool arrays (H0, W0), "name": list of B str}``."""
+    return {
+        "image": torch.stack([sample["image"] for sample in batch]),
+        "mask": [sample["mask"] for sample in batch],
+        "name": [sample["name"] for sample in batch],
+    }

@@ -1,0 +1,271 @@
+"""Which polyp datasets exist, how many images each holds, and where they live on disk.
+
+What this module teaches: a benchmark is only reproducible when everybody uses the *same*
+files. Polyp segmentation papers since PraNet (Fan et al., MICCAI 2020), including Polyp-PVT
+and KDAS, share one split, the **PraNet layout**::
+
+    <root>/TrainDataset/images/*.png      1450 = 900 Kvasir-SEG + 550 CVC-ClinicDB
+    <root>/TrainDataset/masks/*.png
+    <root>/TestDataset/Kvasir/{images,masks}              100
+    <root>/TestDataset/CVC-ClinicDB/{images,masks}         62
+    <root>/TestDataset/CVC-ColonDB/{images,masks}         380
+    <root>/TestDataset/CVC-300/{images,masks}              60   (EndoScene test split)
+    <root>/TestDataset/ETIS-LaribPolypDB/{images,masks}   196
+
+Kvasir and CVC-ClinicDB test images come from the same sources as the training images
+("seen" domains); CVC-ColonDB, CVC-300 and ETIS are never seen in training and measure
+cross-dataset generalisation. The raw Kvasir-SEG release (1000 images, one folder pair) is
+also accepted, e.g. for a quick course lab with a train/validation split.
+
+:data:`DATASETS` records, for every dataset, its image count (checked by the real-data tests),
+its folder in the layout, where to get it and its licence. :func:`find_layout` inspects a data
+root and tells which datasets are present; :func:`resolve_data_root` picks the root from an
+argument, the ``KDAS_DATA`` environment variable or the shared course folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from kdas_lite.errors import DataError
+
+__all__ = [
+    "DATASETS",
+    "TEST_SETS",
+    "TRAIN_SET",
+    "DataLayout",
+    "DatasetInfo",
+    "find_layout",
+    "find_shared_data",
+    "image_mask_dirs",
+    "is_dataset_folder",
+    "resolve_data_root",
+]
+
+PRANET_TRAIN_URL = "https://drive.google.com/file/d/1lODorfB33jbd-im-qrtUgWnZXxB94F55/view"
+PRANET_TEST_URL = "https://drive.google.com/file/d/1o8OfBvYE6K-EpDyvzsmMPndnUMwb540R/view"
+_PRANET_NOTE = (
+    "Part of the PraNet split (github.com/DengPingFan/PraNet, 'Downloading necessary data'); "
+    "Google Drive has no stable direct link, so download the zip in a browser (or with gdown) "
+    "and unzip it into the data root."
+)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One dataset of the benchmark.
+
+    Attributes:
+        name: the key in :data:`DATASETS` (also the folder name of a test set).
+        split: ``"train"`` (PraNet training set), ``"test"`` (one of :data:`TEST_SETS`) or
+            ``"raw"`` (an original release, not part of the PraNet split).
+        num_images: expected number of image/mask pairs.
+        folder: where it lives relative to the data root (contains ``images/`` and ``masks/``).
+        homepage: where a person gets it (project page or the Google Drive file of the split).
+        url: a direct download link usable by :func:`kdas_lite.data.download_dataset`, or
+            ``None`` when only a browser download exists.
+        sha256: checksum of the file at ``url``; ``None`` when no checksum is published
+            (the download is then not verified: pass ``sha256=`` to pin one).
+        license: licence / terms-of-use summary; read the homepage before redistributing.
+        citation: the paper to cite when using it.
+    """
+
+    name: str
+    split: Literal["train", "test", "raw"]
+    num_images: int
+    folder: str
+    homepage: str
+    url: str | None = None
+    sha256: str | None = None
+    license: str = ""
+    citation: str = ""
+
+
+_RESEARCH_ONLY = "Research and education use only; cite the paper; no redistribution."
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo(
+            name="TrainDataset",
+            split="train",
+            num_images=1450,
+            folder="TrainDataset",
+            homepage=PRANET_TRAIN_URL,
+            license="Union of Kvasir-SEG (900) and CVC-ClinicDB (550) images: their terms "
+            "apply. " + _PRANET_NOTE,
+            citation="Fan et al., PraNet, MICCAI 2020",
+        ),
+        DatasetInfo(
+            name="Kvasir",
+            split="test",
+            num_images=100,
+            folder="TestDataset/Kvasir",
+            homepage=PRANET_TEST_URL,
+            license="Kvasir-SEG terms (see kvasir-seg). " + _PRANET_NOTE,
+            citation="Jha et al., Kvasir-SEG, MMM 2020",
+        ),
+        DatasetInfo(
+            name="CVC-ClinicDB",
+            split="test",
+            num_images=62,
+            folder="TestDataset/CVC-ClinicDB",
+            homepage=PRANET_TEST_URL,
+            license=_RESEARCH_ONLY + " " + _PRANET_NOTE,
+            citation="Bernal et al., WM-DOVA maps, CMIG 2015",
+        ),
+        DatasetInfo(
+            name="CVC-ColonDB",
+            split="test",
+            num_images=380,
+            folder="TestDataset/CVC-ColonDB",
+            homepage=PRANET_TEST_URL,
+            license=_RESEARCH_ONLY + " " + _PRANET_NOTE,
+            citation="Tajbakhsh et al., IEEE TMI 2015 / Bernal et al., Pattern Recognit. 2012",
+        ),
+        DatasetInfo(
+            name="CVC-300",
+            split="test",
+            num_images=60,
+            folder="TestDataset/CVC-300",
+            homepage=PRANET_TEST_URL,
+            license=_RESEARCH_ONLY + " (EndoScene test split.) " + _PRANET_NOTE,
+            citation="Vázquez et al., EndoScene, J. Healthc. Eng. 2017",
+        ),
+        DatasetInfo(
+            name="ETIS-LaribPolypDB",
+            split="test",
+            num_images=196,
+            folder="TestDataset/ETIS-LaribPolypDB",
+            homepage=PRANET_TEST_URL,
+            license=_RESEARCH_ONLY + " " + _PRANET_NOTE,
+            citation="Silva et al., IJCARS 2014",
+        ),
+        DatasetInfo(
+            name="kvasir-seg",
+            split="raw",
+            num_images=1000,
+            folder="Kvasir-SEG",
+            homepage="https://datasets.simula.no/kvasir-seg/",
+            url="https://datasets.simula.no/downloads/kvasir-seg.zip",
+            sha256=None,  # not published by Simula; unknown here, so downloads are unverified
+            license="Open access for research and education (Simula Research Laboratory); "
+            "read the terms on the homepage before any other use and cite the paper.",
+            citation="Jha et al., Kvasir-SEG: A Segmented Polyp Dataset, MMM 2020",
+        ),
+    )
+}
+"""Every dataset kdas_lite knows, by name."""
+
+TRAIN_SET = "TrainDataset"
+"""Name of the PraNet training set in :data:`DATASETS`."""
+
+TEST_SETS: tuple[str, ...] = ("Kvasir", "CVC-ClinicDB", "CVC-ColonDB", "CVC-300",
+                              "ETIS-LaribPolypDB")
+"""The five test sets, in the column order of the KDAS / Polyp-PVT tables."""
+
+
+def image_mask_dirs(folder: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Return ``(folder/images, folder/masks)`` or raise a DataError saying what is missing."""
+    folder = Path(folder)
+    images, masks = folder / "images", folder / "masks"
+    missing = [p.name + "/" for p in (images, masks) if not p.is_dir()]
+    if missing:
+        raise DataError(
+            f"{folder} has no {' or '.join(missing)} sub-folder. A dataset folder must contain "
+            "images/ and masks/ with one mask per image (same file name stem)."
+        )
+    return images, masks
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """What :func:`find_layout` found under a data root.
+
+    Attributes:
+        root: the data root.
+        kind: ``"pranet"`` (TrainDataset + TestDataset) or ``"kvasir-seg"`` (one folder pair).
+        train: folder (with ``images/`` and ``masks/``) to train on.
+        test: available test sets, name → folder, in :data:`TEST_SETS` order (empty for
+            raw Kvasir-SEG: split the training folder with ``train_val_split`` instead).
+        synthetic: True when the root was written by ``make_synthetic_dataset``.
+    """
+
+    root: Path
+    kind: Literal["pranet", "kvasir-seg"]
+    train: Path
+    test: dict[str, Path] = field(default_factory=dict)
+    synthetic: bool = False
+
+
+def is_dataset_folder(folder: str | os.PathLike[str]) -> bool:
+    """True when ``folder`` has both an ``images/`` and a ``masks/`` sub-folder."""
+    return (Path(folder) / "images").is_dir() and (Path(folder) / "masks").is_dir()
+
+
+def find_layout(root: str | os.PathLike[str]) -> DataLayout:
+    """Recognise the PraNet layout or raw Kvasir-SEG under ``root``.
+
+    Accepted, in this order: ``root/TrainDataset/{images,masks}`` (+ any test sets present
+    under ``root/TestDataset/``), ``root/{images,masks}``, ``root/Kvasir-SEG/{images,masks}``.
+
+    Raises:
+        DataError: none of these exists; the message shows the expected tree.
+    """
+    from kdas_lite.data.synthetic import is_synthetic  # local import: synthetic imports us
+
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(
+            f"data root {root} does not exist. Pass the folder that holds TrainDataset/ and "
+            "TestDataset/ (or set KDAS_DATA), download Kvasir-SEG with "
+            "`kdas-lite download kvasir-seg`, or make a synthetic set with "
+            "kdas_lite.data.make_synthetic_dataset."
+        )
+    train = root / DATASETS[TRAIN_SET].folder
+    if is_dataset_folder(train):
+        tests = {
+            name: root / DATASETS[name].folder
+            for name in TEST_SETS
+            if is_dataset_folder(root / DATASETS[name].folder)
+        }
+        return DataLayout(root, "pranet", train, tests, is_synthetic(root))
+    for candidate in (root, root / DATASETS["kvasir-seg"].folder):
+        if is_dataset_folder(candidate):
+            return DataLayout(root, "kvasir-seg", candidate, {}, is_synthetic(root))
+    raise DataError(
+        f"no polyp dataset found under {root}. Expected either the PraNet layout\n"
+        f"  {root}/TrainDataset/images, {root}/TrainDataset/masks\n"
+        f"  {root}/TestDataset/<Kvasir|CVC-ClinicDB|CVC-ColonDB|CVC-300|ETIS-LaribPolypDB>/"
+        "{images,masks}\n"
+        f"or raw Kvasir-SEG: {root}/images and {root}/masks (or {root}/Kvasir-SEG/...). "
+        "See datasets/README.md for where to download them."
+    )
+
+
+def find_shared_data() -> Path | None:
+    """The real-data folder if one is available, else None.
+
+    Looks at ``$KDAS_DATA``, then ``../shared/data`` next to the current directory, then
+    ``../shared/data`` next to the repository that holds this package.
+    """
+    candidates = []
+    if os.environ.get("KDAS_DATA"):
+        candidates.append(Path(os.environ["KDAS_DATA"]).expanduser())
+    candidates.append(Path.cwd().parent / "shared" / "data")
+    candidates.append(Path(__file__).resolve().parents[3] / "shared" / "data")
+    return next((path for path in candidates if path.is_dir()), None)
+
+
+def resolve_data_root(path: str | os.PathLike[str] | None = None) -> Path:
+    """Choose the data root: ``path`` if given, else ``$KDAS_DATA``, else the shared folder
+    (:func:`find_shared_data`), else ``./data``. The folder is not required to exist yet
+    (a download may create it); :func:`find_layout` checks its content."""
+    if path is not None:
+        return Path(path).expanduser()
+    if os.environ.get("KDAS_DATA"):
+        return Path(os.environ["KDAS_DATA"]).expanduser()
+    return find_shared_data() or Path("data")
