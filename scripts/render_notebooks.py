@@ -1,0 +1,102 @@
+"""Render the notebooks, executed at the CPU-lab scale, as HTML pages in docs/notebooks/.
+
+    python scripts/render_notebooks.py                          # run (cpu-lab), then render
+    python scripts/render_notebooks.py --executed build/notebooks-cpu-lab   # render only
+
+Step 1 executes every notebook with ``scripts/run_notebooks.py --params cpu-lab`` (the
+notebooks' own defaults: the lab scale, on CPU) into ``build/notebooks-cpu-lab``; step 2
+converts each executed notebook to a self-contained HTML page (figures embedded) with
+nbconvert, and writes ``docs/notebooks/index.md`` listing the pages with the data used, the
+date and each notebook's execution time. Widgets are not interactive in the pages; the
+notebooks' static figures stand in for them.
+
+``make notebooks`` runs this script. A failing notebook stops the rendering (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import sys
+from pathlib import Path
+
+import nbformat
+import run_notebooks  # the sibling script (scripts/ is on sys.path when run as a script)
+from nbconvert import HTMLExporter
+
+REPO = run_notebooks.REPO
+DOCS = REPO / "docs" / "notebooks"
+
+
+def render(executed: Path, docs: Path) -> list[tuple[str, float | None, dict]]:
+    """Convert the executed notebooks in ``executed`` to ``docs/<name>.html``.
+
+    Returns ``(name, seconds, parameters)`` per notebook, from papermill's metadata.
+    """
+    docs.mkdir(parents=True, exist_ok=True)
+    exporter = HTMLExporter(template_name="lab")
+    rendered = []
+    for source in run_notebooks.notebooks():
+        path = executed / source.name
+        if not path.is_file():
+            raise SystemExit(f"{path} not found: execute the notebooks first (omit --executed)")
+        nb = nbformat.read(path, as_version=4)
+        html, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
+        (docs / f"{path.stem}.html").write_text(html, encoding="utf-8")
+        run = nb.metadata.get("papermill", {})
+        rendered.append((path.stem, run.get("duration"), run.get("parameters", {})))
+        print(f"{docs / path.stem}.html", flush=True)
+    return rendered
+
+
+def write_index(docs: Path, rendered: list[tuple[str, float | None, dict]]) -> Path:
+    """``docs/index.md``: one line per page, with how and when it was produced."""
+    today = datetime.date.today().isoformat()
+    parameters = rendered[0][2]
+    data = ("the SYNTHETIC stand-in dataset" if parameters.get("use_synthetic")
+            else f"the real datasets ({parameters.get('data_root') or 'found automatically'})")
+    overrides = ", ".join(f"`{k} = {v!r}`" for k, v in parameters.items()
+                          if k not in ("run_root", "use_synthetic", "data_root"))
+    lines = [
+        "# The notebooks, executed",
+        "",
+        f"Executed on {today} on a {platform.machine()} machine with {data} and the notebooks' "
+        f"default parameters (the CPU-lab scale){', except ' + overrides if overrides else ''}; "
+        "rendered by `scripts/render_notebooks.py` (`make notebooks`). The attention explorer "
+        "is interactive only in Jupyter; each page shows its static figure instead.",
+        "",
+        "| notebook | execution time |",
+        "| --- | ---: |",
+    ]
+    for stem, seconds, _ in rendered:
+        took = "—" if seconds is None else f"{seconds / 60:.1f} min"
+        lines.append(f"| [{stem}]({stem}.html) | {took} |")
+    path = docs / "index.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--executed", type=Path, default=None,
+                        help="render these executed notebooks instead of running them")
+    parser.add_argument("--output", type=Path, default=DOCS,
+                        help="folder for the HTML pages (default: docs/notebooks)")
+    parser.add_argument("--data", choices=("auto", "synthetic", "real"), default="auto",
+                        help="dataset for the run (see run_notebooks.py)")
+    args = parser.parse_args(argv)
+
+    executed = args.executed
+    if executed is None:
+        executed = REPO / "build" / "notebooks-cpu-lab"
+        status = run_notebooks.main(["--params", "cpu-lab", "--output", str(executed),
+                                     "--data", args.data])
+        if status:
+            return status
+    print(write_index(args.output, render(executed.resolve(), args.output)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

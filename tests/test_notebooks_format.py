@@ -1,0 +1,179 @@
+"""The committed notebooks are well-formed, stripped, parameterised and lint-clean.
+
+Fast checks only: nothing is executed here (scripts/run_notebooks.py executes them with
+papermill, and nbval checks the cells marked ``# NBVAL_CHECK_OUTPUT``).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NAMES = [
+    "01_teacher_training.ipynb",
+    "02_attention_visualization.ipynb",
+    "03_sgm_covariance_guidance.ipynb",
+    "04_distillation.ipynb",
+    "05_cross_dataset_evaluation.ipynb",
+]
+COLAB = "https://colab.research.google.com/github/kdas-lite/kdas_lite/blob/main/notebooks/"
+INSTALL = "kdas-lite[offline-weights] @ git+https://github.com/kdas-lite/kdas_lite"
+CHECK = "# NBVAL_CHECK_OUTPUT"
+# every notebook declares these (run_notebooks.py passes them); 02-05 also the checkpoints
+COMMON_PARAMETERS = {"data_root", "use_synthetic", "run_root", "image_size", "epochs",
+                     "batch_size", "device", "seed", "synthetic_images", "synthetic_size",
+                     "n_test_images"}
+
+
+def _load(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+
+
+def _code(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def test_the_five_notebooks_exist_and_nothing_else() -> None:
+    assert sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb")) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_valid_nbformat_with_python3_kernel(name: str) -> None:
+    nb = _load(name)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    ids = [cell.id for cell in nb.cells]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_opens_with_badge_learning_goals_and_times(name: str) -> None:
+    first = _load(name).cells[0]
+    assert first.cell_type == "markdown"
+    assert f"({COLAB}{name})" in first.source, "Open-in-Colab badge with this notebook's path"
+    assert "colab-badge.svg" in first.source
+    for phrase in ("What you will learn", "Time needed", "CPU", "Colab GPU"):
+        assert phrase in first.source
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_install_cell_comes_first_and_only_acts_on_colab(name: str) -> None:
+    install = _code(_load(name))[0]
+    assert INSTALL in install.source
+    assert "import google.colab" in install.source and "except ImportError" in install.source
+    tree = ast.parse(install.source)
+    pip_calls = [node for node in ast.walk(tree) if isinstance(node, ast.If)
+                 and ast.unparse(node.test) == "IN_COLAB" and "pip" in ast.unparse(node)]
+    assert pip_calls, "pip must run only under `if IN_COLAB:`"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exactly_one_parameters_cell_with_literal_values(name: str) -> None:
+    nb = _load(name)
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1 and tagged[0].cell_type == "code"
+    assert _code(nb).index(tagged[0]) == 1, "the parameters follow the install cell"
+    for statement in ast.parse(tagged[0].source).body:  # papermill overrides plain assignments
+        assert isinstance(statement, ast.Assign), ast.unparse(statement)
+        ast.literal_eval(statement.value)
+    declared = set(papermill.inspect_notebook(str(NOTEBOOK_DIR / name)))
+    assert declared >= COMMON_PARAMETERS
+    if not name.startswith("01"):
+        assert "teacher_checkpoint" in declared
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_outputs_stripped_except_checked_cells(name: str) -> None:
+    nb = _load(name)
+    checked = 0
+    for cell in _code(nb):
+        if cell.source.startswith(CHECK):
+            checked += 1
+            assert cell.outputs, f"{name}: a {CHECK} cell needs its expected output committed"
+            assert all(out.output_type == "stream" for out in cell.outputs)
+            # nbval only compares reference cells that have an execution count
+            assert cell.execution_count == 1
+        else:
+            assert cell.outputs == [], f"{name}: outputs left in cell {cell.id}"
+            assert cell.execution_count is None, f"{name}: execution count in cell {cell.id}"
+        assert CHECK not in cell.source or cell.source.startswith(CHECK)
+    assert "papermill" not in nb.metadata
+    for cell in nb.cells:
+        assert not {"execution", "papermill"} & set(cell.metadata), "run metadata left in"
+    if name[:2] in {"01", "03", "04"}:
+        assert checked >= 1
+
+
+def test_code_cells_are_ruff_clean() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", *(str(NOTEBOOK_DIR / n)
+                                                                 for n in NAMES)],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_notebooks_import_only_public_kdas_lite_names() -> None:
+    for name in NAMES:
+        for cell in _code(_load(name)):
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                        "kdas_lite"):
+                    module = importlib.import_module(node.module)
+                    public = set(getattr(module, "__all__", ()))
+                    if node.module == "kdas_lite":
+                        public.add("viz")  # the figures module itself
+                    for alias in node.names:
+                        assert alias.name in public, (
+                            f"{name}: {node.module}.{alias.name} is not public API")
+
+
+def test_readme_lists_every_notebook_and_the_placeholder_repository() -> None:
+    readme = (NOTEBOOK_DIR / "README.md").read_text(encoding="utf-8")
+    for name in NAMES:
+        assert name in readme
+    assert "kdas-lite/kdas_lite" in readme
+
+
+def _run_notebooks_script():
+    spec = importlib.util.spec_from_file_location(
+        "run_notebooks", NOTEBOOK_DIR.parent / "scripts" / "run_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("params", ["smoke", "cpu-lab"])
+def test_run_notebooks_passes_only_declared_parameters(params: str, tmp_path: Path) -> None:
+    script = _run_notebooks_script()
+    values = script.parameters(params, "synthetic", tmp_path)
+    declared = set().union(*(papermill.inspect_notebook(str(NOTEBOOK_DIR / n)) for n in NAMES))
+    assert set(values) <= declared, "a parameter no notebook declares (typo?)"
+    assert values["run_root"] == str(tmp_path) and values["use_synthetic"] is True
+    assert [p.name for p in script.notebooks()] == NAMES
+
+
+def test_update_checked_outputs_copies_only_checked_cells(tmp_path: Path) -> None:
+    script = _run_notebooks_script()
+    source = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(f"{CHECK}\nprint(1)"), nbformat.v4.new_code_cell("print(2)")])
+    executed = nbformat.reads(nbformat.writes(source), as_version=4)  # same cell ids
+    for cell, text in zip(executed.cells, ("1\n", "2\n"), strict=True):
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+        cell.execution_count = 7
+    nbformat.write(source, tmp_path / "source.ipynb")
+    nbformat.write(executed, tmp_path / "executed.ipynb")
+    assert script.update_checked_outputs(tmp_path / "executed.ipynb",
+                                         tmp_path / "source.ipynb") == 1
+    checked, plain = nbformat.read(tmp_path / "source.ipynb", as_version=4).cells
+    assert [o.text for o in checked.outputs] == ["1\n"] and checked.execution_count == 1
+    assert plain.outputs == [] and plain.execution_count is None
