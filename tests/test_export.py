@@ -1,0 +1,71 @@
+"""ONNX export of the student, checked against PyTorch with onnxruntime."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from kdas_lite.export import ExportError, export_onnx, verify_onnx
+from kdas_lite.models import build_student
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_student().train()
+    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "student.onnx", image_size=64)
+    return model, path
+
+
+@pytest.mark.slow
+def test_export_matches_pytorch_for_any_batch_size(exported):
+    import onnxruntime as ort
+
+    model, path = exported
+    assert model.training  # the caller's model is left as it was
+    assert [p.name for p in path.parent.iterdir()] == ["student.onnx"]  # weights inside
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    assert [o.name for o in session.get_outputs()] == ["p1", "p2"]
+    model.eval()
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, 64, 64)
+        p1, p2 = session.run(None, {"image": x.numpy()})
+        with torch.no_grad():
+            t1, t2 = model(x)
+        assert p1.shape == p2.shape == (batch, 1, 64, 64)
+        np.testing.assert_allclose(p1, t1.numpy(), atol=1e-4)
+        np.testing.assert_allclose(p2, t2.numpy(), atol=1e-4)
+    model.train()
+    assert verify_onnx(model, path, 64) < 1e-4
+
+
+@pytest.mark.slow
+def test_verify_detects_a_different_model(exported):
+    _, path = exported
+    torch.manual_seed(1)
+    other = build_student()
+    assert verify_onnx(other, path, 64) > 1e-2
+    with pytest.raises(ExportError, match="not faithful"):
+        verify_onnx(other, path, 64, atol=1e-3)
+
+
+def test_bad_size_and_missing_onnxruntime(tmp_path, monkeypatch):
+    model = torch.nn.Conv2d(3, 1, 1)
+    with pytest.raises(ExportError, match="multiple of 32"):
+        export_onnx(model, tmp_path / "m.onnx", image_size=50)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
+    with pytest.raises(ExportError, match="pip install onnxruntime"):
+        verify_onnx(model, tmp_path / "m.onnx", 64)
+
+
+def test_export_failure_is_an_export_error(tmp_path):
+    class NotSegmentation(torch.nn.Module):
+        def forward(self, x):
+            return x.sum()  # no (P1, P2) pair
+
+    with pytest.raises(ExportError, match="ONNX export of NotSegmentation"):
+        export_onnx(NotSegmentation(), tmp_path / "bad.onnx", image_size=32)
