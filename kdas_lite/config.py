@@ -77,9 +77,9 @@ class TrainConfig:
             of 32; one optimiser step per distinct size (see :attr:`train_sizes`).
         batch_size, epochs, lr, weight_decay: as usual (paper: 16, 100, 1e-4, 1e-4).
         optimizer: ``"adamw"`` (paper) or ``"adam"``.
-        scheduler: per-step learning rate: ``"cosine"`` (linear warm-up over ``warmup_epochs``
-            then cosine decay to ``min_lr``), ``"poly"`` (warm-up then
-            ``(1 − t)^poly_power``) or ``"constant"``.
+        scheduler: per-step learning rate: ``"cosine"`` (linear warm-up over ``warmup_epochs``,
+            at most the whole run but its last step, then cosine decay to ``min_lr``),
+            ``"poly"`` (warm-up then ``(1 − t)^poly_power``) or ``"constant"``.
         clip: gradient clipping threshold (paper/reference: 0.5), None for no clipping.
         clip_mode: ``"value"`` clamps every gradient entry to ``[−clip, clip]`` as the
             reference's ``clip_gradient`` does; ``"norm"`` rescales the whole gradient to norm
@@ -206,8 +206,8 @@ class TrainConfig:
             fail("min_lr", f"must be between 0 and lr={self.lr}")
         if self.poly_power <= 0:
             fail("poly_power", "must be > 0")
-        if not 0 <= self.warmup_epochs < self.epochs:
-            fail("warmup_epochs", f"must be ≥ 0 and smaller than epochs={self.epochs}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            fail("warmup_epochs", f"must be between 0 and epochs={self.epochs}")
         if self.clip is not None and self.clip <= 0:
             fail("clip", "must be > 0, or None for no gradient clipping")
         if not 0.0 <= self.alpha <= 1.0:

@@ -60,7 +60,7 @@ def test_unknown_keys_name_the_closest_field():
         ("device", "gpu", "device"),
         ("device", "cuda:x", "device"),
         ("multi_scale", (), "multi_scale"),
-        ("warmup_epochs", 100, "warmup_epochs"),
+        ("warmup_epochs", 101, "warmup_epochs"),
         ("batch_size", 2.5, "integer"),
         ("use_at", "yes", "true or false"),
         ("max_train_images", 0, "max_train_images"),
