@@ -46,7 +46,6 @@ import math
 import os
 import random
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -648,8 +647,8 @@ def fit(
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
-    elif resume:
-        warnings.warn(f"--resume: no {last_path} yet, starting from scratch", stacklevel=2)
+    elif resume and progress:
+        tqdm.write(f"resume: no {last_path} yet, starting from scratch")
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
 
