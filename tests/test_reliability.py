@@ -75,10 +75,11 @@ import io
 
 import pytest
 import torch
+from training_helpers import tiny_config as training_config
+from training_helpers import tiny_dataset
 
 from kdas_lite.checkpoint import load_checkpoint, save_checkpoint
 from kdas_lite.config import TrainConfig
-from kdas_lite.data import make_synthetic_dataset
 from kdas_lite.errors import CheckpointError
 from kdas_lite.train import load_trained, train_teacher
 
@@ -138,20 +139,14 @@ def test_save_checkpoint_crash_mid_write_keeps_the_previous_file(tmp_path, monke
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    """Four synthetic 64-px training pairs."""
-    return make_synthetic_dataset(tmp_path_factory.mktemp("data") / "synthetic", n_train=4,
-                                  n_test=0, size=64, seed=0)
+    return tiny_dataset(tmp_path_factory.mktemp("data"))
 
 
 def tiny_config(data_root, output_dir, **overrides) -> TrainConfig:
-    """64 px, one batch of 2 per epoch, PVTv2-b0 as the "teacher" to stay fast."""
-    base = {
-        "data_root": str(data_root), "output_dir": str(output_dir), "image_size": 64,
-        "multi_scale": (1.0,), "batch_size": 2, "epochs": 2, "warmup_epochs": 0.5,
-        "max_train_images": 2, "max_val_images": 1, "val_fraction": 0.25, "num_workers": 0,
-        "teacher_encoder": "pvt_v2_b0", "cache": "memory", "seed": 0,
-    }
-    return TrainConfig(**{**base, **overrides})
+    """Two epochs of one batch of 2, so that epoch 2's checkpoint can be interrupted."""
+    return training_config(data_root, output_dir, **{
+        "epochs": 2, "warmup_epochs": 0.5, "max_train_images": 2, "max_val_images": 1,
+        "val_fraction": 0.25, **overrides})
 
 
 @pytest.mark.slow

@@ -8,11 +8,11 @@ import math
 
 import pytest
 import torch
+from training_helpers import tiny_config, tiny_dataset
 
 from kdas_lite import train as train_module
 from kdas_lite.checkpoint import load_checkpoint
 from kdas_lite.config import TrainConfig
-from kdas_lite.data import make_synthetic_dataset
 from kdas_lite.errors import CheckpointError, DataError, TrainingError
 from kdas_lite.models import PolypPVT, build_student
 from kdas_lite.train import (
@@ -31,20 +31,7 @@ from kdas_lite.train import (
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    """Ten synthetic 64-px training pairs (no test sets)."""
-    return make_synthetic_dataset(tmp_path_factory.mktemp("data") / "synthetic", n_train=10,
-                                  n_test=0, size=64, seed=0)
-
-
-def tiny_config(data_root, output_dir, **overrides) -> TrainConfig:
-    """A 64-px, 2-images-per-batch run; the "teacher" is PVTv2-b0 to keep tests fast."""
-    base = {
-        "data_root": str(data_root), "output_dir": str(output_dir), "image_size": 64,
-        "multi_scale": (1.0,), "batch_size": 2, "epochs": 1, "warmup_epochs": 0.0,
-        "max_train_images": 4, "max_val_images": 2, "val_fraction": 0.2, "num_workers": 0,
-        "teacher_encoder": "pvt_v2_b0", "cache": "memory", "seed": 0,
-    }
-    return TrainConfig(**{**base, **overrides})
+    return tiny_dataset(tmp_path_factory.mktemp("data"))
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
