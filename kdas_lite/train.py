@@ -35,6 +35,9 @@ from ``config.seed``; each epoch's shuffling and augmentation are seeded from
 ``(config.seed, epoch)`` (DataLoader workers are re-created every epoch, never persistent, so
 they reseed too); the global torch/numpy/python generators (stochastic depth, dropout) are
 saved and restored.
+
+The notebooks share their runs through :func:`walkthrough_checkpoints`, which trains a missing
+teacher or KDAS student once so that every notebook also runs alone.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from kdas_lite.checkpoint import load_checkpoint, save_checkpoint
-from kdas_lite.config import TrainConfig
+from kdas_lite.config import ENCODER_PAIRS, TrainConfig
 from kdas_lite.errors import CheckpointError, DataError, TrainingError
 from kdas_lite.losses import KDASLoss, KDASLossOutput
 
@@ -84,13 +87,13 @@ __all__ = [
     "resolve_device",
     "train_teacher",
     "validation_dice",
+    "walkthrough_checkpoints",
 ]
 
 LOSS_TERMS = ("loss", "seg", "at", "sgm", "kd")
 """Names of the logged loss values: the total and the unweighted L_seg, L_AT, L_SGM, L_KD."""
 
 CHECKPOINT_FORMAT = "kdas_lite.train/1"
-_OFFLINE_ENCODERS = ("tf_efficientnet_lite2", "tf_efficientnet_lite0")  # build_offline_pair()
 # Config fields that may change when resuming without changing what is computed (or, for
 # ``epochs``, to extend a finished run; the schedule then follows the new length).
 _RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "device", "output_dir", "data_root",
@@ -405,13 +408,15 @@ def find_training_data(config: TrainConfig) -> Any:
 
 
 def build_dataloaders(config: TrainConfig, mean: Sequence[float], std: Sequence[float],
-                      device: torch.device | None = None) -> tuple[DataLoader, DataLoader, Any]:
+                      device: torch.device | None = None, *, progress: bool = True
+                      ) -> tuple[DataLoader, DataLoader, Any]:
     """Training and validation loaders over the training folder of ``config.data_root``.
 
     The training folder is split by :func:`kdas_lite.data.train_val_split` (``val_fraction``,
     seeded by ``config.seed``); the test sets are not touched. Training images are augmented
     (if ``config.augment``) and shuffled with a generator that :func:`fit` reseeds every epoch;
-    validation images are only resized and normalised.
+    validation images are only resized and normalised. ``progress`` shows a bar while the
+    decode cache (``config.cache``) is filled.
 
     Returns:
         ``(train_loader, val_loader, layout)``; ``layout.synthetic`` tells whether the data is
@@ -430,7 +435,7 @@ def build_dataloaders(config: TrainConfig, mean: Sequence[float], std: Sequence[
         raise DataError(f"the validation split of {layout.train} is empty ({len(pairs)} image(s), "
                         f"val_fraction={config.val_fraction}): training needs at least 2 images")
     common = {"size": config.image_size, "mean": tuple(mean), "std": tuple(std),
-              "cache": config.cache}
+              "cache": config.cache, "progress": progress}
     train_set = PolypDataset(train_pairs, augment=config.augment, **common)
     val_set = PolypDataset(val_pairs, augment=False, **common)
     pin = device is not None and device.type == "cuda"
@@ -621,7 +626,8 @@ def fit(
 
     mean = getattr(model, "input_mean", IMAGENET_MEAN)
     std = getattr(model, "input_std", IMAGENET_STD)
-    train_loader, val_loader, layout = build_dataloaders(config, mean, std, device)
+    train_loader, val_loader, layout = build_dataloaders(config, mean, std, device,
+                                                         progress=progress)
     sizes = config.train_sizes
 
     memory_format = torch.channels_last if channels_last else torch.preserve_format
@@ -751,9 +757,10 @@ def build_model(encoder: str, config: TrainConfig) -> nn.Module:
     from kdas_lite.models import PolypPVT, build_offline_pair
 
     torch.manual_seed(config.seed)  # the same config gives the same initial weights
-    if config.pretrained and encoder in _OFFLINE_ENCODERS:
+    offline = ENCODER_PAIRS["offline"]
+    if config.pretrained and encoder in offline:
         teacher, student = build_offline_pair(pretrained=True)
-        return teacher if encoder == _OFFLINE_ENCODERS[0] else student
+        return teacher if encoder == offline[0] else student
     return PolypPVT(encoder=encoder, pretrained=config.pretrained)
 
 
@@ -838,6 +845,61 @@ def load_trained(path: str | os.PathLike[str], device: str | torch.device = "cpu
         model = PolypPVT.from_config(state["arch"])
     load_polyp_pvt_checkpoint(model, path)  # reads the file again: errors then name it
     return model.to(torch.device(device)).eval()
+
+
+def walkthrough_checkpoints(config: TrainConfig,
+                            teacher: str | os.PathLike[str] | None = None,
+                            student: str | os.PathLike[str] | None = None, *,
+                            quick_epochs: int = 1, progress: bool = True) -> tuple[Path, Path]:
+    """The teacher and KDAS-student checkpoints the notebooks share, trained when missing.
+
+    The notebooks keep their runs in ``config.run_dir`` (their ``run_root``): notebook 01 trains
+    the teacher into ``teacher/``, notebook 04 the KDAS student into ``kdas/student/``.
+    Notebooks 02, 03 and 05 need both and must also run alone, so a missing checkpoint is made
+    here, once (later calls reuse it):
+
+    - no teacher: a quick ``quick_epochs``-epoch teacher in ``quick/teacher/``;
+    - no student, real teacher: notebook 04's KDAS run itself, with ``config``'s settings, in
+      ``kdas/`` (notebook 04 then reuses it instead of training it again);
+    - no student, quick teacher: a quick student in ``quick/student/``.
+
+    Args:
+        config: the notebook's settings; ``config.run_dir`` is the shared run folder.
+        teacher, student: checkpoints to use instead of the default paths (not trained here).
+        quick_epochs: epochs of the quick fallbacks.
+        progress: show progress bars and the per-epoch lines.
+
+    Returns:
+        ``(teacher_path, student_path)``.
+
+    Raises:
+        CheckpointError: a given ``teacher`` / ``student`` file does not exist.
+    """
+    root = config.run_dir
+    quick = config.replace(epochs=quick_epochs, output_dir=str(root / "quick"))
+    for given in (teacher, student):
+        if given is not None and not Path(given).is_file():
+            raise CheckpointError(f"checkpoint not found: {given}. Pass an existing file, or "
+                                  "None for the notebooks' default path")
+    teacher_path = Path(teacher) if teacher is not None else root / "teacher" / "best.pth"
+    student_path = (Path(student) if student is not None
+                    else root / "kdas" / "student" / "best.pth")
+    real_teacher = teacher_path.is_file()
+    if not real_teacher:
+        print(f"{teacher_path} not found: training a quick {quick_epochs}-epoch teacher "
+              "(notebook 01 trains the real one)", flush=True)
+        teacher_path = train_teacher(quick, resume=True, progress=progress).best_path
+    if not student_path.is_file():
+        if real_teacher:
+            print(f"{student_path} not found: distilling the KDAS student now, as notebook 04 "
+                  "does (04 then reuses this run)", flush=True)
+            run = config.replace(output_dir=str(root / "kdas"))
+        else:
+            print(f"{student_path} not found: distilling a quick student from the quick teacher",
+                  flush=True)
+            run = quick
+        student_path = distill(run, teacher_path, resume=True, progress=progress).best_path
+    return teacher_path, student_path
 
 
 # ---------------------------------------------------------------------------------------------

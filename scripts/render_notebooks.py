@@ -5,10 +5,10 @@
 
 Step 1 executes every notebook with ``scripts/run_notebooks.py --params cpu-lab`` (the
 notebooks' own defaults: the lab scale, on CPU) into ``build/notebooks-cpu-lab``; step 2
-converts each executed notebook to a self-contained HTML page (figures embedded) with
-nbconvert, and writes ``docs/notebooks/index.md`` listing the pages with the data used, the
-date and each notebook's execution time. Widgets are not interactive in the pages; the
-notebooks' static figures stand in for them.
+converts each executed notebook to a self-contained HTML page (figures embedded, as JPEG
+where that is smaller) with nbconvert, and writes ``docs/notebooks/index.md`` listing the
+pages with the data and models used, the date and each notebook's execution time. Widgets
+are not interactive in the pages; the notebooks' static figures stand in for them.
 
 ``make notebooks`` runs this script. A failing notebook stops the rendering (exit status 1).
 """
@@ -16,7 +16,9 @@ notebooks' static figures stand in for them.
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime
+import io
 import platform
 import sys
 from pathlib import Path
@@ -24,9 +26,31 @@ from pathlib import Path
 import nbformat
 import run_notebooks  # the sibling script (scripts/ is on sys.path when run as a script)
 from nbconvert import HTMLExporter
+from PIL import Image
+
+from kdas_lite.config import encoder_pair
 
 REPO = run_notebooks.REPO
 DOCS = REPO / "docs" / "notebooks"
+
+
+def shrink(nb: nbformat.NotebookNode, quality: int = 85) -> None:
+    """Make the pages light enough for git: a PNG figure becomes a JPEG when that is smaller
+    (image overlays: about 5× smaller; line plots stay PNG), and the saved widget state goes
+    (the pages show the explorer's static figure)."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "image/png" not in data:
+                continue
+            png = base64.b64decode(data["image/png"])
+            buffer = io.BytesIO()
+            Image.open(io.BytesIO(png)).convert("RGB").save(buffer, "JPEG", quality=quality,
+                                                            optimize=True)
+            if buffer.tell() < len(png):
+                del data["image/png"]
+                data["image/jpeg"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+    nb.metadata.pop("widgets", None)
 
 
 def render(executed: Path, docs: Path) -> list[tuple[str, float | None, dict]]:
@@ -42,6 +66,7 @@ def render(executed: Path, docs: Path) -> list[tuple[str, float | None, dict]]:
         if not path.is_file():
             raise SystemExit(f"{path} not found: execute the notebooks first (omit --executed)")
         nb = nbformat.read(path, as_version=4)
+        shrink(nb)
         html, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
         (docs / f"{path.stem}.html").write_text(html, encoding="utf-8")
         run = nb.metadata.get("papermill", {})
@@ -58,13 +83,17 @@ def write_index(docs: Path, rendered: list[tuple[str, float | None, dict]]) -> P
             else f"the real datasets ({parameters.get('data_root') or 'found automatically'})")
     overrides = ", ".join(f"`{k} = {v!r}`" for k, v in parameters.items()
                           if k not in ("run_root", "use_synthetic", "data_root"))
+    pair = encoder_pair(parameters.get("encoders"), parameters.get("pretrained"))
+    models = (f"teacher `{pair['teacher_encoder']}`, student `{pair['student_encoder']}`, "
+              + ("ImageNet-pretrained" if pair["pretrained"] else "random initialisation"))
     lines = [
         "# The notebooks, executed",
         "",
         f"Executed on {today} on a {platform.machine()} machine with {data} and the notebooks' "
         f"default parameters (the CPU-lab scale){', except ' + overrides if overrides else ''}; "
         "rendered by `scripts/render_notebooks.py` (`make notebooks`). The attention explorer "
-        "is interactive only in Jupyter; each page shows its static figure instead.",
+        f"is interactive only in Jupyter; each page shows its static figure instead. Models: "
+        f"{models} (what `encoders = None` chooses on this machine).",
         "",
         "| notebook | execution time |",
         "| --- | ---: |",

@@ -71,7 +71,7 @@ def test_demo_configuration(capsys, monkeypatch):
     pvt = demo("--pair", "pvt", "--epochs", "2")
     assert (pvt.teacher_encoder, pvt.pretrained, pvt.epochs, pvt.image_size) == (
         "pvt_v2_b2", False, 2, 160)
-    monkeypatch.setattr(cli, "_offline_weights_installed", lambda: False)
+    monkeypatch.setattr("kdas_lite.models.imagenet_weights_available", lambda encoder: False)
     fallback = demo()
     assert fallback.teacher_encoder == "pvt_v2_b2" and not fallback.pretrained
     assert "offline-weights" in capsys.readouterr().out

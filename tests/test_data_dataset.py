@@ -218,6 +218,14 @@ def test_cache_modes_give_identical_samples(pairs, tmp_path, augment):
             assert torch.equal(image, ref_image) and torch.equal(mask, ref_mask)
 
 
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_cache_progress_bar_can_be_silenced(pairs, tmp_path, capsys, cache):
+    PolypDataset(pairs, size=SIZE, cache=cache, cache_dir=tmp_path / "quiet", progress=False)
+    assert capsys.readouterr().err == ""
+    PolypDataset(pairs, size=SIZE, cache=cache, cache_dir=tmp_path / "loud")
+    assert f"caching {SIZE}px" in capsys.readouterr().err
+
+
 def test_disk_cache_is_reused_and_invalidated(pairs, tmp_path, monkeypatch):
     cache_dir = tmp_path / "cache"
     first = PolypDataset(pairs, size=SIZE, cache="disk", cache_dir=cache_dir)

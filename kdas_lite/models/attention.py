@@ -25,7 +25,8 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from kdas_lite.models.polyp_pvt import PolypPVT
 
-__all__ = ["EncoderAttention", "attention_to_image", "encoder_attention_maps"]
+__all__ = ["EncoderAttention", "attention_to_image", "encoder_attention_maps",
+           "has_encoder_attention"]
 
 
 @dataclass
@@ -77,6 +78,11 @@ def _stage_attentions(backbone: nn.Module) -> list[list[Attention]]:
         if name.startswith("stages") and hasattr(module, "blocks")
     ]
     return [s for s in stages if s and all(isinstance(a, Attention) for a in s)]
+
+
+def has_encoder_attention(model: PolypPVT) -> bool:
+    """Whether ``model``'s encoder has self-attention to show (PVTv2: yes; EfficientNet: no)."""
+    return bool(_stage_attentions(model.backbone))
 
 
 def encoder_attention_maps(model: PolypPVT, images: Tensor, block: int = -1

