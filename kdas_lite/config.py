@@ -351,9 +351,9 @@ def encoder_pair(pair: str | None = None, pretrained: bool | None = None) -> dic
     Raises:
         ConfigError: unknown ``pair``.
     """
-    from kdas_lite.models import imagenet_weights_available
-
     def available(name: str) -> bool:
+        from kdas_lite.models import imagenet_weights_available
+
         return all(imagenet_weights_available(encoder) for encoder in ENCODER_PAIRS[name])
 
     if pair is None:

@@ -36,8 +36,9 @@ from ``config.seed``; each epoch's shuffling and augmentation are seeded from
 they reseed too); the global torch/numpy/python generators (stochastic depth, dropout) are
 saved and restored.
 
-The notebooks share their runs through :func:`walkthrough_checkpoints`, which trains a missing
-teacher or KDAS student once so that every notebook also runs alone.
+The notebooks share their runs through :func:`walkthrough_teacher` and
+:func:`walkthrough_checkpoints`, which train a missing teacher or KDAS student once so that
+every notebook also runs alone.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ __all__ = [
     "train_teacher",
     "validation_dice",
     "walkthrough_checkpoints",
+    "walkthrough_teacher",
 ]
 
 LOSS_TERMS = ("loss", "seg", "at", "sgm", "kd")
@@ -847,6 +849,31 @@ def load_trained(path: str | os.PathLike[str], device: str | torch.device = "cpu
     return model.to(torch.device(device)).eval()
 
 
+def walkthrough_teacher(config: TrainConfig, teacher: str | os.PathLike[str] | None = None, *,
+                        quick_epochs: int = 1, progress: bool = True) -> Path:
+    """The teacher checkpoint the notebooks share, or a quick one trained once when it is missing.
+
+    Notebook 01 trains the teacher into ``<config.run_dir>/teacher/``. When that file is
+    missing (notebook 01 not run), a quick ``quick_epochs``-epoch teacher is trained into
+    ``<config.run_dir>/quick/teacher/`` instead, once: later calls reuse it.
+
+    Args:
+        config: the notebook's settings; ``config.run_dir`` is the shared run folder.
+        teacher: a checkpoint to use instead of the default path (never trained here).
+        quick_epochs: epochs of the quick fallback.
+        progress: show progress bars and the per-epoch lines.
+
+    Raises:
+        CheckpointError: ``teacher`` is given but does not exist.
+    """
+    path = _walkthrough_path(teacher, config.run_dir / "teacher" / "best.pth")
+    if path.is_file():
+        return path
+    print(f"{path} not found: training a quick {quick_epochs}-epoch teacher "
+          "(notebook 01 trains the real one)", flush=True)
+    return train_teacher(_quick(config, quick_epochs), resume=True, progress=progress).best_path
+
+
 def walkthrough_checkpoints(config: TrainConfig,
                             teacher: str | os.PathLike[str] | None = None,
                             student: str | os.PathLike[str] | None = None, *,
@@ -858,7 +885,7 @@ def walkthrough_checkpoints(config: TrainConfig,
     Notebooks 02, 03 and 05 need both and must also run alone, so a missing checkpoint is made
     here, once (later calls reuse it):
 
-    - no teacher: a quick ``quick_epochs``-epoch teacher in ``quick/teacher/``;
+    - no teacher: a quick teacher (:func:`walkthrough_teacher`);
     - no student, real teacher: notebook 04's KDAS run itself, with ``config``'s settings, in
       ``kdas/`` (notebook 04 then reuses it instead of training it again);
     - no student, quick teacher: a quick student in ``quick/student/``.
@@ -875,31 +902,35 @@ def walkthrough_checkpoints(config: TrainConfig,
     Raises:
         CheckpointError: a given ``teacher`` / ``student`` file does not exist.
     """
-    root = config.run_dir
-    quick = config.replace(epochs=quick_epochs, output_dir=str(root / "quick"))
-    for given in (teacher, student):
-        if given is not None and not Path(given).is_file():
-            raise CheckpointError(f"checkpoint not found: {given}. Pass an existing file, or "
-                                  "None for the notebooks' default path")
-    teacher_path = Path(teacher) if teacher is not None else root / "teacher" / "best.pth"
-    student_path = (Path(student) if student is not None
-                    else root / "kdas" / "student" / "best.pth")
-    real_teacher = teacher_path.is_file()
-    if not real_teacher:
-        print(f"{teacher_path} not found: training a quick {quick_epochs}-epoch teacher "
-              "(notebook 01 trains the real one)", flush=True)
-        teacher_path = train_teacher(quick, resume=True, progress=progress).best_path
-    if not student_path.is_file():
-        if real_teacher:
-            print(f"{student_path} not found: distilling the KDAS student now, as notebook 04 "
-                  "does (04 then reuses this run)", flush=True)
-            run = config.replace(output_dir=str(root / "kdas"))
-        else:
-            print(f"{student_path} not found: distilling a quick student from the quick teacher",
-                  flush=True)
-            run = quick
-        student_path = distill(run, teacher_path, resume=True, progress=progress).best_path
-    return teacher_path, student_path
+    student_path = _walkthrough_path(student, config.run_dir / "kdas" / "student" / "best.pth")
+    teacher_path = walkthrough_teacher(config, teacher, quick_epochs=quick_epochs,
+                                       progress=progress)
+    if student_path.is_file():
+        return teacher_path, student_path
+    quick = _quick(config, quick_epochs)
+    if teacher_path == quick.run_dir / "teacher" / "best.pth":
+        print(f"{student_path} not found: distilling a quick student from the quick teacher",
+              flush=True)
+        run = quick
+    else:
+        print(f"{student_path} not found: distilling the KDAS student now, as notebook 04 "
+              "does (04 then reuses this run)", flush=True)
+        run = config.replace(output_dir=str(config.run_dir / "kdas"))
+    return teacher_path, distill(run, teacher_path, resume=True, progress=progress).best_path
+
+
+def _walkthrough_path(given: str | os.PathLike[str] | None, default: Path) -> Path:
+    if given is None:
+        return default
+    if not Path(given).is_file():
+        raise CheckpointError(f"checkpoint not found: {given}. Pass an existing file, or "
+                              "None for the notebooks' default path")
+    return Path(given)
+
+
+def _quick(config: TrainConfig, epochs: int) -> TrainConfig:
+    """The notebooks' quick fallback runs: ``epochs`` epochs in ``<run_dir>/quick``."""
+    return config.replace(epochs=epochs, output_dir=str(config.run_dir / "quick"))
 
 
 # ---------------------------------------------------------------------------------------------

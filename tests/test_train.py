@@ -27,6 +27,7 @@ from kdas_lite.train import (
     plot_history,
     train_teacher,
     walkthrough_checkpoints,
+    walkthrough_teacher,
 )
 
 
@@ -339,6 +340,7 @@ def test_walkthrough_checkpoints_train_what_is_missing_once(data_root, tmp_path,
     assert len(json.loads((tmp_path / "quick" / "student" / "history.json").read_text())) == 1
     stamp = student.stat().st_mtime_ns
     assert walkthrough_checkpoints(config, progress=False) == (teacher, student)  # reused
+    assert walkthrough_teacher(config, progress=False) == teacher  # notebook 04's call
     assert student.stat().st_mtime_ns == stamp
     # notebook 01's teacher exists: the student is notebook 04's KDAS run, at full length
     real = train_teacher(config, progress=False).best_path
@@ -350,5 +352,7 @@ def test_walkthrough_checkpoints_train_what_is_missing_once(data_root, tmp_path,
     kdas_run = config.replace(output_dir=str(tmp_path / "kdas"))
     assert len(distill(kdas_run, real, resume=True, progress=False).history) == 2  # 04 reuses it
     assert student.stat().st_mtime_ns == stamp
-    with pytest.raises(CheckpointError, match=r"checkpoint not found: .*missing\.pth"):
-        walkthrough_checkpoints(config, teacher=tmp_path / "missing.pth")
+    assert walkthrough_teacher(config, progress=False) == real
+    for given in ({"teacher": tmp_path / "missing.pth"}, {"student": tmp_path / "missing.pth"}):
+        with pytest.raises(CheckpointError, match=r"checkpoint not found: .*missing\.pth"):
+            walkthrough_checkpoints(config, **given)
