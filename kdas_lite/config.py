@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -351,6 +352,7 @@ def encoder_pair(pair: str | None = None, pretrained: bool | None = None) -> dic
     Raises:
         ConfigError: unknown ``pair``.
     """
+    @functools.cache  # each probe may cost a network round trip: ask once per pair
     def available(name: str) -> bool:
         from kdas_lite.models import imagenet_weights_available
 

@@ -119,8 +119,15 @@ def test_encoder_pair_chooses_what_can_be_pretrained(monkeypatch, available, pre
     encoders = {"pvt": ("pvt_v2_b2", "pvt_v2_b0"),
                 "offline": ("tf_efficientnet_lite2", "tf_efficientnet_lite0")}
     have = {encoder for name in available for encoder in encoders[name]}
-    monkeypatch.setattr("kdas_lite.models.imagenet_weights_available", have.__contains__)
+    asked: list[str] = []
+
+    def probe(encoder: str) -> bool:
+        asked.append(encoder)
+        return encoder in have
+
+    monkeypatch.setattr("kdas_lite.models.imagenet_weights_available", probe)
     fields = encoder_pair(pretrained=pretrained)
+    assert len(asked) == len(set(asked)), f"an encoder was probed twice: {asked}"
     assert (fields["teacher_encoder"], fields["pretrained"]) == expected
     pair = "pvt" if expected[0] == "pvt_v2_b2" else "offline"
     assert fields["student_encoder"] == encoders[pair][1]
