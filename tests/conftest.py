@@ -1,12 +1,37 @@
-"""Shared pytest settings: headless matplotlib, deterministic torch on few threads."""
+"""Shared pytest settings (headless matplotlib, torch on few threads) and fixtures."""
 
 from __future__ import annotations
 
 import os
 
 import matplotlib
+import pytest
 import torch
 
 matplotlib.use("Agg")
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def file_server(tmp_path_factory, monkeypatch):
+    """Serve a fresh folder over HTTP on 127.0.0.1: yields ``(folder, base_url)``."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")  # never route loopback via a proxy
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    folder = tmp_path_factory.mktemp("served")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0),
+                                functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)

@@ -12,12 +12,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from kdas_lite.data import DataWarning, SetStatus, make_synthetic_dataset
 from kdas_lite.data.dataset import PolypTestDataset
 from kdas_lite.errors import DataError
 from kdas_lite.evaluate import (
     PAPER_RESULTS,
     EvaluationTable,
     compare_with_paper,
+    comparison_table,
     evaluate,
     soft_maps,
 )
@@ -141,8 +143,50 @@ def test_pranet_layout_root(sets: dict[str, Path]) -> None:
     # the TestDataset folder itself works as a root too
     assert evaluate(RedDetector(), root / "TestDataset", size=SIZE, progress=False,
                     test_sets=["Kvasir"]).n_images == {"Kvasir": 3}
-    with pytest.raises(DataError, match=r"CVC-ClinicDB, CVC-ColonDB, ETIS-LaribPolypDB.*test_sets"):
-        evaluate(RedDetector(), root, size=SIZE, progress=False)
+    # No test_sets: the sets present are evaluated and the missing ones named in a warning.
+    with pytest.warns(DataWarning, match=r"CVC-ClinicDB, CVC-ColonDB, ETIS-LaribPolypDB"):
+        table = evaluate(RedDetector(), root, size=SIZE, progress=False)
+    assert table.datasets == ["Kvasir", "CVC-300"]
+    # A named set that is missing is an error that lists what is there (no Python names).
+    with pytest.raises(DataError, match=r"ETIS-LaribPolypDB not found.*present: Kvasir") as exc:
+        evaluate(RedDetector(), root, size=SIZE, progress=False,
+                 test_sets=["Kvasir", "ETIS-LaribPolypDB"])
+    assert "test_sets" not in str(exc.value)
+    with pytest.raises(DataError, match="present: none"):
+        evaluate(RedDetector(), root / "nowhere", size=SIZE, progress=False)
+
+
+def test_subsets_are_labelled_everywhere(sets: dict[str, Path], tmp_path: Path) -> None:
+    # The fixture's sets hold 3 of Kvasir's 100 and 2 of CVC-300's 60 benchmark images.
+    table = evaluate(RedDetector(), sets, size=SIZE, progress=False, name="red")
+    assert table.status["Kvasir"] == SetStatus("Kvasir", 3, 100, "partial")
+    assert table.label("Kvasir") == "Kvasir (3/100)" and table.label("CVC-300") == "CVC-300 (2/60)"
+    text = table.to_markdown()
+    assert "| Kvasir (3/100) | 3 |" in text
+    assert "Kvasir (3/100): a subset of 3 of the 100 benchmark images; not comparable" in text
+    paper = compare_with_paper(table, "student")
+    assert "| Kvasir (3/100) |" in paper and "| not comparable |" in paper
+    assert "| CVC-ColonDB | — | 0.759 | — |" in paper  # not evaluated: plain name
+    again = EvaluationTable.from_csv(table.to_csv(tmp_path / "t.csv"))
+    assert again.status == table.status and again.label("CVC-300") == "CVC-300 (2/60)"
+    with (tmp_path / "t.csv").open() as handle:
+        assert next(handle).rstrip().endswith(",label,status,expected")
+        assert next(handle).rstrip().endswith(",Kvasir (3/100),partial,100")
+    assert table.to_dict()["datasets"]["Kvasir"]["label"] == "Kvasir (3/100)"
+    both = comparison_table({"a": table, "b": table})
+    assert both.splitlines()[0].startswith("| model | params (M) | images/s | Kvasir (3/100) |")
+    assert both.count("not comparable with published") == 2  # one footnote per set, once
+
+
+def test_synthetic_tables_say_so(tmp_path: Path) -> None:
+    root = make_synthetic_dataset(tmp_path / "syn", n_train=2, n_test=2, size=32, seed=0)
+    table = evaluate(RedDetector(), root, size=SIZE, progress=False, test_sets=["Kvasir"])
+    assert table.synthetic and table.status["Kvasir"].status == "synthetic"
+    for text in (table.to_markdown(), compare_with_paper(table, "teacher"),
+                 comparison_table({"red": table})):
+        assert text.startswith("**SYNTHETIC data**")
+    assert table.label("Kvasir") == "Kvasir"  # no subset label: the whole table is synthetic
+    assert EvaluationTable.from_csv(table.to_csv(tmp_path / "s.csv")).synthetic
 
 
 def test_bad_models_and_sets(sets: dict[str, Path], tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ Read the submodules in this order:
 4. :mod:`~kdas_lite.data.dataset`    ``PolypDataset`` / ``PolypTestDataset``, split, cache
 5. :mod:`~kdas_lite.data.synthetic`  a SYNTHETIC look-alike dataset for CPU labs and tests
 6. :mod:`~kdas_lite.data.download`   verified downloads and zip extraction that cannot escape
+7. :mod:`~kdas_lite.data.prepare`    raw Kvasir-SEG → PraNet split; where a course's data comes from
 
 Typical use::
 
@@ -26,6 +27,7 @@ from kdas_lite.data.dataset import (
     PolypTestDataset,
     collate_test,
     default_cache_dir,
+    subsample,
     train_val_split,
 )
 from kdas_lite.data.download import download_dataset, download_file, safe_extract
@@ -37,17 +39,23 @@ from kdas_lite.data.io import (
     read_mask,
     read_pair,
 )
+from kdas_lite.data.prepare import course_data, prepare_kvasir_split
 from kdas_lite.data.registry import (
     DATASETS,
     TEST_SETS,
     TRAIN_SET,
     DataLayout,
     DatasetInfo,
+    SetStatus,
     find_layout,
     find_shared_data,
     image_mask_dirs,
     is_dataset_folder,
+    pranet_kvasir_test_names,
+    read_manifest,
     resolve_data_root,
+    set_status,
+    training_source,
 )
 from kdas_lite.data.synthetic import (
     STYLES,
@@ -79,12 +87,14 @@ __all__ = [
     "DatasetInfo",
     "PolypDataset",
     "PolypTestDataset",
+    "SetStatus",
     "SharedRandomCompose",
     "SyntheticStyle",
     "build_eval_transform",
     "build_resize",
     "build_train_transform",
     "collate_test",
+    "course_data",
     "default_cache_dir",
     "download_dataset",
     "download_file",
@@ -95,11 +105,17 @@ __all__ = [
     "is_synthetic",
     "make_synthetic_dataset",
     "pair_files",
+    "pranet_kvasir_test_names",
+    "prepare_kvasir_split",
     "read_image",
+    "read_manifest",
     "read_mask",
     "read_pair",
     "render_polyp_image",
     "resolve_data_root",
     "safe_extract",
+    "set_status",
+    "subsample",
     "train_val_split",
+    "training_source",
 ]

@@ -29,7 +29,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,7 +39,7 @@ from torch.utils.data import Dataset, get_worker_info
 from tqdm.auto import tqdm
 
 from kdas_lite.data.io import DataWarning, pair_files, read_pair
-from kdas_lite.data.registry import image_mask_dirs
+from kdas_lite.data.registry import image_mask_dirs, training_source
 from kdas_lite.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -50,7 +50,7 @@ from kdas_lite.data.transforms import (
 from kdas_lite.errors import DataError
 
 __all__ = ["CacheMode", "PolypDataset", "PolypTestDataset", "collate_test", "default_cache_dir",
-           "train_val_split"]
+           "subsample", "train_val_split"]
 
 CacheMode = Literal["none", "memory", "disk"]
 Pair = tuple[Path, Path]
@@ -85,6 +85,41 @@ def train_val_split(pairs: Sequence[tuple[str | os.PathLike[str], str | os.PathL
     train = [pair for k, pair in enumerate(ordered) if k not in chosen]
     val = [pair for k, pair in enumerate(ordered) if k in chosen]
     return train, val
+
+
+def subsample(pairs: Sequence[Pair], n: int | None, seed: int = 0,
+              group: Callable[[Path], str] = training_source) -> list[Pair]:
+    """At most ``n`` pairs drawn at random (seeded), keeping each source's share.
+
+    Taking the *first* N files by name would be biased: in PraNet's training set the numbered
+    CVC-ClinicDB frames sort before the Kvasir-SEG names, so the first 200 are all ClinicDB.
+    Here the pairs are grouped by ``group(image_path)`` (default
+    :func:`~kdas_lite.data.training_source`), each group gets its proportional share of ``n``
+    (largest remainders first) and the members are drawn with ``seed``.
+
+    Args:
+        pairs: ``(image, mask)`` paths.
+        n: how many to keep; None (or ≥ ``len(pairs)``) keeps all.
+        seed: seed of the draw.
+        group: source of a pair, from its image path.
+
+    Returns:
+        The kept pairs, sorted by path.
+    """
+    ordered = sorted(pairs)
+    if n is None or n >= len(ordered):
+        return ordered
+    groups: dict[str, list[Pair]] = {}
+    for pair in ordered:
+        groups.setdefault(group(pair[0]), []).append(pair)
+    exact = {name: n * len(members) / len(ordered) for name, members in groups.items()}
+    share = {name: int(value) for name, value in exact.items()}
+    for name in sorted(groups, key=lambda g: (share[g] - exact[g], g))[:n - sum(share.values())]:
+        share[name] += 1
+    rng = np.random.default_rng(seed)
+    kept = [members[k] for name, members in sorted(groups.items())
+            for k in sorted(rng.permutation(len(members))[:share[name]].tolist())]
+    return sorted(kept)
 
 
 def default_cache_dir() -> Path:

@@ -15,7 +15,19 @@ and KDAS, share one split, the **PraNet layout**::
 Kvasir and CVC-ClinicDB test images come from the same sources as the training images
 ("seen" domains); CVC-ColonDB, CVC-300 and ETIS are never seen in training and measure
 cross-dataset generalisation. The raw Kvasir-SEG release (1000 images, one folder pair) is
-also accepted, e.g. for a quick course lab with a train/validation split.
+also accepted: training on it leaves out the 100 images of the PraNet Kvasir test set
+(:func:`pranet_kvasir_test_names`, shipped with the package), and
+:func:`kdas_lite.data.prepare_kvasir_split` turns it into the PraNet layout.
+
+**Complete, partial, inferred, synthetic.** A course or a mirror often has only part of a
+test set (ETIS 20 of 196, say). Such a set still loads and evaluates, but its score is not
+comparable with a published full-set number, so every set carries a :class:`SetStatus`
+(pairs found / pairs in the benchmark, and a status) whose :attr:`~SetStatus.label`, e.g.
+``ETIS-LaribPolypDB (20/196)``, is what tables, CSV files and figures show. The status comes
+from a ``MANIFEST.json`` in the data root when there is one (``../shared/data`` has one),
+otherwise from the counts: fewer pairs than the benchmark → ``partial``; more → an error that
+names the extra files. Data written by :func:`kdas_lite.data.make_synthetic_dataset` is
+``synthetic`` everywhere.
 
 :data:`DATASETS` records, for every dataset, its image count (checked by the real-data tests),
 its folder in the layout, where to get it and its licence. :func:`find_layout` inspects a data
@@ -25,8 +37,11 @@ argument, the ``KDAS_DATA`` environment variable or the shared course folder.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -38,11 +53,16 @@ __all__ = [
     "TRAIN_SET",
     "DataLayout",
     "DatasetInfo",
+    "SetStatus",
     "find_layout",
     "find_shared_data",
     "image_mask_dirs",
     "is_dataset_folder",
+    "pranet_kvasir_test_names",
+    "read_manifest",
     "resolve_data_root",
+    "set_status",
+    "training_source",
 ]
 
 PRANET_TRAIN_URL = "https://drive.google.com/file/d/1lODorfB33jbd-im-qrtUgWnZXxB94F55/view"
@@ -181,6 +201,156 @@ def image_mask_dirs(folder: str | os.PathLike[str]) -> tuple[Path, Path]:
     return images, masks
 
 
+Status = Literal["complete", "partial", "inferred", "synthetic"]
+
+
+@dataclass(frozen=True)
+class SetStatus:
+    """How much of a benchmark set a folder holds, and whether its score is comparable.
+
+    Attributes:
+        name: the set, e.g. ``"ETIS-LaribPolypDB"``.
+        pairs: image/mask pairs found.
+        expected: pairs in the benchmark (None for a set the registry does not know).
+        status: ``"complete"``; ``"partial"`` (fewer pairs than the benchmark); ``"inferred"``
+            (all pairs, but their identity with the benchmark's files is inferred, not
+            checked — the data's MANIFEST.json says so); ``"synthetic"`` (generated).
+        note: the manifest's note, if any.
+    """
+
+    name: str
+    pairs: int
+    expected: int | None
+    status: Status
+    note: str = field(default="", compare=False)
+
+    @property
+    def label(self) -> str:
+        """What a table shows: ``Kvasir``, ``ETIS-LaribPolypDB (20/196)`` or
+        ``CVC-300 (inferred)``."""
+        if self.status == "partial":
+            return f"{self.name} ({self.pairs}/{self.expected})"
+        if self.status == "inferred":
+            return f"{self.name} (inferred)"
+        return self.name
+
+    @property
+    def comparable(self) -> bool:
+        """True when a score on this set may stand next to a published full-set number."""
+        return self.status in ("complete", "inferred")
+
+    @property
+    def caveat(self) -> str:
+        """A sentence for table footnotes ('' for a complete or synthetic set)."""
+        if self.status == "partial":
+            return (f"{self.label}: a subset of {self.pairs} of the {self.expected} benchmark "
+                    "images; not comparable with published full-set scores.")
+        if self.status == "inferred":
+            return (f"{self.label}: all {self.pairs} images, but their identity with the "
+                    "benchmark's files is inferred, not checked.")
+        return ""
+
+
+@functools.cache
+def pranet_kvasir_test_names() -> frozenset[str]:
+    """File stems of the 100 Kvasir-SEG images of the PraNet Kvasir test set.
+
+    They are a fact of the benchmark (PraNet's ``TestDataset/Kvasir``), shipped as package data
+    (``kdas_lite/data/splits/kvasir_pranet_test.txt``); the other 900 Kvasir-SEG images are
+    PraNet's Kvasir training images.
+    """
+    text = resources.files("kdas_lite.data").joinpath("splits/kvasir_pranet_test.txt")
+    return frozenset(line.strip() for line in text.read_text().splitlines() if line.strip())
+
+
+def training_source(path: str | os.PathLike[str]) -> str:
+    """Which dataset a PraNet training image comes from, by its file name.
+
+    PraNet's ``TrainDataset`` mixes 900 Kvasir-SEG frames (named by a hash, e.g.
+    ``cju0qkwl35piu0993l0dewei2``) and 550 CVC-ClinicDB frames (numbered ``1``–``612``).
+
+    Returns:
+        ``"CVC-ClinicDB"`` for a numeric stem, else ``"Kvasir-SEG"``.
+    """
+    return "CVC-ClinicDB" if Path(path).stem.isdigit() else "Kvasir-SEG"
+
+
+def read_manifest(root: str | os.PathLike[str]) -> dict[str, dict]:
+    """The ``sets`` of ``root/MANIFEST.json`` (name → entry with ``pairs``, ``expected``,
+    ``status``, ``note``), or ``{}`` when the file is absent.
+
+    Raises:
+        DataError: the file exists but is not a manifest (not JSON, or no ``sets`` mapping).
+    """
+    path = Path(root) / "MANIFEST.json"
+    if not path.is_file():
+        return {}
+    try:
+        sets = json.loads(path.read_text(encoding="utf-8"))["sets"]
+        if not isinstance(sets, dict):
+            raise TypeError("'sets' is not a mapping")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path} is not a data manifest ({exc}): it needs "
+                        '{"sets": {name: {"pairs": N, "expected": N, "status": ...}}}. '
+                        "Fix or delete it.") from exc
+    return sets
+
+
+def _manifest_entry(name: str, folder: Path) -> dict:
+    """The manifest entry of set ``name`` from the data root above ``folder``, if any."""
+    for root in (folder.parent, folder.parent.parent):
+        entry = read_manifest(root).get(name)
+        if entry is not None:
+            return entry
+    return {}
+
+
+def _is_synthetic_folder(folder: Path) -> bool:
+    from kdas_lite.data.synthetic import is_synthetic  # local import: synthetic imports us
+
+    return any(is_synthetic(root) for root in (folder, folder.parent, folder.parent.parent))
+
+
+def set_status(name: str, folder: str | os.PathLike[str]) -> SetStatus:
+    """Count the pairs of one set and decide its status (see the module docstring).
+
+    Args:
+        name: the set's name (a key of :data:`DATASETS` for a benchmark set).
+        folder: the set's folder with ``images/`` and ``masks/``.
+
+    Raises:
+        DataError: unpaired files (named by :func:`~kdas_lite.data.pair_files`), or more pairs
+            than the benchmark holds (the files beyond it are named where the benchmark's
+            names are known).
+    """
+    from kdas_lite.data.io import pair_files  # local import: io is a sibling, kept light
+
+    folder = Path(folder)
+    pairs = pair_files(*image_mask_dirs(folder))
+    info = DATASETS.get(name)
+    expected = info.num_images if info is not None else None
+    if _is_synthetic_folder(folder):
+        return SetStatus(name, len(pairs), expected, "synthetic")
+    entry = _manifest_entry(name, folder)
+    if expected is not None and len(pairs) > expected:
+        extra = ""
+        if name == "Kvasir":
+            names = sorted(p[0].name for p in pairs if p[0].stem not in pranet_kvasir_test_names())
+            extra = f" Not in the PraNet Kvasir test set: {', '.join(names[:10])}" + (
+                f", ... ({len(names) - 10} more)." if len(names) > 10 else ".")
+        raise DataError(
+            f"{folder} holds {len(pairs)} image/mask pairs but {name} has {expected} in the "
+            f"benchmark.{extra} Remove the extra files (or put them in a folder of another "
+            "name) so that scores stay comparable."
+        )
+    status: Status = entry.get("status", "complete" if len(pairs) == expected else "partial")
+    if expected is None:
+        status = "complete"
+    elif len(pairs) < expected and status != "partial":
+        status = "partial"  # the folder holds fewer files than its manifest claims
+    return SetStatus(name, len(pairs), expected, status, entry.get("note", ""))
+
+
 @dataclass(frozen=True)
 class DataLayout:
     """What :func:`find_layout` found under a data root.
@@ -192,6 +362,9 @@ class DataLayout:
         test: available test sets, name → folder, in :data:`TEST_SETS` order (empty for
             raw Kvasir-SEG: split the training folder with ``train_val_split`` instead).
         synthetic: True when the root was written by ``make_synthetic_dataset``.
+        status: set name → :class:`SetStatus` for the training set and every test set found.
+        exclude: file stems never to train or validate on; for raw Kvasir-SEG, the 100 images
+            of the PraNet Kvasir test set (test images must not leak into training).
     """
 
     root: Path
@@ -199,6 +372,15 @@ class DataLayout:
     train: Path
     test: dict[str, Path] = field(default_factory=dict)
     synthetic: bool = False
+    status: dict[str, SetStatus] = field(default_factory=dict)
+    exclude: frozenset[str] = frozenset()
+
+    def describe(self) -> str:
+        """One line for run headers: real or SYNTHETIC, and each set's label."""
+        kind = "SYNTHETIC stand-in" if self.synthetic else "real data"
+        sets = ", ".join(status.label for name, status in self.status.items()
+                         if name in self.test) or "none"
+        return f"{self.root} ({kind}); test sets: {sets}"
 
 
 def is_dataset_folder(folder: str | os.PathLike[str]) -> bool:
@@ -211,9 +393,12 @@ def find_layout(root: str | os.PathLike[str]) -> DataLayout:
 
     Accepted, in this order: ``root/TrainDataset/{images,masks}`` (+ any test sets present
     under ``root/TestDataset/``), ``root/{images,masks}``, ``root/Kvasir-SEG/{images,masks}``.
+    Every set found is counted (:func:`set_status`), so unpaired files fail here, before any
+    training or evaluation starts.
 
     Raises:
-        DataError: none of these exists; the message shows the expected tree.
+        DataError: none of these exists (the message shows the expected tree); a set has
+            unpaired files, or more pairs than its benchmark (the files are named).
     """
     from kdas_lite.data.synthetic import is_synthetic  # local import: synthetic imports us
 
@@ -232,10 +417,14 @@ def find_layout(root: str | os.PathLike[str]) -> DataLayout:
             for name in TEST_SETS
             if is_dataset_folder(root / DATASETS[name].folder)
         }
-        return DataLayout(root, "pranet", train, tests, is_synthetic(root))
+        status = {name: set_status(name, folder)
+                  for name, folder in {TRAIN_SET: train, **tests}.items()}
+        return DataLayout(root, "pranet", train, tests, is_synthetic(root), status)
     for candidate in (root, root / DATASETS["kvasir-seg"].folder):
         if is_dataset_folder(candidate):
-            return DataLayout(root, "kvasir-seg", candidate, {}, is_synthetic(root))
+            status = {"kvasir-seg": set_status("kvasir-seg", candidate)}
+            return DataLayout(root, "kvasir-seg", candidate, {}, is_synthetic(root), status,
+                              exclude=pranet_kvasir_test_names())
     raise DataError(
         f"no polyp dataset found under {root}. Expected either the PraNet layout\n"
         f"  {root}/TrainDataset/images, {root}/TrainDataset/masks\n"
