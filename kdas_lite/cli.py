@@ -3,7 +3,8 @@
 Subcommands (each has ``--help``)::
 
     kdas-lite demo            synthetic (or real) data → teacher → KDAS student → results table
-    kdas-lite download        download a dataset (Kvasir-SEG) into the data folder
+    kdas-lite download        download a dataset (Kvasir-SEG, split as PraNet) into the data folder
+    kdas-lite prepare         build the PraNet Kvasir split from a raw Kvasir-SEG folder
     kdas-lite make-synthetic  write a SYNTHETIC polyp dataset in the PraNet layout
     kdas-lite train-teacher   train the Polyp-PVT teacher
     kdas-lite distill         distil a teacher checkpoint into the student with KDAS
@@ -346,7 +347,7 @@ def _cmd_make_synthetic(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from kdas_lite.data import DATASETS, download_dataset, resolve_data_root
+    from kdas_lite.data import DATASETS, download_dataset, prepare_kvasir_split, resolve_data_root
 
     if args.list:
         for name, info in DATASETS.items():
@@ -359,6 +360,22 @@ def _cmd_download(args: argparse.Namespace) -> int:
     target = download_dataset(args.dataset, root, url=args.url, sha256=args.sha256,
                               progress=not args.quiet)
     print(f"{args.dataset} is in {target}")
+    if args.dataset == "kvasir-seg" and not args.no_split:
+        _print_split(prepare_kvasir_split(target, root))
+    return 0
+
+
+def _print_split(layout: Any) -> None:
+    train, test = layout.status["TrainDataset"], layout.status["Kvasir"]
+    print(f"PraNet Kvasir split in {layout.root}: TrainDataset {train.pairs} images, "
+          f"TestDataset/Kvasir {test.label} ({test.pairs} images, never used for training)")
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from kdas_lite.data import prepare_kvasir_split
+
+    raw = Path(args.raw)
+    _print_split(prepare_kvasir_split(raw, Path(args.data) if args.data else raw.parent))
     return 0
 
 
@@ -461,8 +478,22 @@ def build_parser() -> argparse.ArgumentParser:
                           "./data)")
     download.add_argument("--url", help="override the download address (e.g. a mirror)")
     download.add_argument("--sha256", help="expected checksum of the archive")
+    download.add_argument("--no-split", action="store_true",
+                          help="kvasir-seg: keep the raw release only (by default the PraNet "
+                          "split is built next to it, as `kdas-lite prepare` does)")
     download.add_argument("--quiet", action="store_true")
     download.set_defaults(func=_cmd_download)
+
+    prepare = sub.add_parser("prepare", help="raw Kvasir-SEG → the PraNet split (900 train / "
+                             "100 test)", description="Build the PraNet Kvasir split from a raw "
+                             "Kvasir-SEG folder (images/ + masks/): TrainDataset/ with the 900 "
+                             "training images and TestDataset/Kvasir/ with PraNet's 100 test "
+                             "images (hard links, no extra space), plus MANIFEST.json.")
+    prepare.add_argument("raw", metavar="KVASIR_SEG_DIR", help="the raw folder, e.g. "
+                         "data/Kvasir-SEG")
+    prepare.add_argument("--data", metavar="DIR", help="data root to write into (default: the "
+                         "raw folder's parent)")
+    prepare.set_defaults(func=_cmd_prepare)
 
     synth = sub.add_parser("make-synthetic", help="write a SYNTHETIC dataset (PraNet layout)")
     synth.add_argument("root", type=Path, help="folder to create")

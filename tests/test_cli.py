@@ -9,8 +9,8 @@ import pytest
 
 from kdas_lite.cli import build_parser, main
 
-COMMANDS = ("demo", "download", "make-synthetic", "train-teacher", "distill", "evaluate",
-            "predict", "export")
+COMMANDS = ("demo", "download", "prepare", "make-synthetic", "train-teacher", "distill",
+            "evaluate", "predict", "export")
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -22,9 +22,7 @@ from kdas_lite.data import (
     build_train_transform,
     collate_test,
     find_layout,
-    find_shared_data,
     image_mask_dirs,
-    is_synthetic,
     pair_files,
     registry,
     resolve_data_root,
@@ -342,27 +340,3 @@ def test_registry_counts_match_the_paper():
     assert raw.sha256 is None  # unknown: documented, downloads are not verified
     for info in DATASETS.values():
         assert info.homepage.startswith("https://") and info.license and info.citation
-
-
-# ---------------------------------------------------------------- real data (skipped here)
-
-
-@pytest.mark.realdata
-@pytest.mark.parametrize("name", list(DATASETS))
-def test_real_dataset_matches_registry(name):
-    root = find_shared_data()
-    if root is None:
-        pytest.skip("no real polyp data: ../shared/data is absent and KDAS_DATA is not set")
-    if is_synthetic(root):
-        pytest.skip(f"{root} holds the SYNTHETIC stand-in, not real data")
-    folder = root / DATASETS[name].folder
-    if not folder.is_dir():
-        pytest.skip(f"{name} is not present under {root} (expected {folder})")
-    pairs = pair_files(*image_mask_dirs(folder))
-    assert len(pairs) == DATASETS[name].num_images
-    dataset = PolypDataset(pairs[:3], size=64, augment=True)
-    for image, mask in dataset:
-        assert image.shape == (3, 64, 64) and torch.isfinite(image).all()
-        assert set(mask.unique().tolist()) <= {0.0, 1.0}
-    sample = PolypTestDataset(folder, size=64)[0]
-    assert sample["mask"].any(), f"first mask of {name} is empty: binarisation rule is wrong?"

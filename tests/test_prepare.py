@@ -199,3 +199,47 @@ def test_course_data_splits_a_raw_folder_on_disk(tmp_path):
     raw_kvasir(tmp_path / "Kvasir-SEG")
     layout = course_data(tmp_path)
     assert layout.kind == "pranet" and layout.status["Kvasir"].pairs == 3
+
+
+def test_cli_download_splits_and_prepare(no_local_data, file_server, capsys):
+    from kdas_lite.cli import main
+
+    served, base = file_server
+    (served / "kvasir-seg.zip").write_bytes(_zip_of(raw_kvasir(no_local_data / "src")))
+    with pytest.warns(DataWarning):
+        status = main(["download", "kvasir-seg", "--data", "dl", "--url",
+                       f"{base}/kvasir-seg.zip", "--quiet"])
+    out = capsys.readouterr().out
+    assert status == 0 and "TrainDataset 6 images, TestDataset/Kvasir Kvasir (3/100)" in out
+    assert find_layout(no_local_data / "dl").kind == "pranet"
+    raw_kvasir(no_local_data / "by-hand" / "Kvasir-SEG")
+    assert main(["prepare", str(no_local_data / "by-hand" / "Kvasir-SEG")]) == 0
+    assert (no_local_data / "by-hand" / "TestDataset" / "Kvasir" / "images").is_dir()
+    assert main(["prepare", str(no_local_data / "nowhere")]) == 2
+    assert "nowhere has no images/ or masks/" in capsys.readouterr().err
+
+
+def test_cli_evaluate_names_the_missing_test_sets(tmp_path, capsys):
+    import torch
+
+    from kdas_lite.checkpoint import save_checkpoint
+    from kdas_lite.cli import main
+    from kdas_lite.models import build_student
+    from kdas_lite.train import CHECKPOINT_FORMAT
+
+    root = tmp_path / "data"
+    _write_pair(root / "TrainDataset", "1")
+    for k in range(2):
+        _write_pair(root / "TestDataset" / "CVC-300", str(k))
+    torch.manual_seed(0)
+    model = build_student()
+    ckpt = save_checkpoint({"format": CHECKPOINT_FORMAT, "role": "student", "arch": model.config(),
+                            "model": model.state_dict()}, tmp_path / "s.pth")
+    assert main(["evaluate", str(ckpt), "--data", str(root), "--image-size", "64",
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert ("evaluating the 1 test sets present under " in out and "missing: Kvasir, "
+            "CVC-ClinicDB, CVC-ColonDB, ETIS-LaribPolypDB" in out)
+    assert "| CVC-300 (2/60) | 2 |" in out
+    assert main(["evaluate", str(ckpt), "--data", str(root), "--sets", "Kvasir"]) == 2
+    assert "Kvasir not found" in capsys.readouterr().err
