@@ -716,8 +716,11 @@ def _table_rows(table: Any) -> Mapping[str, Mapping[str, float]]:
 
 def results_figure(tables: Mapping[str, Any], metric: str = "meanDic", *,
                    reference: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
-                   ) -> Figure:
+                   title: str | None = None) -> Figure:
     """Grouped bars of one metric per test set, one bar per model.
+
+    Test sets are labelled as the tables label them (``ETIS-LaribPolypDB (20/196)`` for a
+    subset), and the title says **SYNTHETIC data** when any table was scored on it.
 
     Args:
         tables: model name → :class:`~kdas_lite.evaluate.EvaluationTable` (or a mapping
@@ -726,9 +729,12 @@ def results_figure(tables: Mapping[str, Any], metric: str = "meanDic", *,
         reference: published numbers as :data:`~kdas_lite.evaluate.PAPER_RESULTS` (model →
             test set → {metric: value}), drawn as black ticks on the bar of the model with the
             same name (e.g. keys ``"teacher"`` and ``"student"``).
+        title: figure title (the SYNTHETIC warning is prepended where it applies).
     """
     if not tables:
         raise ValueError("results_figure needs at least one table")
+    labels = {d: t.label(d) for t in reversed(list(tables.values())) if hasattr(t, "label")
+              for d in t.rows}
     rows = {name: _table_rows(t) for name, t in tables.items()}
     datasets = list(dict.fromkeys(d for r in rows.values() for d in r))
     width = 0.8 / len(rows)
@@ -745,8 +751,10 @@ def results_figure(tables: Mapping[str, Any], metric: str = "meanDic", *,
                 ax.hlines(published[d][metric], p - width / 2, p + width / 2, color="k", lw=2)
     if reference and any(name in reference for name in rows):
         ax.plot([], [], color="k", lw=2, label="published")
-    ax.set_xticks(x, datasets, rotation=15, fontsize=8)
+    ax.set_xticks(x, [labels.get(d, d) for d in datasets], rotation=15, fontsize=8)
     ax.set_ylabel(metric)
+    synthetic = any(getattr(t, "synthetic", False) for t in tables.values())
+    _data_title(ax, title, synthetic)
     if metric != "MAE":
         ax.set_ylim(0, 1)
     ax.grid(axis="y", alpha=0.3)
@@ -783,10 +791,19 @@ def ablation_figure(scores: Mapping[str, float], *, ylabel: str = "best validati
     return fig
 
 
+def _data_title(ax: Any, title: str | None, synthetic: bool) -> None:
+    """Set ``title``, led by "SYNTHETIC data" when the figure shows synthetic data."""
+    parts = (["SYNTHETIC data (not real endoscopy)"] if synthetic else []) + (
+        [title] if title else [])
+    if parts:
+        ax.set_title(" — ".join(parts), fontsize=9, color="C3" if synthetic else "k")
+
+
 def tradeoff_figure(names: Sequence[str], params_m: Sequence[float], scores: Sequence[float],
                     images_per_s: Sequence[float] | None = None, *,
                     score_label: str = "mean Dice",
-                    reference: Mapping[str, tuple[float, float]] | None = None) -> Figure:
+                    reference: Mapping[str, tuple[float, float]] | None = None,
+                    title: str | None = None, synthetic: bool = False) -> Figure:
     """Parameters vs accuracy, with speed as the marker size (and written next to it).
 
     Args:
@@ -796,6 +813,8 @@ def tradeoff_figure(names: Sequence[str], params_m: Sequence[float], scores: Seq
         images_per_s: measured throughput; bigger markers are faster.
         score_label: y-axis label.
         reference: published points ``name → (params_m, score)``, drawn hollow.
+        title: figure title.
+        synthetic: the scores come from synthetic data (said first in the title).
     """
     if not len(names) == len(params_m) == len(scores):
         raise ValueError("names, params_m and scores must have the same length")
@@ -822,6 +841,7 @@ def tradeoff_figure(names: Sequence[str], params_m: Sequence[float], scores: Seq
     ax.set_ylabel(score_label)
     ax.grid(alpha=0.3)
     ax.margins(x=0.25, y=0.2)
+    _data_title(ax, title, synthetic)
     return fig
 
 

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from kdas_lite import viz
 from kdas_lite.losses import attention_kd_loss, attention_target, boundary_weight, sgm_loss
+from kdas_lite.metrics import METRIC_NAMES
 from kdas_lite.models import (
     PolypPVT,
     attention_to_image,
@@ -247,6 +248,25 @@ def test_results_and_tradeoff_figures() -> None:
     assert "40.0 img/s" in " ".join(t.get_text() for t in fig.axes[0].texts)
     with pytest.raises(ValueError, match="same length"):
         viz.tradeoff_figure(["a"], [1.0, 2.0], [0.5])
+
+
+def test_figures_show_subset_labels_and_synthetic_data() -> None:
+    from kdas_lite.data import SetStatus
+    from kdas_lite.evaluate import EvaluationTable
+
+    row = {m: 0.5 for m in METRIC_NAMES}
+    partial = EvaluationTable({"ETIS-LaribPolypDB": row}, {"ETIS-LaribPolypDB": 20},
+                              status={"ETIS-LaribPolypDB": SetStatus("ETIS-LaribPolypDB", 20,
+                                                                     196, "partial")})
+    ax = viz.results_figure({"student": partial}, title="lab run").axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["ETIS-LaribPolypDB (20/196)"]
+    assert ax.get_title() == "lab run"
+    synthetic = EvaluationTable({"Kvasir": row}, {"Kvasir": 4},
+                                status={"Kvasir": SetStatus("Kvasir", 4, 100, "synthetic")})
+    ax = viz.results_figure({"student": synthetic}).axes[0]
+    assert ax.get_title().startswith("SYNTHETIC data")
+    ax = viz.tradeoff_figure(["a"], [1.0], [0.5], synthetic=True, title="t").axes[0]
+    assert ax.get_title() == "SYNTHETIC data (not real endoscopy) — t"
 
 
 def test_best_worst_figure_ranks_cases(images, masks) -> None:
