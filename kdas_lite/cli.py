@@ -113,8 +113,9 @@ def _add_training_flags(parser: argparse.ArgumentParser, distill: bool) -> None:
         kd = parser.add_argument_group("distillation (paper Eq. 6)")
         kd.add_argument("--no-at", action="store_true", help="switch off L_AT")
         kd.add_argument("--no-sgm", action="store_true", help="switch off L_SGM")
-        kd.add_argument("--at-mode", choices=("kdas", "reference"),
-                        help="reference = the public code's L_AT (zero student gradient)")
+        kd.add_argument("--at-mode", choices=("kdas", "reference", "reference-fixed"),
+                        help="reference: the public code's L_AT (zero student gradient); "
+                        "reference-fixed: its softmax dim repaired (docs/RECIPES.md)")
         kd.add_argument("--baseline", choices=("pixel", "cwd"), help="add a baseline KD term")
         kd.add_argument("--alpha", type=float, help="distillation weight α (paper 0.3)")
         kd.add_argument("--temperature", type=float, help="T (paper 2)")

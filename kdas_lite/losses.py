@@ -13,9 +13,12 @@ The total objective (paper, Eq. 6) is
 
 Three defects of the public reference code are *not* repeated here (see notebook 04):
 its student softmax has no ``dim`` (a constant on a one-channel map, so L_AT gives the student
-zero gradient; reproduced on purpose by ``attention_kd_loss(..., mode="reference")``), its
-"weighted" BCE uses ``reduce='none'`` (which means *mean*, so the weights do nothing), and its
-SGM transpose fails at batch size 1.
+zero gradient), its "weighted" BCE uses ``reduce='none'`` (which means *mean*, so the weights do
+nothing), and its SGM transpose fails at batch size 1. L_AT has three modes
+(:data:`AT_MODES`): ``"kdas"``, kdas_lite's reading of Eq. 3, which differs from the public code
+in more than the softmax ``dim`` (see :func:`attention_kd_loss`); ``"reference"``, the public
+code as it is; and ``"reference-fixed"``, the public code with only the softmax ``dim``
+repaired. ``"kdas"`` and ``"reference-fixed"`` are different methods (docs/RECIPES.md).
 """
 
 from __future__ import annotations
@@ -27,7 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+AtMode = Literal["kdas", "reference", "reference-fixed"]
+AT_MODES: tuple[str, ...] = ("kdas", "reference", "reference-fixed")
+"""The L_AT variants of :func:`attention_kd_loss` (``TrainConfig.at_mode``, ``--at-mode``)."""
+
 __all__ = [
+    "AT_MODES",
+    "AtMode",
     "KDASLoss",
     "KDASLossOutput",
     "attention_kd_loss",
@@ -67,7 +76,7 @@ def boundary_weight(mask: Tensor, kernel_size: int = 31) -> Tensor:
     """Pixel weights ``w = 1 + 5·|avgpool_k(G) − G|`` that emphasise pixels near the boundary.
 
     Args:
-        mask: ``(B, 1, H, W)`` ground truth in ``{0, 1}``.
+        mask: ``(B, 1, H, W)`` ground truth in ``{0, 1}`` (or in ``[0, 1]``: soft masks).
         kernel_size: odd window of the average pooling (31 in PraNet).
 
     Returns:
@@ -90,7 +99,7 @@ def structure_loss(pred: Tensor, mask: Tensor) -> Tensor:
 
     Args:
         pred: ``(B, 1, H, W)`` logits.
-        mask: ``(B, 1, H, W)`` ground truth in ``{0, 1}``.
+        mask: ``(B, 1, H, W)`` ground truth in ``{0, 1}`` (or in ``[0, 1]``: soft masks).
 
     Returns:
         Scalar: the mean over the batch of ``L_wBCE + L_wIoU``.
@@ -136,39 +145,86 @@ def attention_target(teacher: Tensor) -> Tensor:
     return F.scaled_dot_product_attention(teacher, teacher, teacher)
 
 
+def _public_kl_mean(student_prob: Tensor, target: Tensor) -> Tensor:
+    """``KLDivLoss(reduction="mean")(student_prob, target)`` as the public code calls it.
+
+    PyTorch ≥ 2 computes ``xlogy(t, t) − t · x`` per element (``x`` is meant to be a
+    log-probability, here it is a probability) and averages over *all* B·H·W elements. Where
+    ``t < 0``, ``xlogy(t, t)`` is NaN, so the public value is NaN whenever the target has a
+    negative entry (logit maps almost always do). That term does not depend on the student,
+    so it is read as 0 there: the value is finite (training stops on a non-finite loss), and
+    the student gradient, ``−t / (B·H·W)``, is exactly PyTorch's.
+    """
+    positive = target.clamp_min(0)
+    return (torch.xlogy(positive, positive) - target * student_prob).mean()
+
+
 def attention_kd_loss(
     student: Tensor,
     teacher: Tensor,
     temperature: float = 2.0,
-    mode: Literal["kdas", "reference"] = "kdas",
+    mode: AtMode = "kdas",
 ) -> Tensor:
-    """Attention-supervision loss L_AT (paper Eq. 3).
+    """Attention-supervision loss L_AT (paper Eq. 3), in one of three modes.
 
-    ``mode="kdas"`` (default, correct): both maps become probability distributions over the
-    H·W spatial positions at temperature T, and the student is matched to the teacher's
-    attention target by KL divergence:
+    With ``A_t = attention_target(P_t)`` (Eq. 2), N = H·W positions and B images:
+
+    ``mode="kdas"`` (default): both maps become probability distributions over the H·W
+    positions at temperature T, and the student is matched by KL divergence:
 
         q = softmax_{HW}(A_t / T),   p = softmax_{HW}(P_s / T)
         L_AT = T² · (1/B) Σ_b KL(q_b ‖ p_b)
 
-    ``mode="reference"`` reproduces the public KDAS code, for teaching only: the student
-    "distribution" is ``softmax(P_s)`` over the implicit dim 1 — a single channel — so it is the
-    constant 1 (then divided by T), and the loss is ``KLDivLoss(reduction="mean")`` of that
-    constant against ``A_t / T``. Its gradient with respect to the student is exactly zero.
-    (Entries where the target is ≤ 0 contribute 0, as in the PyTorch of the reference's era;
-    current PyTorch would return NaN there.)
+    This is kdas_lite's reading of Eq. 3, **not** the public code with one bug fixed. It differs
+    from the public code's L_AT in five ways: (1) the student softmax runs over the H·W
+    positions, not the single channel; (2) the teacher target is softmaxed too (the public code
+    uses the raw ``A_t / T``, which is not a distribution and has negative entries); (3) T
+    divides the logits *before* the softmax (the public code divides the softmax output);
+    (4) log-probabilities go into the KL (the public code passes probabilities where
+    ``kl_div`` expects log-probabilities); (5) the KL is summed over positions and averaged
+    over images (``batchmean``), where the public code averages over all B·H·W elements, so the
+    value is about H·W times larger. Its student gradient is about H·W times larger than
+    ``"reference-fixed"``'s (≈ 2000× on random 44×44 maps) and points elsewhere (cosine ≈ 0.3).
+
+    ``mode="reference"``: the public code's computation as it is, for teaching:
+
+        L_AT = T² · mean_{B·H·W}( xlogy(t, t) − t · softmax_{dim=1}(P_s) / T ),   t = A_t / T
+
+    ``softmax`` without ``dim`` on a ``(B, 1, H, W)`` map runs over the single channel, so the
+    student term is the constant 1/T and **the student gradient is exactly zero**. The public
+    script needs PyTorch ≥ 2.0 (it calls ``scaled_dot_product_attention``), where ``kl_div``
+    returns NaN for negative targets, so its L_AT *value* is NaN whenever ``A_t`` has a negative
+    entry; here ``xlogy(t, t)`` is read as 0 there (see below), so the value is finite. The
+    student gradient is zero either way.
+
+    ``mode="reference-fixed"``: the public code with only the softmax ``dim`` repaired
+    (``softmax_{HW}(P_s)`` instead of over the channel); everything else as the public code
+    computes it (raw target ``A_t / T``, T after the softmax, probabilities into ``kl_div``,
+    mean over all B·H·W elements):
+
+        L_AT = T² · mean_{B·H·W}( xlogy(t, t) − t · softmax_{HW}(P_s) / T ),   t = A_t / T
+
+    Its student gradient is ``−(T / (B·H·W)) · p ⊙ (t − ⟨p, t⟩)`` per image, with
+    ``p = softmax_{HW}(P_s)``: it pushes mass towards positions where the *raw* attention
+    target is above its p-weighted mean, and is tiny (each entry carries a 1/(B·H·W) and a p).
+
+    In both public-code modes, ``xlogy(t, t)`` (which does not depend on the student) is taken
+    as 0 where ``t < 0`` instead of PyTorch's NaN; the value then equals ``kl_div``'s wherever
+    that is finite, and the student gradient always equals ``kl_div``'s.
 
     Args:
         student: ``(B, 1, H, W)`` student logits (receives the gradient).
         teacher: ``(B, 1, H', W')`` teacher logits; resized to ``(H, W)`` if different.
         temperature: T > 0.
-        mode: ``"kdas"`` or ``"reference"``.
+        mode: one of :data:`AT_MODES`.
 
     Returns:
         Scalar loss.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if mode not in AT_MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, AT_MODES))}, got {mode!r}")
     teacher = _match_size(student, teacher)
     target = attention_target(teacher.detach())
     student = student.float()
@@ -178,13 +234,10 @@ def attention_kd_loss(
         kl = F.kl_div(log_p, log_q, reduction="batchmean", log_target=True)
         return kl * temperature**2
     if mode == "reference":
-        student_prob = torch.softmax(student, dim=1) / temperature  # constant 1/T
-        target = target / temperature
-        safe = target.clamp_min(torch.finfo(target.dtype).tiny)
-        pointwise = torch.where(target > 0, target * (safe.log() - student_prob),
-                                torch.zeros_like(target))
-        return pointwise.mean() * temperature**2
-    raise ValueError(f"mode must be 'kdas' or 'reference', got {mode!r}")
+        student_prob = torch.softmax(student, dim=1)  # over the one channel: the constant 1
+    else:
+        student_prob = torch.softmax(student.flatten(2), dim=-1).view_as(student)
+    return _public_kl_mean(student_prob / temperature, target / temperature) * temperature**2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,7 +391,10 @@ class KDASLoss(nn.Module):
         temperature: T (paper: 2).
         use_at: include L_AT on P1 and P2.
         use_sgm: include L_SGM on P1 (as in the reference code).
-        at_mode: ``"kdas"`` (correct) or ``"reference"`` (zero student gradient, for teaching).
+        at_mode: L_AT variant, one of :data:`AT_MODES` (see :func:`attention_kd_loss`):
+            ``"kdas"`` (kdas_lite's), ``"reference"`` (the public code's, zero student
+            gradient) or ``"reference-fixed"`` (the public code with the softmax ``dim``
+            repaired).
         baseline: ``None``, ``"pixel"`` (Hinton) or ``"cwd"`` extra KD term.
         sgm_pool_size: forwarded to :func:`sgm_loss`.
     """
@@ -349,7 +405,7 @@ class KDASLoss(nn.Module):
         temperature: float = 2.0,
         use_at: bool = True,
         use_sgm: bool = True,
-        at_mode: Literal["kdas", "reference"] = "kdas",
+        at_mode: AtMode = "kdas",
         baseline: Literal["pixel", "cwd"] | None = None,
         sgm_pool_size: int | None = None,
     ) -> None:
@@ -358,8 +414,9 @@ class KDASLoss(nn.Module):
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        if at_mode not in ("kdas", "reference"):
-            raise ValueError(f"at_mode must be 'kdas' or 'reference', got {at_mode!r}")
+        if at_mode not in AT_MODES:
+            raise ValueError(f"at_mode must be one of {', '.join(map(repr, AT_MODES))}, "
+                             f"got {at_mode!r}")
         if baseline not in (None, "pixel", "cwd"):
             raise ValueError(f"baseline must be None, 'pixel' or 'cwd', got {baseline!r}")
         self.alpha = alpha

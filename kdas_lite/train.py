@@ -8,10 +8,12 @@ One loop, :func:`fit`, serves both; only the *objective* differs:
   :class:`~kdas_lite.losses.KDASLoss`, i.e.
   ``(1 − α)·ΣL_seg + α·(ΣL_AT + L_SGM [+ baseline KD])`` (paper Eq. 6).
 
-Recipe (the paper's, with :class:`~kdas_lite.config.TrainConfig` defaults): AdamW (lr 1e-4,
-weight decay 1e-4); a per-step learning rate with linear warm-up then cosine (or poly) decay;
-multi-scale training, where every batch is rescaled to 0.75/1/1.25 × the image size (rounded
-to multiples of 32) with **one optimiser step per scale**, as in the reference code;
+Recipe (:class:`~kdas_lite.config.TrainConfig`; the ``paper`` preset follows the public KDAS
+script, docs/RECIPES.md lists every departure): AdamW (lr 1e-4, weight decay 1e-4); a
+per-step learning rate, constant (the public script) or with linear warm-up then cosine (or
+poly) decay (the defaults); multi-scale training, where every batch is rescaled to
+0.75/1/1.25 × the image size (rounded to multiples of 32) with **one optimiser step per
+scale**, as in the reference code;
 gradient clipping at 0.5 (by value, like the reference's ``clip_gradient``, or by norm).
 
 Validation and model selection: each epoch ends with the mean Dice on a validation split held
@@ -20,8 +22,9 @@ the weights of the best epoch on that split. The test sets are never looked at d
 training. (The public Polyp-PVT/KDAS code picked its best checkpoint by Dice on a *test* set,
 which leaks the test set into model selection and inflates the reported numbers.)
 
-Devices: on CUDA the loop uses automatic mixed precision (bf16 where supported, else fp16
-with a gradient scaler), channels-last tensors, pinned-memory loaders and optionally
+Devices: on CUDA the loop uses automatic mixed precision when ``config.amp`` (the default;
+the ``paper`` preset trains in float32 like the public script; bf16 where supported, else
+fp16 with a gradient scaler), channels-last tensors, pinned-memory loaders and optionally
 ``torch.compile``; on CPU the same code runs in float32. No device index is hard-coded (the
 reference code hard-coded ``cuda:1``).
 
@@ -352,17 +355,19 @@ class TrainStep:
         return values
 
 
-def _rescale(images: Tensor, masks: Tensor, size: int) -> tuple[Tensor, Tensor]:
+def _rescale(images: Tensor, masks: Tensor, size: int, soft: bool = False
+             ) -> tuple[Tensor, Tensor]:
     """Resize a batch to ``size × size`` for multi-scale training.
 
     Images: bilinear with ``align_corners=True`` (as the reference's ``F.upsample``). Masks:
-    bilinear, then re-binarised at 0.5, so they stay in {0, 1} (the reference left them soft).
+    bilinear, then re-binarised at 0.5 so they stay in {0, 1}; with ``soft`` (soft masks)
+    left fractional, as the reference does.
     """
     if images.shape[-2:] == (size, size):
         return images, masks
     images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=True)
     masks = F.interpolate(masks.float(), size=(size, size), mode="bilinear", align_corners=True)
-    return images, (masks > 0.5).float()
+    return images, masks if soft else (masks > 0.5).float()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,7 +472,8 @@ def build_dataloaders(config: TrainConfig, mean: Sequence[float], std: Sequence[
                                 excluded=len(found) - len(pairs)))
     common = {"size": config.image_size, "mean": tuple(mean), "std": tuple(std),
               "cache": config.cache, "progress": progress}
-    train_set = PolypDataset(train_pairs, augment=config.augment, **common)
+    train_set = PolypDataset(train_pairs, augment=config.augment, soft_masks=config.soft_masks,
+                             **common)
     val_set = PolypDataset(val_pairs, augment=False, **common)
     pin = device is not None and device.type == "cuda"
     train_loader = DataLoader(
@@ -758,7 +764,7 @@ def _train_epoch(step: TrainStep, loader: DataLoader, sizes: Sequence[int], epoc
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
     for batch, (images, masks) in enumerate(bar, start=1):
         for size in sizes:
-            values = step(*_rescale(images, masks, size),
+            values = step(*_rescale(images, masks, size, config.soft_masks),
                           where=f"epoch {epoch}, batch {batch}, size {size}px")
             steps += 1
             for key in LOSS_TERMS:

@@ -66,7 +66,7 @@ def test_demo_configuration(capsys, monkeypatch):
                                                                  "tf_efficientnet_lite0")
     assert default.pretrained and default.synthetic and str(default.run_dir) == "runs/demo"
     paper = demo("--preset", "paper", "--data", "/data")
-    assert (paper.image_size, paper.epochs, paper.teacher_encoder) == (352, 100, "pvt_v2_b2")
+    assert (paper.image_size, paper.epochs, paper.teacher_encoder) == (352, 99, "pvt_v2_b2")
     assert paper.pretrained and paper.data_root == "/data" and paper.name == "demo"
     pvt = demo("--pair", "pvt", "--epochs", "2")
     assert (pvt.teacher_encoder, pvt.pretrained, pvt.epochs, pvt.image_size) == (

@@ -53,7 +53,8 @@ def test_unknown_keys_name_the_closest_field():
         ("temperature", 0.0, "temperature"),
         ("lr", 0.0, "lr"),
         ("val_fraction", 1.0, "val_fraction"),
-        ("at_mode", "paper", "'kdas', 'reference'"),
+        ("at_mode", "paper", "'kdas', 'reference', 'reference-fixed'"),
+        ("soft_masks", 1, "true or false"),
         ("baseline", "hinton", "None, 'pixel', 'cwd'"),
         ("cache", "ram", "'none', 'memory', 'disk'"),
         ("scheduler", "step", "scheduler"),
@@ -95,7 +96,7 @@ def test_distills_property():
 
 
 def test_presets():
-    assert set(PRESETS) == {"paper", "cpu-lab", "smoke"}
+    assert set(PRESETS) == {"paper", "modern", "cpu-lab", "smoke"}
     assert get_preset("paper").image_size == 352 and get_preset("paper").pretrained
     lab = get_preset("cpu-lab")
     assert lab.image_size < 352 and lab.cache == "memory"
@@ -104,6 +105,37 @@ def test_presets():
     assert smoke.synthetic and smoke.max_train_images
     with pytest.raises(ConfigError, match="unknown preset 'fast'; choose one of paper"):
         get_preset("fast")
+
+
+def test_paper_preset_follows_the_public_script():
+    # train_kd_paper.py: adjust_lr(optimizer, 1e-4, epoch, 0.1, 200) never decays (epoch < 200),
+    # `for epoch in range(1, 100)` is 99 epochs, no autocast, masks resized bilinearly and
+    # never re-binarised, softmax(P) without dim (repaired here: reference-fixed).
+    paper = get_preset("paper")
+    assert (paper.epochs, paper.lr, paper.scheduler, paper.warmup_epochs) == (99, 1e-4,
+                                                                              "constant", 0.0)
+    assert not paper.amp and paper.soft_masks and paper.at_mode == "reference-fixed"
+    assert (paper.image_size, paper.batch_size, paper.train_sizes) == (352, 16, (256, 352, 448))
+    assert (paper.optimizer, paper.weight_decay, paper.clip, paper.clip_mode) == (
+        "adamw", 1e-4, 0.5, "value")
+    assert (paper.alpha, paper.temperature, paper.use_at, paper.use_sgm) == (0.3, 2.0, True, True)
+    assert paper.sgm_pool_size is None and paper.baseline is None
+    # the documented fixes it keeps (docs/RECIPES.md): augmentation that runs, a validation split
+    assert paper.augment and 0 < paper.val_fraction < 1
+
+
+def test_modern_preset_is_the_defaults_on_a_gpu():
+    modern = get_preset("modern")
+    assert modern.scheduler == "cosine" and modern.warmup_epochs > 0 and modern.amp
+    assert not modern.soft_masks and modern.at_mode == "kdas" and modern.pretrained
+    assert modern.replace(name="kdas", num_workers=2, pretrained=False) == TrainConfig()
+
+
+def test_recipes_doc_names_every_preset():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "RECIPES.md").read_text(encoding="utf-8")
+    assert all(f"`{name}`" in text for name in PRESETS)
 
 
 @pytest.mark.parametrize(("available", "pretrained", "expected"), [

@@ -255,6 +255,70 @@ def test_disk_cache_survives_pickling_for_spawned_workers(pairs, tmp_path):
     assert torch.equal(clone[1][0], dataset[1][0])  # ... but re-opened on first use
 
 
+# ---------------------------------------------------------------- soft masks (paper preset)
+
+
+def _fractional(mask):
+    return ((mask > 0) & (mask < 1)).sum().item()
+
+
+def test_soft_masks_are_fractional_only_at_edges_and_binary_by_default(pairs):
+    # 48×64 source -> 32×32: the bilinear resize blends rows/columns along the rectangle's edges.
+    binary = PolypDataset(pairs, size=SIZE)[0][1]
+    soft = PolypDataset(pairs, size=SIZE, soft_masks=True)[0][1]
+    assert set(binary.unique().tolist()) <= {0.0, 1.0}
+    assert soft.min() >= 0 and soft.max() <= 1 and _fractional(soft) > 0
+    # Fractional values lie where the binary mask changes within one pixel, nowhere else.
+    edge = torch.nn.functional.max_pool2d(binary, 3, 1, 1) != -torch.nn.functional.max_pool2d(
+        -binary, 3, 1, 1)
+    assert (((soft > 0) & (soft < 1)) <= edge).all()
+    assert torch.equal(soft[~edge], binary[~edge])
+    assert ((soft > 0.5).float() - binary).abs().mean() < 0.05  # the same polyp
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_soft_masks_are_the_same_through_every_cache(pairs, tmp_path, augment):
+    samples = {}
+    for cache in ("none", "memory", "disk"):
+        torch.manual_seed(7)
+        dataset = PolypDataset(pairs, size=SIZE, augment=augment, cache=cache, soft_masks=True,
+                               cache_dir=tmp_path / "cache")
+        samples[cache] = [dataset[i][1] for i in range(len(dataset))]
+    assert sum(_fractional(mask) for mask in samples["none"]) > 0
+    for cache in ("memory", "disk"):
+        assert all(torch.equal(a, b) for a, b in zip(samples[cache], samples["none"], strict=True))
+    binary = PolypDataset(pairs, size=SIZE, cache="disk", cache_dir=tmp_path / "cache")
+    soft = PolypDataset(pairs, size=SIZE, cache="disk", cache_dir=tmp_path / "cache",
+                        soft_masks=True)
+    assert binary.cache_file != soft.cache_file  # a binary cache is never read as soft
+    assert set(binary[0][1].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_multi_scale_rescale_keeps_soft_masks_soft():
+    from kdas_lite import train
+
+    masks = torch.zeros(1, 1, 64, 64)
+    masks[..., 10:40, 20:50] = 1
+    images = torch.randn(1, 3, 64, 64)
+    assert set(train._rescale(images, masks, 96)[1].unique().tolist()) <= {0.0, 1.0}
+    soft = train._rescale(images, masks, 96, soft=True)[1]
+    assert _fractional(soft) > 0 and soft.min() >= 0 and soft.max() <= 1
+
+
+def test_build_dataloaders_gives_soft_masks_to_training_only(tmp_path):
+    from kdas_lite.config import get_preset
+    from kdas_lite.train import build_dataloaders
+
+    write_folder(tmp_path / "data", count=6)
+    config = get_preset("smoke", data_root=str(tmp_path / "data"), image_size=SIZE,
+                        augment=False, cache="none", soft_masks=True, val_fraction=0.3)
+    train_loader, val_loader, _ = build_dataloaders(config, (0.5,) * 3, (0.5,) * 3,
+                                                    progress=False)
+    assert train_loader.dataset.soft_masks and not val_loader.dataset.soft_masks
+    assert _fractional(next(iter(train_loader))[1]) > 0
+    assert set(next(iter(val_loader))[1].unique().tolist()) <= {0.0, 1.0}
+
+
 # ---------------------------------------------------------------- test dataset
 
 

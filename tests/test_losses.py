@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from kdas_lite.losses import (
+    AT_MODES,
     KDASLoss,
     attention_kd_loss,
     attention_target,
@@ -133,6 +136,154 @@ def test_reference_mode_known_value() -> None:
     value = attention_kd_loss(torch.randn(2, 1, 4, 4), torch.full((2, 1, 4, 4), 2.0),
                               temperature=2.0, mode="reference")
     assert value.item() == pytest.approx(-2.0, rel=1e-6)
+
+
+def _public_l_at(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
+                 fix_dim: bool) -> torch.Tensor:
+    """The public train_kd_paper.py's L_AT, line for line (``fix_dim``: softmax over H·W)."""
+    att = F.scaled_dot_product_attention(teacher, teacher, teacher) / temperature
+    if fix_dim:
+        prob = torch.softmax(student.flatten(2), dim=-1).view_as(student)
+    else:
+        prob = torch.softmax(student, dim=1)  # what softmax(P) without dim picks for 4-D input
+    with warnings.catch_warnings():  # PyTorch warns that 'mean' is not 'batchmean': we know
+        warnings.simplefilter("ignore", UserWarning)
+        return F.kl_div(prob / temperature, att, reduction="mean") * temperature**2
+
+
+def _numpy_reference_fixed(student: np.ndarray, teacher: np.ndarray, t: float) -> float:
+    """reference-fixed L_AT of one (H, W) map, written out in numpy (t·log t := 0 for t ≤ 0)."""
+    w = teacher.shape[1]
+    scores = teacher @ teacher.T / math.sqrt(w)
+    weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    target = (weights @ teacher) / t
+    prob = np.exp(student - student.max())
+    prob /= prob.sum()
+    pos = np.clip(target, 0, None)
+    xlogx = np.where(pos > 0, pos * np.log(np.where(pos > 0, pos, 1)), 0)
+    return float((xlogx - target * prob / t).mean() * t**2)
+
+
+def test_attention_modes_are_the_config_and_cli_choices() -> None:
+    from kdas_lite import config
+    from kdas_lite.cli import build_parser, config_from_args
+
+    assert AT_MODES == config.AT_MODES == ("kdas", "reference", "reference-fixed")
+    for mode in AT_MODES:
+        args = build_parser().parse_args(["distill", "--preset", "smoke", "--at-mode", mode])
+        assert config_from_args(args).at_mode == mode
+
+
+def test_reference_fixed_known_value_by_hand() -> None:
+    # Teacher constant 2 -> A_t = 2, t = A_t / T = 1 (t·log t = 0); student logits (0, 0, 0, ln 3)
+    # -> p = (1/6, 1/6, 1/6, 1/2). Pointwise 0 − 1·p/T, mean over 4 = −(1/4)(1/2)·Σp = −1/8;
+    # times T² = 4 -> −1/2 (and the public kl_div, finite here, agrees).
+    student = torch.tensor([[[[0.0, 0.0], [0.0, math.log(3)]]]])
+    teacher = torch.full((1, 1, 2, 2), 2.0)
+    value = attention_kd_loss(student, teacher, temperature=2.0, mode="reference-fixed")
+    assert value.item() == pytest.approx(-0.5, rel=1e-6)
+    assert _public_l_at(student, teacher, 2.0, fix_dim=True).item() == pytest.approx(-0.5,
+                                                                                    rel=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 2, 2), (1, 1, 3, 5), (2, 1, 4, 3)])
+def test_reference_fixed_value_matches_a_numpy_transcription(shape: tuple[int, ...]) -> None:
+    g = torch.Generator().manual_seed(sum(shape))
+    student, teacher = torch.randn(shape, generator=g), torch.randn(shape, generator=g) * 2
+    assert (attention_target(teacher) < 0).any()  # a negative target entry is exercised
+    expected = np.mean([_numpy_reference_fixed(s[0].double().numpy(), t[0].double().numpy(), 2.0)
+                        for s, t in zip(student, teacher, strict=True)])
+    value = attention_kd_loss(student, teacher, temperature=2.0, mode="reference-fixed")
+    assert value.item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_reference_fixed_gradient_by_hand() -> None:
+    # Uniform student (p = 1/4 on a 2×2 map, N = B·H·W = 4): dL/ds_j = −(T/N)·p_j·(t_j − Σ p t)
+    # = −(A_j − mean A) / 16 with t = A / T, whatever T is.
+    teacher = torch.tensor([[[[3.0, -1.0], [0.5, 2.0]]]])
+    target = attention_target(teacher)
+    for temperature in (1.0, 2.0, 4.0):
+        student = torch.zeros(1, 1, 2, 2, requires_grad=True)
+        attention_kd_loss(student, teacher, temperature, mode="reference-fixed").backward()
+        assert student.grad is not None
+        torch.testing.assert_close(student.grad, -(target - target.mean()) / 16)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 6, 6), (2, 1, 5, 9)])
+@pytest.mark.parametrize("mode", ["reference", "reference-fixed"])
+def test_public_modes_have_the_public_codes_student_gradient(shape: tuple[int, ...],
+                                                             mode: str) -> None:
+    # The same gradient as kl_div on PyTorch ≥ 2, even where kl_div's value is NaN.
+    g = torch.Generator().manual_seed(7)
+    student, teacher = torch.randn(shape, generator=g), torch.randn(shape, generator=g) * 3
+    ours = student.clone().requires_grad_(True)
+    public = student.clone().requires_grad_(True)
+    attention_kd_loss(ours, teacher, 2.0, mode=mode).backward()  # type: ignore[arg-type]
+    _public_l_at(public, teacher, 2.0, fix_dim=mode == "reference-fixed").backward()
+    assert ours.grad is not None and public.grad is not None
+    assert torch.isfinite(ours.grad).all()
+    torch.testing.assert_close(ours.grad, public.grad, rtol=1e-5, atol=1e-12)
+    if mode == "reference":
+        assert torch.count_nonzero(ours.grad).item() == 0
+    else:
+        assert ours.grad.abs().max().item() > 0
+
+
+@pytest.mark.skipif(int(torch.__version__.split(".")[0]) < 2, reason="kl_div NaN is PyTorch ≥ 2")
+def test_public_l_at_value_is_nan_on_torch_2_but_ours_is_finite() -> None:
+    student, teacher = _maps()
+    assert (attention_target(teacher) < 0).any()
+    for fix_dim, mode in ((False, "reference"), (True, "reference-fixed")):
+        assert torch.isnan(_public_l_at(student, teacher, 2.0, fix_dim=fix_dim))
+        assert torch.isfinite(attention_kd_loss(student, teacher, mode=mode))  # type: ignore[arg-type]
+    # Where the target has no negative entry, the values agree exactly.
+    positive = teacher.abs()
+    for fix_dim, mode in ((False, "reference"), (True, "reference-fixed")):
+        public = _public_l_at(student, positive, 2.0, fix_dim=fix_dim).item()
+        ours = attention_kd_loss(student, positive, mode=mode).item()  # type: ignore[arg-type]
+        assert ours == pytest.approx(public, rel=1e-5)
+
+
+def test_reference_fixed_and_kdas_are_different_methods() -> None:
+    # On random 44×44 maps the kdas gradient is ~2000× larger (the ratio grows like H·W) and
+    # nearly orthogonal (cosine ~0.3). Recorded in docs/RECIPES.md; asserted loosely.
+    student, teacher = _maps(b=2, h=44, w=44, seed=0)
+    grads = {}
+    for mode in ("kdas", "reference-fixed"):
+        s = student.clone().requires_grad_(True)
+        attention_kd_loss(s, teacher, 2.0, mode=mode).backward()  # type: ignore[arg-type]
+        assert s.grad is not None
+        grads[mode] = s.grad.flatten()
+    ratio = (grads["kdas"].norm() / grads["reference-fixed"].norm()).item()
+    cosine = F.cosine_similarity(grads["kdas"], grads["reference-fixed"], dim=0).item()
+    print(f"|grad kdas| / |grad reference-fixed| = {ratio:.0f}, cosine = {cosine:.2f}")
+    assert 300 < ratio < 30000
+    assert cosine < 0.8
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 8, 8), (1, 1, 6, 10), (3, 1, 7, 4)])
+def test_reference_fixed_at_batch_one_and_non_square_never_reaches_the_teacher(
+        shape: tuple[int, ...]) -> None:
+    g = torch.Generator().manual_seed(3)
+    student = torch.randn(shape, generator=g, requires_grad=True)
+    teacher = (torch.randn(shape, generator=g) * 3).requires_grad_(True)
+    loss = attention_kd_loss(student, teacher, mode="reference-fixed")
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert teacher.grad is None
+    assert student.grad is not None and torch.isfinite(student.grad).all()
+    assert student.grad.abs().max().item() > 0
+
+
+def test_kdas_loss_accepts_every_attention_mode() -> None:
+    s1, t1 = _maps(seed=9)
+    s2, t2 = _maps(seed=10)
+    for mode in AT_MODES:
+        out = KDASLoss(at_mode=mode, use_sgm=False)((s1, s2), (t1, t2), torch.zeros(2, 1, 8, 8))
+        expected = (attention_kd_loss(s1, t1, mode=mode)  # type: ignore[arg-type]
+                    + attention_kd_loss(s2, t2, mode=mode))  # type: ignore[arg-type]
+        assert out.at.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_attention_kd_loss_resizes_teacher_and_validates_arguments() -> None:

@@ -4,7 +4,8 @@ What this module teaches:
 
 - **Training samples** (:class:`PolypDataset`) are ``(image, mask)`` tensors at one square size:
   image ``float32 (3, size, size)`` normalised with the encoder's mean/std, mask
-  ``float32 (1, size, size)`` in {0, 1}.
+  ``float32 (1, size, size)`` in {0, 1} (in [0, 1] with ``soft_masks=True``: resized
+  bilinearly, fractional along the edges, as the public KDAS script's masks).
 - **Test samples** (:class:`PolypTestDataset`) keep the mask at its **original** resolution:
   the evaluation protocol of PraNet / Polyp-PVT / KDAS resizes the *prediction* up to the
   mask, never the mask down to the prediction, so small polyps are scored honestly.
@@ -128,8 +129,9 @@ def default_cache_dir() -> Path:
     return Path(base) / "kdas_lite"
 
 
-def _cache_key(pairs: Sequence[Pair], size: int) -> str:
-    """Hash of (paths, mtimes, byte sizes, target size): changes whenever any input changes."""
+def _cache_key(pairs: Sequence[Pair], size: int, soft_masks: bool = False) -> str:
+    """Hash of (paths, mtimes, byte sizes, target size, mask kind): changes whenever any input
+    changes."""
     entries = []
     for pair in pairs:
         for path in pair:
@@ -138,25 +140,34 @@ def _cache_key(pairs: Sequence[Pair], size: int) -> str:
             except FileNotFoundError as exc:
                 raise DataError(f"dataset file not found: {path}") from exc
             entries.append((str(path.resolve()), stat.st_mtime_ns, stat.st_size))
-    blob = json.dumps([_CACHE_FORMAT, size, entries]).encode()
+    # Soft masks are cached as 0..255; binary caches keep the key they had before soft masks.
+    blob = json.dumps([_CACHE_FORMAT, size, entries, *(["soft"] if soft_masks else [])]).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
-def _fill_cache(out: np.ndarray, pairs: Sequence[Pair], size: int, progress: bool) -> None:
+def _mask_values(mask: np.ndarray, soft_masks: bool) -> np.ndarray:
+    """A boolean mask as uint8: {0, 1}, or {0, 255} for soft masks (room for the fractional
+    values that the bilinear resize makes along the edges)."""
+    return mask.astype(np.uint8) * (255 if soft_masks else 1)
+
+
+def _fill_cache(out: np.ndarray, pairs: Sequence[Pair], size: int, progress: bool,
+                soft_masks: bool = False) -> None:
     """Decode every pair, resize it to ``size²`` and write RGB + mask into ``out[i]``."""
-    resize = build_resize(size)
+    resize = build_resize(size, soft_masks)
     bar = tqdm(pairs, desc=f"caching {size}px", leave=False, disable=not progress)
     for i, (image_path, mask_path) in enumerate(bar):
         image, mask = read_pair(image_path, mask_path)
-        small = resize(image=image, mask=mask.astype(np.uint8))
+        small = resize(image=image, mask=_mask_values(mask, soft_masks))
         out[i, :, :, :3] = small["image"]
         out[i, :, :, 3] = small["mask"]
 
 
-def _disk_cache(pairs: Sequence[Pair], size: int, cache_dir: Path, progress: bool) -> Path:
+def _disk_cache(pairs: Sequence[Pair], size: int, cache_dir: Path, progress: bool,
+                soft_masks: bool = False) -> Path:
     """Return the ``.npy`` cache file for ``pairs``, building it atomically if needed."""
     shape = (len(pairs), size, size, 4)
-    path = cache_dir / f"polyp-{size}px-{_cache_key(pairs, size)}.npy"
+    path = cache_dir / f"polyp-{size}px-{_cache_key(pairs, size, soft_masks)}.npy"
     if path.is_file():
         try:
             if np.load(path, mmap_mode="r").shape == shape:
@@ -169,7 +180,7 @@ def _disk_cache(pairs: Sequence[Pair], size: int, cache_dir: Path, progress: boo
     os.close(fd)
     try:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        _fill_cache(array, pairs, size, progress)
+        _fill_cache(array, pairs, size, progress, soft_masks)
         array.flush()
         del array
         os.replace(tmp, path)  # atomic: a crash leaves no half-written cache under `path`
@@ -191,6 +202,9 @@ class PolypDataset(Dataset):
             ``"disk"`` (decode once into a memory-mapped ``.npy`` under ``cache_dir``).
         cache_dir: folder for ``cache="disk"``; default :func:`default_cache_dir`.
         progress: show a progress bar while the cache is filled.
+        soft_masks: resize masks bilinearly (also in the augmentation and the cache, which
+            then stores them as 0..255) and return them in [0, 1], fractional along the edges,
+            like the public KDAS script; False: nearest resize, masks in {0, 1}.
 
     ``dataset[i]`` returns ``(image float32 (3, size, size), mask float32 (1, size, size))``.
 
@@ -203,7 +217,7 @@ class PolypDataset(Dataset):
                  size: int = 352, augment: bool = False,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  cache: CacheMode = "none", cache_dir: str | os.PathLike[str] | None = None,
-                 progress: bool = True):
+                 progress: bool = True, soft_masks: bool = False):
         if not isinstance(augment, bool):
             raise TypeError(f"augment must be a bool, got {augment!r} ({type(augment).__name__})")
         if cache not in ("none", "memory", "disk"):
@@ -213,8 +227,9 @@ class PolypDataset(Dataset):
             raise DataError("PolypDataset got no (image, mask) pairs: the dataset is empty.")
         self.size = size
         self.augment = augment
+        self.soft_masks = soft_masks
         build = build_train_transform if augment else build_eval_transform
-        self.transform = build(size, mean, std)
+        self.transform = build(size, mean, std, soft_masks)
         self.transform.set_random_seed(torch.initial_seed() % 2**32)
         self._worker_seed: int | None = None
         self.cache = cache
@@ -222,10 +237,10 @@ class PolypDataset(Dataset):
         self._cache: np.ndarray | None = None
         if cache == "memory":
             self._cache = np.empty((len(self.pairs), size, size, 4), dtype=np.uint8)
-            _fill_cache(self._cache, self.pairs, size, progress)
+            _fill_cache(self._cache, self.pairs, size, progress, soft_masks)
         elif cache == "disk":
             directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-            self.cache_file = _disk_cache(self.pairs, size, directory, progress)
+            self.cache_file = _disk_cache(self.pairs, size, directory, progress, soft_masks)
 
     @classmethod
     def from_folder(cls, root: str | os.PathLike[str], **kwargs: Any) -> PolypDataset:
@@ -243,14 +258,15 @@ class PolypDataset(Dataset):
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The raw sample before augmentation: ``uint8 (H, W, 3)`` and ``uint8 (H, W)``
-        in {0, 1}, at ``size²`` when cached, else at the file's resolution."""
+        in {0, 1} (0..255 with ``soft_masks``), at ``size²`` when cached, else at the file's
+        resolution."""
         if self.cache_file is not None and self._cache is None:
             self._cache = np.load(self.cache_file, mmap_mode="r")
         if self._cache is not None:
             rgbm = self._cache[index]
             return np.ascontiguousarray(rgbm[:, :, :3]), np.ascontiguousarray(rgbm[:, :, 3])
         image, mask = read_pair(*self.pairs[index])
-        return image, mask.astype(np.uint8)
+        return image, _mask_values(mask, self.soft_masks)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         worker = get_worker_info()
@@ -260,7 +276,10 @@ class PolypDataset(Dataset):
         image, mask = self.load(index)
         out = self.transform(image=image, mask=mask)
         # Cast in numpy: a torch op here would wake torch's thread pool for every sample.
-        return out["image"], torch.from_numpy(out["mask"].numpy()[None].astype(np.float32))
+        mask = out["mask"].numpy()[None].astype(np.float32)
+        if self.soft_masks:
+            mask /= 255
+        return out["image"], torch.from_numpy(mask)
 
 
 class PolypTestDataset(Dataset):

@@ -25,6 +25,11 @@ Both return a :class:`SharedRandomCompose` (an ``albumentations.Compose``; seed 
 mask=uint8 (H, W) in {0, 1})``; ``out["image"]`` is a float32 tensor ``(3, size, size)`` and
 ``out["mask"]`` a uint8 tensor ``(size, size)`` still in {0, 1}.
 
+With ``soft_masks=True`` (the public script's soft masks, see ``TrainConfig.soft_masks``) the
+mask is given as uint8 ``0/255`` and every mask resampling (resize, affine) is **bilinear**
+instead of nearest, so ``out["mask"]`` holds 0..255 with fractional values along the edges
+(divide by 255); flips and 90° rotations stay exact.
+
 The multi-scale training of Polyp-PVT (batches rescaled to 0.75/1/1.25 × size) is done on the
 batch tensor by the training loop, not here. The public reference code never augmented at all
 (its flag compared the bool ``True`` to the string ``'True'``).
@@ -65,13 +70,13 @@ class SharedRandomCompose(A.Compose):
         self.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
-def build_resize(size: int) -> A.Resize:
+def build_resize(size: int, soft_masks: bool = False) -> A.Resize:
     """Bilinear resize of the image and (centre-aligned) nearest resize of the mask to
-    ``size²``."""
+    ``size²``; with ``soft_masks`` the mask is resized bilinearly too."""
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")
     return A.Resize(size, size, interpolation=cv2.INTER_LINEAR,
-                    mask_interpolation=cv2.INTER_NEAREST_EXACT)
+                    mask_interpolation=cv2.INTER_LINEAR if soft_masks else cv2.INTER_NEAREST_EXACT)
 
 
 def _finish(mean: Sequence[float], std: Sequence[float]) -> list[A.BasicTransform]:
@@ -79,15 +84,17 @@ def _finish(mean: Sequence[float], std: Sequence[float]) -> list[A.BasicTransfor
 
 
 def build_train_transform(size: int, mean: Sequence[float] = IMAGENET_MEAN,
-                          std: Sequence[float] = IMAGENET_STD) -> SharedRandomCompose:
+                          std: Sequence[float] = IMAGENET_STD,
+                          soft_masks: bool = False) -> SharedRandomCompose:
     """The training augmentation described in the module docstring (steps 1–5)."""
     return SharedRandomCompose([
-        build_resize(size),
+        build_resize(size, soft_masks),
         A.HorizontalFlip(p=0.5),
         A.VerticalFlip(p=0.5),
         A.RandomRotate90(p=0.5),
         A.Affine(scale=(0.75, 1.25), translate_percent=(-0.1, 0.1), rotate=(-15, 15),
-                 interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST,
+                 interpolation=cv2.INTER_LINEAR,
+                 mask_interpolation=cv2.INTER_LINEAR if soft_masks else cv2.INTER_NEAREST,
                  border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=0.5),
         A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.1, hue=0.02, p=0.5),
         *_finish(mean, std),
@@ -95,6 +102,7 @@ def build_train_transform(size: int, mean: Sequence[float] = IMAGENET_MEAN,
 
 
 def build_eval_transform(size: int, mean: Sequence[float] = IMAGENET_MEAN,
-                         std: Sequence[float] = IMAGENET_STD) -> SharedRandomCompose:
+                         std: Sequence[float] = IMAGENET_STD,
+                         soft_masks: bool = False) -> SharedRandomCompose:
     """Resize to ``size × size``, normalise, convert to tensors (no randomness)."""
-    return SharedRandomCompose([build_resize(size), *_finish(mean, std)])
+    return SharedRandomCompose([build_resize(size, soft_masks), *_finish(mean, std)])
