@@ -77,7 +77,8 @@ _FLAG_FIELDS = {  # argparse dest → TrainConfig field, for flags that set one 
 def _add_training_flags(parser: argparse.ArgumentParser, distill: bool) -> None:
     group = parser.add_argument_group("configuration (flags override --preset / --config)")
     group.add_argument("--preset", choices=sorted(PRESETS),
-                       help="start from a preset: paper (GPU recipe), cpu-lab, smoke")
+                       help="start from a preset: paper (the public script's recipe, GPU), "
+                       "modern (warm-up + cosine, AMP; GPU), cpu-lab, smoke (docs/RECIPES.md)")
     group.add_argument("--config", type=Path, metavar="JSON",
                        help="a config.json of an earlier run (TrainConfig fields)")
     group.add_argument("--data", metavar="DIR", help="data root (PraNet layout or raw "
@@ -382,7 +383,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 def _student_label(config: TrainConfig) -> str:
     """"student KDAS", "student alone", or the distillation terms used (ablations)."""
-    terms = [("L_AT" + (" (reference)" if config.at_mode == "reference" else ""))
+    terms = [("L_AT" + (f" ({config.at_mode})" if config.at_mode != "kdas" else ""))
              if config.use_at else "", "L_SGM" if config.use_sgm else "",
              f"{config.baseline} KD" if config.baseline else ""]
     terms = [t for t in terms if t]
