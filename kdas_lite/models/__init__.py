@@ -9,6 +9,8 @@
 - :func:`encoder_attention_maps` / :func:`attention_to_image`: the PVTv2 encoder's attention
   (:func:`has_encoder_attention`: whether a model has any).
 - :mod:`kdas_lite.models.checkpoints`: the authors' Polyp-PVT / KDAS and PVTv2 files.
+- :mod:`kdas_lite.models.authors`: download the authors' released teacher and student
+  (:func:`fetch_authors_checkpoints`, gdown on Colab) and load them (:func:`load_authors_models`).
 """
 
 from kdas_lite.models.attention import (
@@ -16,6 +18,11 @@ from kdas_lite.models.attention import (
     attention_to_image,
     encoder_attention_maps,
     has_encoder_attention,
+)
+from kdas_lite.models.authors import (
+    AUTHORS_DRIVE_FOLDER,
+    fetch_authors_checkpoints,
+    load_authors_models,
 )
 from kdas_lite.models.checkpoints import (
     convert_original_state_dict,
@@ -34,6 +41,7 @@ from kdas_lite.models.polyp_pvt import (
 )
 
 __all__ = [
+    "AUTHORS_DRIVE_FOLDER",
     "EncoderAttention",
     "PolypPVT",
     "PolypPVTOutput",
@@ -44,8 +52,10 @@ __all__ = [
     "convert_original_state_dict",
     "count_parameters",
     "encoder_attention_maps",
+    "fetch_authors_checkpoints",
     "has_encoder_attention",
     "imagenet_weights_available",
+    "load_authors_models",
     "load_efficientnet_lite_backbone",
     "load_polyp_pvt_checkpoint",
     "load_pvt_v2_backbone",
