@@ -43,7 +43,7 @@ DEMO_SETTINGS: dict[str, Any] = {
     "name": "demo", "image_size": 160, "batch_size": 8, "epochs": 5, "multi_scale": (1.0,),
     "lr": 1e-3, "warmup_epochs": 0.25, "cache": "memory", "num_workers": 0,
     "synthetic": True, "synthetic_images": 160, "synthetic_test_images": 20,
-    "synthetic_size": 160, "max_val_images": 16,
+    "synthetic_size": 160, "max_train_images": 160, "max_val_images": 16,
 }
 """``kdas-lite demo`` defaults: small enough for ~3–6 minutes on two CPU cores (see
 docs/bench/train.md); ``--preset`` replaces them, flags override either."""
