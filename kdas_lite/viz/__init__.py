@@ -1,0 +1,83 @@
+"""Figures and the interactive teacher/student attention explorer.
+
+Every figure function takes tensors or arrays and returns a matplotlib ``Figure``: nothing is
+shown from here (no ``plt.show``). In Jupyter the returned figure displays once, as the value
+of the cell; in a script call ``fig.savefig(...)``. The figures, by notebook:
+
+- data and losses: :func:`overlay`, :func:`overlay_grid`, :func:`boundary_weight_figure`
+  (the structure loss's boundary weights, paper Eq. 1);
+- architecture: :func:`parameter_counts`, :func:`parameter_table` (teacher vs student per
+  block: encoder / CIM / CFM / SAM / heads);
+- attention: :func:`encoder_attention_figure` (PVTv2 spatial-reduction attention per stage and
+  head), :func:`decoder_attention_figure` (the CIM's channel and spatial attention),
+  :func:`attention_target_figure` (the L_AT self-attention target of paper Eq. 2 vs the raw
+  teacher map), :func:`compare_maps_figure` (teacher | student | difference) and the
+  interactive :class:`AttentionExplorer` with its :meth:`~AttentionExplorer.static_figure`;
+- L_SGM: :func:`matrices_figure`, :func:`sgm_figure` (P, Pᵀ, P + Pᵀ, pooled; paper Eqs. 4–5);
+- training and results: :func:`training_curves_figure`, :func:`ablation_figure`,
+  :func:`results_figure`, :func:`tradeoff_figure`, :func:`predict_test_set` +
+  :func:`best_worst_figure`.
+
+One submodule per topic, everything re-exported here (``from kdas_lite import viz``):
+:mod:`~kdas_lite.viz.images`, :mod:`~kdas_lite.viz.architecture`,
+:mod:`~kdas_lite.viz.attention`, :mod:`~kdas_lite.viz.sgm`, :mod:`~kdas_lite.viz.results`,
+:mod:`~kdas_lite.viz.explorer`; shared helpers (array conversion, colours) in
+``kdas_lite.viz._common``.
+
+Images may be given as ``uint8 (H, W, 3)`` arrays (as :func:`kdas_lite.data.read_image` returns)
+or as model-input tensors ``(3, H, W)`` / ``(1, 3, H, W)`` together with the ``mean``/``std``
+that normalised them (``model.input_mean`` / ``model.input_std``). Maps may be any ``(H, W)``
+array or tensor with leading singleton dimensions, e.g. ``(1, 1, H, W)``; they are resized to the
+image they are drawn on.
+"""
+
+
+from kdas_lite.viz._common import DIFF_CMAP, GT_COLOR, MAP_CMAP, PRED_COLOR, to_map, to_rgb
+from kdas_lite.viz.architecture import BLOCKS, parameter_counts, parameter_table
+from kdas_lite.viz.attention import (
+    attention_target_figure,
+    compare_maps_figure,
+    decoder_attention_figure,
+    encoder_attention_figure,
+)
+from kdas_lite.viz.explorer import MAP_KINDS, SOURCES, AttentionExplorer
+from kdas_lite.viz.images import boundary_weight_figure, overlay, overlay_grid
+from kdas_lite.viz.results import (
+    ablation_figure,
+    best_worst_figure,
+    predict_test_set,
+    results_figure,
+    tradeoff_figure,
+    training_curves_figure,
+)
+from kdas_lite.viz.sgm import matrices_figure, sgm_figure
+
+__all__ = [
+    "BLOCKS",
+    "DIFF_CMAP",
+    "GT_COLOR",
+    "MAP_CMAP",
+    "MAP_KINDS",
+    "PRED_COLOR",
+    "SOURCES",
+    "AttentionExplorer",
+    "ablation_figure",
+    "attention_target_figure",
+    "best_worst_figure",
+    "boundary_weight_figure",
+    "compare_maps_figure",
+    "decoder_attention_figure",
+    "encoder_attention_figure",
+    "matrices_figure",
+    "overlay",
+    "overlay_grid",
+    "parameter_counts",
+    "parameter_table",
+    "predict_test_set",
+    "results_figure",
+    "sgm_figure",
+    "to_map",
+    "to_rgb",
+    "tradeoff_figure",
+    "training_curves_figure",
+]

@@ -1,0 +1,262 @@
+"""Training curves, results tables as figures, best and worst cases."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from kdas_lite.data import (
+    PolypTestDataset,
+    read_image,
+)
+from kdas_lite.evaluate import soft_maps
+from kdas_lite.metrics import METRIC_NAMES, score_map
+from kdas_lite.viz._common import _subplots
+from kdas_lite.viz.images import _legend, overlay
+
+# ---------------------------------------------------------------------------------------------
+# Training and results
+# ---------------------------------------------------------------------------------------------
+_CURVE_LABELS = {"loss": "training loss", "seg": "L_seg", "at": "L_AT", "sgm": "L_SGM",
+                 "kd": "L_KD", "val_dice": "validation Dice", "lr": "learning rate"}
+
+
+def training_curves_figure(histories: Mapping[str, Sequence[Mapping[str, Any]]],
+                           keys: Sequence[str] = ("loss", "val_dice")) -> Figure:
+    """Compare runs: one panel per logged value, one line per run.
+
+    For a single run's loss terms together, :func:`kdas_lite.train.plot_history` draws them on
+    one axes.
+
+    Args:
+        histories: run name → ``TrainResult.history`` (one dict per epoch with ``"epoch"``).
+        keys: values to plot, e.g. ``"loss"``, ``"seg"``, ``"at"``, ``"sgm"``, ``"val_dice"``.
+    """
+    if not histories:
+        raise ValueError("training_curves_figure needs at least one history")
+    fig, axes = _subplots(1, len(keys), (3.6, 2.8))
+    for ax, key in zip(axes[0], keys, strict=True):
+        for name, history in histories.items():
+            if not history:
+                raise ValueError(f"the history of {name!r} is empty")
+            if key not in history[0]:
+                raise KeyError(f"{name!r} logged no {key!r}; it has {sorted(history[0])}")
+            ax.plot([r["epoch"] for r in history], [r[key] for r in history], marker="o",
+                    ms=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_title(_CURVE_LABELS.get(key, key), fontsize=9)
+        ax.grid(alpha=0.3)
+        if key == "val_dice":
+            ax.set_ylim(0, 1)
+    axes[0, -1].legend(fontsize="small")
+    return fig
+
+
+def _table_rows(table: Any) -> Mapping[str, Mapping[str, float]]:
+    return table.rows if hasattr(table, "rows") else table
+
+
+def results_figure(tables: Mapping[str, Any], metric: str = "meanDic", *,
+                   reference: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
+                   title: str | None = None) -> Figure:
+    """Grouped bars of one metric per test set, one bar per model.
+
+    Test sets are labelled as the tables label them (``ETIS-LaribPolypDB (20/196)`` for a
+    subset), and the title says **SYNTHETIC data** when any table was scored on it.
+
+    Args:
+        tables: model name → :class:`~kdas_lite.evaluate.EvaluationTable` (or a mapping
+            test set → {metric: value}).
+        metric: a name of :data:`~kdas_lite.metrics.METRIC_NAMES`.
+        reference: published numbers as :data:`~kdas_lite.evaluate.PAPER_RESULTS` (model →
+            test set → {metric: value}), drawn as black ticks on the bar of the model with the
+            same name (e.g. keys ``"teacher"`` and ``"student"``).
+        title: figure title (the SYNTHETIC warning is prepended where it applies).
+    """
+    if not tables:
+        raise ValueError("results_figure needs at least one table")
+    labels = {d: t.label(d) for t in reversed(list(tables.values())) if hasattr(t, "label")
+              for d in t.rows}
+    rows = {name: _table_rows(t) for name, t in tables.items()}
+    datasets = list(dict.fromkeys(d for r in rows.values() for d in r))
+    width = 0.8 / len(rows)
+    fig, axes = _subplots(1, 1, (max(5.0, 1.3 * len(datasets) + 1.5), 3.4))
+    ax = axes[0, 0]
+    x = np.arange(len(datasets))
+    for i, (name, r) in enumerate(rows.items()):
+        values = [r[d][metric] if d in r else np.nan for d in datasets]
+        pos = x - 0.4 + width * (i + 0.5)
+        ax.bar(pos, values, width, label=name)
+        published = (reference or {}).get(name, {})
+        for p, d in zip(pos, datasets, strict=True):
+            if metric in published.get(d, {}):
+                ax.hlines(published[d][metric], p - width / 2, p + width / 2, color="k", lw=2)
+    if reference and any(name in reference for name in rows):
+        ax.plot([], [], color="k", lw=2, label="published")
+    ax.set_xticks(x, [labels.get(d, d) for d in datasets], rotation=15, fontsize=8)
+    ax.set_ylabel(metric)
+    synthetic = any(getattr(t, "synthetic", False) for t in tables.values())
+    _data_title(ax, title, synthetic)
+    if metric != "MAE":
+        ax.set_ylim(0, 1)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small", ncols=min(len(rows) + 1, 4))
+    return fig
+
+
+def ablation_figure(scores: Mapping[str, float], *, ylabel: str = "best validation Dice",
+                    baseline: str | None = None) -> Figure:
+    """One bar per training variant (e.g. the ablation of notebook 04), values written on top.
+
+    Args:
+        scores: variant name → score, in display order.
+        ylabel: what the score is.
+        baseline: a variant drawn as a dashed reference line across the plot (e.g.
+            ``"student alone"``).
+    """
+    if not scores:
+        raise ValueError("ablation_figure needs at least one score")
+    if baseline is not None and baseline not in scores:
+        raise ValueError(f"baseline {baseline!r} is not one of {list(scores)}")
+    fig, axes = _subplots(1, 1, (max(4.0, 1.1 * len(scores) + 1.0), 3.2))
+    ax = axes[0, 0]
+    bars = ax.bar(list(scores), list(scores.values()),
+                  color=[f"C{i}" for i in range(len(scores))])
+    ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    if baseline is not None:
+        ax.axhline(scores[baseline], color="k", ls="--", lw=1, label=baseline)
+        ax.legend(fontsize="small", loc="lower right")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, max(1.0, max(scores.values()) * 1.1))
+    ax.tick_params(axis="x", labelsize=8, rotation=15)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def _data_title(ax: Any, title: str | None, synthetic: bool) -> None:
+    """Set ``title``, led by "SYNTHETIC data" when the figure shows synthetic data."""
+    parts = (["SYNTHETIC data (not real endoscopy)"] if synthetic else []) + (
+        [title] if title else [])
+    if parts:
+        ax.set_title(" — ".join(parts), fontsize=9, color="C3" if synthetic else "k")
+
+
+def tradeoff_figure(names: Sequence[str], params_m: Sequence[float], scores: Sequence[float],
+                    images_per_s: Sequence[float] | None = None, *,
+                    score_label: str = "mean Dice",
+                    reference: Mapping[str, tuple[float, float]] | None = None,
+                    title: str | None = None, synthetic: bool = False) -> Figure:
+    """Parameters vs accuracy, with speed as the marker size (and written next to it).
+
+    Args:
+        names: model names.
+        params_m: parameters in millions.
+        scores: accuracy (e.g. the image-weighted mean Dice over the test sets).
+        images_per_s: measured throughput; bigger markers are faster.
+        score_label: y-axis label.
+        reference: published points ``name → (params_m, score)``, drawn hollow.
+        title: figure title.
+        synthetic: the scores come from synthetic data (said first in the title).
+    """
+    if not len(names) == len(params_m) == len(scores):
+        raise ValueError("names, params_m and scores must have the same length")
+    if images_per_s is not None and len(images_per_s) != len(names):
+        raise ValueError("images_per_s must have one value per model")
+    fig, axes = _subplots(1, 1, (5.0, 3.6))
+    ax = axes[0, 0]
+    if images_per_s is not None:
+        top = max(images_per_s) or 1.0
+        sizes = [60 + 440 * v / top for v in images_per_s]
+    else:
+        sizes = [120] * len(names)
+    ax.scatter(params_m, scores, s=sizes, c=[f"C{i}" for i in range(len(names))], alpha=0.8,
+               edgecolors="k", zorder=3)
+    for i, name in enumerate(names):
+        speed = "" if images_per_s is None else f"\n{images_per_s[i]:.1f} img/s"
+        ax.annotate(f"{name}{speed}", (params_m[i], scores[i]), textcoords="offset points",
+                    xytext=(8, 6), fontsize=8)
+    for name, (p, score) in (reference or {}).items():
+        ax.scatter([p], [score], s=120, facecolors="none", edgecolors="k", zorder=3)
+        ax.annotate(f"{name} (published)", (p, score), textcoords="offset points",
+                    xytext=(8, -12), fontsize=8)
+    ax.set_xlabel("parameters (M)")
+    ax.set_ylabel(score_label)
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.25, y=0.2)
+    _data_title(ax, title, synthetic)
+    return fig
+
+
+def predict_test_set(model: nn.Module, folder: str | os.PathLike[str], size: int = 352, *,
+                         limit: int | None = None, device: str | torch.device | None = None
+                         ) -> list[dict[str, Any]]:
+    """Predict and score the images of one test folder, for qualitative figures.
+
+    The maps follow :func:`kdas_lite.evaluate.evaluate` (``σ(P1 + P2)`` resized to the mask's
+    original size, min–max normalised) and are scored per image with
+    :func:`kdas_lite.metrics.score_map`.
+
+    Args:
+        model: a kdas_lite model (its ``input_mean``/``input_std`` normalise the images).
+        folder: a folder with ``images/`` and ``masks/``.
+        size: input side.
+        limit: only the first ``limit`` images.
+        device: where to run (default: the model's device).
+
+    Returns:
+        One dict per image: ``name``, ``image`` (uint8 ``(H, W, 3)``, original size), ``mask``
+        (bool ``(H, W)``), ``pred`` (float ``(H, W)`` in [0, 1]) and the measures of
+        :data:`~kdas_lite.metrics.METRIC_NAMES`.
+    """
+    dataset = PolypTestDataset(folder, size=size, mean=model.input_mean, std=model.input_std)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    cases = []
+    try:
+        for i in range(len(dataset) if limit is None else min(limit, len(dataset))):
+            sample = dataset[i]
+            with torch.inference_mode():
+                p1, p2 = model(sample["image"][None].to(device))
+            pred = soft_maps((p1 + p2).float().cpu(), [sample["mask"].shape])[0]
+            scores = score_map(pred, sample["mask"])
+            cases.append({"name": sample["name"], "image": read_image(dataset.pairs[i][0]),
+                          "mask": sample["mask"], "pred": pred,
+                          **{m: scores[m] for m in METRIC_NAMES}})
+    finally:
+        model.train(was_training)
+    return cases
+
+
+def best_worst_figure(cases: Sequence[Mapping[str, Any]], k: int = 3, key: str = "meanDic",
+                      *, higher_is_better: bool = True, title: str | None = None) -> Figure:
+    """The ``k`` best and ``k`` worst images by ``key``, with mask and prediction contours.
+
+    Args:
+        cases: dicts with ``image``, ``mask``, ``pred``, ``name`` and ``key``, e.g. from
+            :func:`predict_test_set`.
+        k: images per row.
+        key: the score to rank by.
+        higher_is_better: False for errors such as ``"MAE"``.
+        title: figure title.
+    """
+    if not cases:
+        raise ValueError("best_worst_figure needs at least one case")
+    ranked = sorted(cases, key=lambda c: c[key], reverse=higher_is_better)
+    k = min(k, len(ranked))
+    rows = (("best", ranked[:k]), ("worst", ranked[::-1][:k]))
+    fig, axes = _subplots(2, k, (2.7, 2.7))
+    for r, (label, chosen) in enumerate(rows):
+        for ax, case in zip(axes[r], chosen, strict=True):
+            overlay(ax, case["image"], case["mask"], case["pred"],
+                    title=f"{label}: {case['name']}\n{key} {case[key]:.3f}")
+    _legend(fig, mask=True, pred=True)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
