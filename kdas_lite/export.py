@@ -16,6 +16,7 @@ import contextlib
 import copy
 import io
 import os
+import secrets
 import warnings
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from torch import nn
 
 from kdas_lite.errors import KDASError
 
-__all__ = ["ExportError", "export_onnx", "verify_onnx"]
+__all__ = ["ExportError", "export_onnx", "unfaithful_path", "verify_onnx"]
 
 
 class ExportError(KDASError):
@@ -71,7 +72,9 @@ def export_onnx(
         path: destination ``.onnx`` file (its folder is created).
         image_size: side of the square input, a multiple of 32.
         opset: ONNX opset version (18 is the exporter's native one).
-        verify: run :func:`verify_onnx` and raise if the outputs differ by more than ``atol``.
+        verify: run :func:`verify_onnx` and raise if the outputs differ by more than
+            ``atol``; the unfaithful file is then kept only as :func:`unfaithful_path`, and a
+            previous file at ``path`` is left as it was.
         atol: tolerance of the check on logits (float32 kernels differ slightly).
 
     Returns:
@@ -90,23 +93,49 @@ def export_onnx(
                           ) from exc
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Written under a temporary name and renamed only once checked: a failed export never
+    # replaces a previous good file, and never leaves a file that looks like a good one.
+    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(6)}.tmp{path.suffix}")
     module = _Logits(model)
     example = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
-    # The exporter is chatty (progress lines, deprecation notes); failures still raise.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(module, (example,), str(path), dynamo=True,
-                              dynamic_shapes=({0: torch.export.Dim("batch")},),
-                              input_names=["image"], output_names=["p1", "p2"],
-                              opset_version=opset, external_data=False)  # one .onnx file
-        except Exception as exc:  # the exporter raises many types; report them all the same
-            first_line = (str(exc) or type(exc).__name__).splitlines()[0]
-            raise ExportError(f"ONNX export of {type(model).__name__} to {path} failed: "
-                              f"{type(exc).__name__}: {first_line}") from exc
-    if verify:
-        _max_diff(module, path, image_size, atol)
+    try:
+        # The exporter is chatty (progress lines, deprecation notes); failures still raise.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(module, (example,), str(tmp), dynamo=True,
+                                  dynamic_shapes=({0: torch.export.Dim("batch")},),
+                                  input_names=["image"], output_names=["p1", "p2"],
+                                  opset_version=opset, external_data=False)  # one .onnx file
+            except Exception as exc:  # the exporter raises many types; report them all the same
+                first_line = (str(exc) or type(exc).__name__).splitlines()[0]
+                raise ExportError(f"ONNX export of {type(model).__name__} to {path} failed: "
+                                  f"{type(exc).__name__}: {first_line}") from exc
+        if verify:
+            diff = _max_diff(module, tmp, image_size, shown_as=path)
+            if diff > atol:
+                _set_aside(tmp, path, diff, atol)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def unfaithful_path(path: str | os.PathLike[str]) -> Path:
+    """Where an export that failed its check is kept: ``student.onnx`` →
+    ``student.unfaithful.onnx``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.unfaithful{path.suffix}")
+
+
+def _set_aside(current: Path, path: Path, diff: float, atol: float) -> None:
+    """Rename an unfaithful export of ``path`` (now at ``current``) to
+    :func:`unfaithful_path` and raise: nobody should deploy it by mistake."""
+    kept = unfaithful_path(path)
+    os.replace(current, kept)
+    raise ExportError(f"{path}: ONNX outputs differ from PyTorch by {diff:.2e} (> {atol:g}); "
+                      f"the export is not faithful, so it was renamed to {kept} (kept only for "
+                      "inspection). Try another --opset or report the model.")
 
 
 def verify_onnx(model: nn.Module, path: str | os.PathLike[str], image_size: int, *,
@@ -117,7 +146,9 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike[str], image_size: int,
     batch axis is exercised too; a file with a fixed batch size gets that size.
 
     Args:
-        atol: if given, raise when the difference exceeds it.
+        atol: if given, raise when the difference exceeds it, after renaming the file to
+            :func:`unfaithful_path` so that it cannot be mistaken for a good export of
+            ``model``.
 
     Returns:
         The maximum absolute difference over both logit maps.
@@ -126,11 +157,17 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike[str], image_size: int,
         ExportError: onnxruntime is not installed, the file cannot be run, or the outputs
             differ by more than ``atol``.
     """
-    return _max_diff(_Logits(model), path, image_size, atol, batch_size, seed)
+    path = Path(path)
+    diff = _max_diff(_Logits(model), path, image_size, batch_size, seed)
+    if atol is not None and diff > atol:
+        _set_aside(path, path, diff, atol)
+    return diff
 
 
-def _max_diff(module: _Logits, path: str | os.PathLike[str], image_size: int,
-              atol: float | None = None, batch_size: int = 3, seed: int = 0) -> float:
+def _max_diff(module: _Logits, path: Path, image_size: int, batch_size: int = 3, seed: int = 0,
+              *, shown_as: Path | None = None) -> float:
+    """Largest ``|ONNX - PyTorch|`` over both logit maps of a random batch; errors name
+    ``shown_as`` (default ``path``)."""
     try:
         import onnxruntime as ort
     except ImportError as exc:
@@ -144,12 +181,8 @@ def _max_diff(module: _Logits, path: str | os.PathLike[str], image_size: int,
                         generator=torch.Generator().manual_seed(seed))
         onnx_out = session.run(["p1", "p2"], {"image": x.numpy()})
     except Exception as exc:  # onnxruntime raises its own exception types
-        raise ExportError(f"onnxruntime cannot run {path}: {exc}") from exc
+        raise ExportError(f"onnxruntime cannot run {shown_as or path}: {exc}") from exc
     with torch.no_grad():
         torch_out = module(x)
-    diff = max(float(np.abs(o - t.numpy()).max()) for o, t in zip(onnx_out, torch_out,
-                                                                    strict=True))
-    if atol is not None and diff > atol:
-        raise ExportError(f"{path}: ONNX outputs differ from PyTorch by {diff:.2e} "
-                          f"(> {atol:g}); the export is not faithful.")
-    return diff
+    return max(float(np.abs(o - t.numpy()).max()) for o, t in zip(onnx_out, torch_out,
+                                                                  strict=True))

@@ -66,7 +66,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from kdas_lite.checkpoint import load_checkpoint, save_checkpoint
+from kdas_lite.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
 from kdas_lite.config import ENCODER_PAIRS, TrainConfig
 from kdas_lite.errors import CheckpointError, DataError, TrainingError
 from kdas_lite.losses import KDASLoss, KDASLossOutput
@@ -572,7 +572,8 @@ def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 def _check_resumable(state: dict[str, Any], config: TrainConfig, role: str, path: Path) -> None:
-    if state.get("format") != CHECKPOINT_FORMAT or "optimizer" not in state:
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or not (
+            {"model", "optimizer", "scheduler", "scaler", "rng"} <= state.keys()):
         raise CheckpointError(f"{path} is not a kdas_lite training checkpoint (last.pth); "
                               "cannot resume from it. Start without --resume.")
     if state.get("role") != role:
@@ -693,6 +694,7 @@ def fit(
     elif resume and progress:
         tqdm.write(f"resume: no {last_path} yet, starting from scratch")
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(run_dir, (best_path.name, last_path.name))  # left by a killed run
     _write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
 
     history: list[dict[str, Any]] = state["history"]
@@ -879,7 +881,12 @@ def load_trained(path: str | os.PathLike[str], device: str | torch.device = "cpu
                 "training checkpoint. Build the matching model and pass it as model=..., or "
                 "use kdas_lite.models.load_polyp_pvt_checkpoint for the authors' weights."
             )
-        model = PolypPVT.from_config(state["arch"])
+        try:
+            model = PolypPVT.from_config(state["arch"])
+        except Exception as exc:  # the description comes from the file: any value is possible
+            raise CheckpointError(f"{path} describes an architecture that cannot be built "
+                                  f"({type(exc).__name__}: {exc}); it is damaged or not a "
+                                  "kdas_lite checkpoint.") from exc
     load_polyp_pvt_checkpoint(model, path)  # reads the file again: errors then name it
     return model.to(torch.device(device)).eval()
 

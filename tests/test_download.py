@@ -5,8 +5,11 @@ Every failure case also checks that nothing half-written is left behind.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import io
+import os
 import socket
 import stat
 import threading
@@ -16,12 +19,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from kdas_lite.data import DataWarning, download_dataset, download_file, safe_extract
+from kdas_lite.data import DATASETS, DataWarning, download_dataset, download_file, safe_extract
+from kdas_lite.data.download import SIZE_MARGIN, dataset_size_limit
 from kdas_lite.errors import DownloadError
+
+ENDLESS_MAX = 64 * 2**20  # what an "endless" route sends at most
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Serves ``server.routes[path] = (kind, body)``; kind "ok" or "truncated"."""
+    """Serves ``server.routes[path] = (kind, body)``; kind "ok", "truncated" or "endless"."""
 
     def do_GET(self) -> None:
         self.server.hits[self.path] += 1
@@ -31,6 +37,12 @@ class _Handler(BaseHTTPRequestHandler):
         kind, body = self.server.routes[self.path]
         self.send_response(200)
         self.send_header("Content-Type", "application/zip")
+        if kind == "endless":  # no Content-Length: repeat body until the client hangs up
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for _ in range(ENDLESS_MAX // len(body)):  # a safety stop for the old code
+                    self.wfile.write(body)
+            return
         # "truncated": announce twice the length, send half of it, then close (HTTP/1.0)
         announced = len(body) * 2 if kind == "truncated" else len(body)
         self.send_header("Content-Length", str(announced))
@@ -243,3 +255,94 @@ def test_download_dataset_without_direct_link_explains_the_manual_way(tmp_path):
     with pytest.raises(DownloadError, match=r"unknown dataset 'kvasir'.*kvasir-seg"):
         download_dataset("kvasir", tmp_path)
     assert tree(tmp_path) == []
+
+
+# ---------------------------------------------------------------- bounded disk use
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test (restored afterwards)."""
+    previous = os.umask(0o022)
+    yield os.umask
+    os.umask(previous)
+
+
+def test_download_stops_at_max_bytes_with_or_without_a_content_length(server, tmp_path):
+    server.routes["/endless.zip"] = ("endless", b"x" * 65536)
+    server.routes["/big.zip"] = ("ok", b"x" * 300_000)
+    with pytest.raises(DownloadError, match=r"sent more than the limit of 100000 bytes.*"
+                                            r"nothing was kept"):
+        download_file(f"{server.base}/endless.zip", tmp_path / "a.zip", progress=False,
+                      max_bytes=100_000)
+    with pytest.raises(DownloadError, match=r"announces 300000 bytes, more than the limit of "
+                                            r"100000"):
+        download_file(f"{server.base}/big.zip", tmp_path / "b.zip", progress=False,
+                      max_bytes=100_000)
+    assert tree(tmp_path) == []
+    assert download_file(f"{server.base}/big.zip", tmp_path / "b.zip", progress=False,
+                         max_bytes=300_000).stat().st_size == 300_000
+
+
+def test_every_registry_dataset_caps_its_download(server, tmp_path, monkeypatch):
+    """A mirror link that streams without end stops at SIZE_MARGIN × the registry's size,
+    for every dataset (here shrunk to 10 kB so that the test stays small)."""
+    server.routes["/mirror.zip"] = ("endless", b"x" * 4096)
+    assert all(info.archive_bytes > 0 for info in DATASETS.values())
+    for name, info in DATASETS.items():
+        monkeypatch.setitem(DATASETS, name, dataclasses.replace(info, archive_bytes=10_000))
+        assert dataset_size_limit(name) == SIZE_MARGIN * 10_000
+        with pytest.raises(DownloadError, match=rf"more than the limit of {SIZE_MARGIN * 10_000}"):
+            download_dataset(name, tmp_path, url=f"{server.base}/mirror.zip", progress=False)
+    assert tree(tmp_path) == []
+
+
+def test_many_harmless_members_adding_up_are_a_zip_bomb(tmp_path):
+    """Twelve members of 1 MiB of zeros: no single member is large, the archive inflates
+    12 MiB from about 12 kB (the ratio over the whole archive)."""
+    archive = write(tmp_path, make_zip({f"{i}.bin": bytes(2**20) for i in range(12)}))
+    assert archive.stat().st_size < 2**16
+    with pytest.raises(DownloadError, match=r"inflates \d+ bytes to 12582912 .*zip bomb"):
+        safe_extract(archive, tmp_path / "out")
+    assert tree(tmp_path) == ["archive.zip"]
+
+
+def test_download_dataset_caps_the_unpacked_size(server, tmp_path):
+    server.routes["/k.zip"] = ("ok", make_zip({"Kvasir-SEG/images/a.bin": bytes(40_000)}))
+    with pytest.raises(DownloadError, match=r"would unpack to 40000 bytes, more than the limit "
+                                            r"of 20000.*max_bytes above 20000"):
+        download_dataset("kvasir-seg", tmp_path, url=f"{server.base}/k.zip", progress=False,
+                         max_bytes=20_000)
+    assert tree(tmp_path) == []
+
+
+@pytest.mark.parametrize("route", ["not-a-zip", "missing", "dropped"])
+def test_download_dataset_errors_name_the_url_not_the_deleted_archive(server, tmp_path, route):
+    """The archive lived in a scratch folder that is gone when the error is shown: the message
+    names the URL and says what to do, never "Delete it" or "save it as <scratch>"."""
+    if route == "not-a-zip":
+        server.routes["/k.zip"] = ("ok", b"<html>a web page about the dataset</html>")
+    elif route == "dropped":
+        server.routes["/k.zip"] = ("truncated", KVASIR_ZIP)
+    url = f"{server.base}/k.zip"
+    with pytest.raises(DownloadError) as caught:
+        download_dataset("kvasir-seg", tmp_path / "data", url=url, progress=False)
+    message = str(caught.value)
+    assert url in message
+    assert "archive.zip" not in message and ".download" not in message
+    assert "Delete it" not in message
+    assert "run the download again" in message if route == "not-a-zip" else "unzip it" in message
+    assert tree(tmp_path / "data") == []
+
+
+def test_downloaded_and_extracted_files_follow_the_umask(server, tmp_path, umask):
+    server.routes["/k.zip"] = ("ok", KVASIR_ZIP)
+    for mask, file_mode, dir_mode in ((0o022, 0o644, 0o755), (0o077, 0o600, 0o700)):
+        umask(mask)
+        out = tmp_path / oct(mask)
+        archive = download_file(f"{server.base}/k.zip", out / "k.zip", progress=False)
+        folder = safe_extract(archive, out / "unpacked")
+        assert stat.S_IMODE(archive.stat().st_mode) == file_mode
+        assert stat.S_IMODE(folder.stat().st_mode) == dir_mode
+        image = folder / "Kvasir-SEG/images/cju0qkwl35piu0993l0dewei2.jpg"
+        assert stat.S_IMODE(image.stat().st_mode) == file_mode

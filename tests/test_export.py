@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import numpy as np
 import pytest
 import torch
 
-from kdas_lite.export import ExportError, export_onnx, verify_onnx
+from kdas_lite.export import ExportError, export_onnx, unfaithful_path, verify_onnx
 from kdas_lite.models import build_student
 
 
@@ -44,13 +45,41 @@ def test_export_matches_pytorch_for_any_batch_size(exported):
 
 
 @pytest.mark.slow
-def test_verify_detects_a_different_model(exported):
-    _, path = exported
+def test_verify_detects_a_different_model_and_sets_the_file_aside(exported, tmp_path):
+    path = tmp_path / "student.onnx"
+    shutil.copyfile(exported[1], path)
     torch.manual_seed(1)
     other = build_student()
     assert verify_onnx(other, path, 64) > 1e-2
-    with pytest.raises(ExportError, match="not faithful"):
+    assert path.exists()  # without atol it only measures
+    with pytest.raises(ExportError, match=r"not faithful, so it was renamed to .*student\."
+                                          r"unfaithful\.onnx"):
         verify_onnx(other, path, 64, atol=1e-3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student.unfaithful.onnx"]
+
+
+class ExportsDifferently(torch.nn.Module):
+    """Stands in for an exporter bug: the traced graph adds 1 to P1, eager PyTorch does not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 1, 1)
+
+    def forward(self, x):
+        shift = 1.0 if torch.compiler.is_exporting() else 0.0
+        return self.conv(x) + shift, self.conv(x)
+
+
+@pytest.mark.slow
+def test_unfaithful_export_never_takes_the_place_of_a_good_file(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"the previous export")
+    with pytest.raises(ExportError, match=r"differ from PyTorch by 1\.00e\+00.*renamed to "
+                                          r".*model\.unfaithful\.onnx"):
+        export_onnx(ExportsDifferently(), path, image_size=32)
+    assert path.read_bytes() == b"the previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.unfaithful.onnx"]
+    assert unfaithful_path(path).stat().st_size > 0
 
 
 def test_bad_size_and_missing_onnxruntime(tmp_path, monkeypatch):

@@ -39,6 +39,16 @@ Checkpoints:
 - truncated checkpoint fails clearly:
   ``test_model_checkpoints.py::test_unreadable_and_unsafe_files_are_refused``; for
   ``load_trained`` and ``--resume``: here (same test as above)
+- junk given as a checkpoint (empty, text, JSON, a foreign zip, a pickled tensor / list / dict
+  without the expected keys, a foreign state dict, an unbuildable architecture): a
+  ``CheckpointError`` naming the file from every loader, here
+  (``test_junk_checkpoints_fail_with_a_checkpoint_error_in_every_loader``), and one line
+  with exit status 2 from every command that reads one
+  (``test_cli_junk_checkpoint_is_one_line_and_exit_2``)
+- checkpoints follow the umask like every other output: here
+  (``test_checkpoints_follow_the_umask``)
+- temporary files of a killed save are removed when the next run starts in the folder: here
+  (``test_a_new_run_removes_temporary_files_left_by_a_killed_one``)
 - atomic writes, a crash during a save leaves the previous checkpoint intact: here,
   ``test_save_checkpoint_crash_mid_write_keeps_the_previous_file`` (simulated crash inside
   ``torch.save``) and, during training,
@@ -58,6 +68,10 @@ Downloads (against an HTTP server the tests start on 127.0.0.1; nothing half-wri
 
 - checksum mismatch: ``test_download.py::test_checksum_mismatch_deletes_the_download``
 - connection dropped mid-file: ``test_download.py::test_connection_dropped_mid_file``
+- disk use is bounded: ``test_download.py::test_every_registry_dataset_caps_its_download``,
+  ``test_download.py::test_download_stops_at_max_bytes_with_or_without_a_content_length``,
+  ``test_download.py::test_many_harmless_members_adding_up_are_a_zip_bomb``,
+  ``test_download.py::test_download_dataset_caps_the_unpacked_size``
 - zip-slip entries refused before anything is written:
   ``test_download.py::test_zip_slip_is_refused_before_writing``,
   ``test_download.py::test_symlink_member_is_refused``; corrupt archives:
@@ -72,15 +86,27 @@ Metrics:
 from __future__ import annotations
 
 import io
+import json
+import os
+import stat
+import warnings
+import zipfile
 
 import pytest
 import torch
 from training_helpers import tiny_config as training_config
 from training_helpers import tiny_dataset
 
-from kdas_lite.checkpoint import load_checkpoint, save_checkpoint
+from kdas_lite.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
+from kdas_lite.cli import main
 from kdas_lite.config import TrainConfig
 from kdas_lite.errors import CheckpointError
+from kdas_lite.models import (
+    PolypPVT,
+    load_efficientnet_lite_backbone,
+    load_polyp_pvt_checkpoint,
+    load_pvt_v2_backbone,
+)
 from kdas_lite.train import load_trained, train_teacher
 
 
@@ -191,7 +217,7 @@ class Payload:
         return (print, ("code ran while loading",))
 
 
-@pytest.mark.parametrize("damage", ["truncated", "code"])
+@pytest.mark.parametrize("damage", ["truncated", "code", "list"])
 @pytest.mark.parametrize("reader", ["resume", "load_trained"])
 def test_resume_and_load_trained_refuse_damaged_or_unsafe_files(data_root, tmp_path, capsys,
                                                                  damage, reader):
@@ -202,9 +228,12 @@ def test_resume_and_load_trained_refuse_damaged_or_unsafe_files(data_root, tmp_p
         save_checkpoint({"epoch": 1, "model": {"w": torch.zeros(4096)}}, path)
         path.write_bytes(path.read_bytes()[:2000])
         expected = r"last\.pth.*truncated"
-    else:
+    elif damage == "code":
         torch.save({"epoch": 1, "model": Payload()}, path)
         expected = r"refusing to load .*last\.pth"
+    else:  # a readable file that holds something else than a checkpoint dict
+        torch.save([torch.zeros(2)], path)
+        expected = r"last\.pth .*not a kdas_lite training checkpoint"
 
     with pytest.raises(CheckpointError, match=expected):
         if reader == "resume":
@@ -212,3 +241,155 @@ def test_resume_and_load_trained_refuse_damaged_or_unsafe_files(data_root, tmp_p
         else:
             load_trained(path)
     assert "code ran" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+# junk given as a checkpoint: one clear error from every loader and every command
+# ---------------------------------------------------------------------------------------------
+def _pickled(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _foreign_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("notes.txt", "not a checkpoint")
+    return buffer.getvalue()
+
+
+JUNK = {  # name → file content; the comment says what today's torch.load makes of it
+    "empty": lambda: b"",
+    "text": lambda: b"hello world\n",  # KeyError inside the unpickler
+    "text-lines": lambda: b"epoch: 3\nbest: 0.9\n",  # IndexError
+    "one-letter": lambda: b"a",  # IndexError
+    "json": lambda: json.dumps({"arch": {"encoder": "pvt_v2_b0"}, "model": {}}).encode(),
+    "pickle-protocol-5-junk": lambda: b"\x80\x05hello",  # a warning, then KeyError
+    "foreign-zip": _foreign_zip,
+    "tensor": lambda: _pickled(torch.zeros(3)),
+    "list": lambda: _pickled([1, 2]),
+    "dict-without-keys": lambda: _pickled({"a": 1}),
+    "int-keys": lambda: _pickled({1: torch.zeros(2)}),
+    "foreign-state-dict": lambda: _pickled(torch.nn.Linear(2, 2).state_dict()),
+    "lite-names-no-tensors": lambda: _pickled({"_conv_stem.weight": 1, "_blocks.0.w": 2}),
+    "unknown-encoder": lambda: _pickled({"arch": {"encoder": "nope"}, "model": {}}),
+    "encoder-not-a-name": lambda: _pickled({"arch": {"encoder": ["pvt_v2_b0"]}, "model": {}}),
+    "channel-not-a-number": lambda: _pickled({"arch": {"encoder": "pvt_v2_b0",
+                                                       "channel": "many"}, "model": {}}),
+}
+
+
+@pytest.fixture(scope="module")
+def junk_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("junk")
+    for name, content in JUNK.items():
+        (folder / f"{name}.pth").write_bytes(content())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def student():
+    torch.manual_seed(0)
+    return PolypPVT(encoder="pvt_v2_b0", pretrained=False)
+
+
+@pytest.mark.parametrize("name", JUNK)
+def test_junk_checkpoints_fail_with_a_checkpoint_error_in_every_loader(junk_files, student,
+                                                                       name):
+    path = junk_files / f"{name}.pth"
+    loaders = {
+        "load_trained": lambda: load_trained(path),
+        "load_polyp_pvt_checkpoint": lambda: load_polyp_pvt_checkpoint(student, path),
+        "load_pvt_v2_backbone": lambda: load_pvt_v2_backbone(student, path),
+        "load_efficientnet_lite_backbone": lambda: load_efficientnet_lite_backbone(student, path),
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for loader in loaders.values():
+            with pytest.raises(CheckpointError, match=f"{name}.pth"):
+                loader()
+    assert [str(w.message) for w in caught] == []  # nothing but the error itself
+
+
+def test_load_checkpoint_still_shows_warnings_of_files_it_reads(tmp_path, monkeypatch):
+    """Warnings are held back only for files that fail to load."""
+    path = save_checkpoint({"w": 7}, tmp_path / "ok.pth")
+    real_load = torch.load
+
+    def load_with_a_note(*args, **kwargs):
+        warnings.warn("a note from torch.load", UserWarning, stacklevel=2)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", load_with_a_note)
+    with pytest.warns(UserWarning, match="a note from torch.load"):
+        assert load_checkpoint(path) == {"w": 7}
+
+
+def _cli_args(command: str, checkpoint: str, tmp_path) -> list[str]:
+    return {
+        "evaluate": ["evaluate", checkpoint, "--data", str(tmp_path), "--quiet"],
+        "predict": ["predict", checkpoint, str(tmp_path), "--output", str(tmp_path / "out")],
+        "export": ["export", checkpoint, str(tmp_path / "m.onnx")],
+        "distill": ["distill", "--teacher", checkpoint, "--data", str(tmp_path), "--output",
+                    str(tmp_path / "runs"), "--quiet"],
+    }[command]
+
+
+@pytest.mark.parametrize("name", ["empty", "text", "text-lines", "pickle-protocol-5-junk",
+                                  "encoder-not-a-name"])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export", "distill"])
+def test_cli_junk_checkpoint_is_one_line_and_exit_2(junk_files, tmp_path, capsys, command,
+                                                    name):
+    path = junk_files / f"{name}.pth"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status = main(_cli_args(command, str(path), tmp_path))
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("kdas-lite: error: ") and str(path) in err
+    assert [str(w.message) for w in caught] == []  # no warning lines before the error
+
+
+# ---------------------------------------------------------------------------------------------
+# permissions and leftovers of checkpoint files
+# ---------------------------------------------------------------------------------------------
+def test_checkpoints_follow_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        for mask, mode in ((0o022, 0o644), (0o002, 0o664), (0o077, 0o600)):
+            os.umask(mask)
+            path = save_checkpoint({"w": torch.ones(1)}, tmp_path / oct(mask) / "best.pth")
+            assert stat.S_IMODE(path.stat().st_mode) == mode
+    finally:
+        os.umask(previous)
+
+
+def _plant_leftovers(run_dir):
+    """What ``kill -9`` during two saves leaves, plus files that are not ours to delete."""
+    run_dir.mkdir(parents=True)
+    stale = [run_dir / ".best.pth.k3j4h5.tmp", run_dir / ".last.pth.a1b2c3.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    kept = [run_dir / ".other.pth.a1b2c3.tmp", run_dir / "notes.tmp", run_dir / "best.pth.txt"]
+    for path in kept:
+        path.write_text("mine")
+    return stale, kept
+
+
+def test_remove_stale_temp_files_only_touches_the_named_checkpoints(tmp_path):
+    stale, kept = _plant_leftovers(tmp_path / "run")
+    removed = remove_stale_temp_files(tmp_path / "run", ("best.pth", "last.pth"))
+    assert sorted(removed) == sorted(stale)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(p.name for p in kept)
+    assert remove_stale_temp_files(tmp_path / "missing", ("best.pth",)) == []
+
+
+@pytest.mark.slow
+def test_a_new_run_removes_temporary_files_left_by_a_killed_one(data_root, tmp_path):
+    stale, kept = _plant_leftovers(tmp_path / "teacher")
+    result = train_teacher(tiny_config(data_root, tmp_path, epochs=1), progress=False)
+    assert not any(path.exists() for path in stale)
+    assert all(path.read_text() == "mine" for path in kept)
+    assert result.best_path.exists()
+    assert leftovers(result.run_dir) == [".other.pth.a1b2c3.tmp", "notes.tmp"]

@@ -9,9 +9,14 @@ What this module teaches: two classic failure modes of "download a zip and unpac
    failure the temporary file is deleted.
 2. **Hostile archives.** A zip member named ``../../.bashrc`` or ``/etc/passwd`` ("zip slip"),
    a symbolic link pointing outside the target, or a few kilobytes that inflate to terabytes
-   ("zip bomb") can damage the machine. :func:`safe_extract` checks *every* member before
-   writing anything, extracts into a temporary folder, and renames it into place only when
-   all members were written.
+   ("zip bomb", possibly spread over many harmless-looking members) can damage the machine.
+   :func:`safe_extract` checks *every* member, the total unpacked size and the whole
+   archive's compression ratio before writing anything, extracts into a temporary folder,
+   and renames it into place only when all members were written.
+3. **Unbounded downloads.** A wrong link (or a server that streams without announcing a
+   length) can fill the disk before anything looks wrong. :func:`download_file` stops at
+   ``max_bytes``; :func:`download_dataset` caps both the download and the unpacked files at
+   :data:`SIZE_MARGIN` times the size the registry expects for that dataset.
 
 :func:`download_dataset` combines both for the datasets of
 :data:`~kdas_lite.data.registry.DATASETS` (``kdas-lite download kvasir-seg``).
@@ -23,6 +28,7 @@ import hashlib
 import http.client
 import os
 import re
+import secrets
 import shutil
 import stat
 import tempfile
@@ -31,6 +37,7 @@ import urllib.request
 import warnings
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -40,14 +47,24 @@ from kdas_lite.data.io import IMAGE_EXTENSIONS, DataWarning
 from kdas_lite.data.registry import DATASETS, is_dataset_folder
 from kdas_lite.errors import DownloadError
 
-__all__ = ["MAX_RATIO", "MAX_TOTAL_BYTES", "download_dataset", "download_file", "safe_extract"]
+__all__ = ["MAX_RATIO", "MAX_TOTAL_BYTES", "SIZE_MARGIN", "dataset_size_limit",
+           "download_dataset", "download_file", "safe_extract"]
 
 MAX_TOTAL_BYTES = 20 * 2**30
-"""Default limit on the total uncompressed size of an archive (20 GiB)."""
+"""Default limit on a download and on an archive's total uncompressed size (20 GiB)."""
 MAX_RATIO = 200
-"""Default limit on a large member's compression ratio (uncompressed / compressed)."""
-_RATIO_MIN_BYTES = 10 * 2**20  # members smaller than 10 MiB cannot hurt, whatever their ratio
+"""Default limit on an archive's compression ratio (total uncompressed / archive size)."""
+SIZE_MARGIN = 3
+"""A registry dataset may download and unpack to at most this multiple of its
+:attr:`~kdas_lite.data.registry.DatasetInfo.archive_bytes` (upstream files change a little)."""
+_RATIO_MIN_BYTES = 10 * 2**20  # archives unpacking to less than 10 MiB cannot hurt, any ratio
 _CHUNK = 1 << 20
+
+
+def dataset_size_limit(name: str) -> int:
+    """Most bytes :func:`download_dataset` accepts for ``name``, downloaded and unpacked:
+    :data:`SIZE_MARGIN` times the registry's ``archive_bytes``."""
+    return SIZE_MARGIN * DATASETS[name].archive_bytes
 
 
 def _sha256_of(path: Path) -> str:
@@ -58,12 +75,32 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _open_new(path: Path) -> int:
+    """Create ``path`` exclusively with the permissions of the umask (``mkstemp`` would make
+    it private, 0600, and the finished file would keep that)."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+
+
+@dataclass(frozen=True)
+class _Wording:
+    """How error messages name the archive and what they advise: a file the user handed in
+    can be deleted and fetched again; a download's temporary file is already gone."""
+
+    manual: str  # the do-it-by-hand alternative, "or ..."
+    archive: str  # how extraction errors name the archive
+    corrupt_fix: str  # what to do about a corrupt archive
+    limit_fix: str  # how to raise the size limit
+    ratio_fix: str  # how to raise the compression-ratio limit
+
+
 def download_file(url: str, dest: str | os.PathLike[str], sha256: str | None = None,
-                  progress: bool = True, timeout: float = 60.0) -> Path:
+                  progress: bool = True, timeout: float = 60.0, *,
+                  max_bytes: int = MAX_TOTAL_BYTES) -> Path:
     """Download ``url`` to ``dest`` atomically, with a progress bar and optional checksum.
 
     An existing ``dest`` is kept when it matches ``sha256`` (or when no checksum is given:
-    this function only ever creates ``dest`` complete).
+    this function only ever creates ``dest`` complete). The file follows the umask like any
+    other new file.
 
     Args:
         url: ``http(s)://`` (or ``file://``) address.
@@ -71,32 +108,53 @@ def download_file(url: str, dest: str | os.PathLike[str], sha256: str | None = N
         sha256: expected hex digest, or ``None`` to skip verification.
         progress: show a tqdm progress bar.
         timeout: seconds without data before giving up.
+        max_bytes: refuse a download larger than this, whether the server announces its size
+            or streams without one, so that a wrong link cannot fill the disk.
 
     Returns:
         ``dest``.
 
     Raises:
         DownloadError: HTTP error, unreachable host, connection dropped before the announced
-            length, or checksum mismatch. No partial file is left behind.
+            length, more than ``max_bytes``, or checksum mismatch. No partial file is left
+            behind.
     """
     dest = Path(dest)
+    wording = _Wording(manual=f"or download it in a browser and save it as {dest}",
+                       archive=str(dest), corrupt_fix="", limit_fix="pass a larger max_bytes",
+                       ratio_fix="")
+    return _fetch(url, dest, sha256, progress, timeout, max_bytes, wording, shown_as=dest)
+
+
+def _fetch(url: str, dest: Path, sha256: str | None, progress: bool, timeout: float,
+           max_bytes: int, wording: _Wording, shown_as: Path) -> Path:
+    """:func:`download_file`; messages name ``shown_as`` and advise as ``wording`` says."""
     if dest.is_file() and (sha256 is None or _sha256_of(dest) == sha256.lower()):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    manual = f"or download it in a browser and save it as {dest}"
+    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.part"
+    manual = wording.manual
+    too_big = (f"the link does not point to the expected file. Check the address, {manual} "
+               f"(if the file really is this large, {wording.limit_fix}).")
     try:
         digest, received = hashlib.sha256(), 0
         request = urllib.request.Request(url, headers={"User-Agent": f"kdas-lite/{__version__}"})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
+        with os.fdopen(_open_new(tmp), "wb") as out, \
+                urllib.request.urlopen(request, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")
             total = int(length) if length else None
+            if total is not None and total > max_bytes:
+                raise DownloadError(f"{url} announces {total} bytes, more than the limit of "
+                                    f"{max_bytes}: {too_big}")
             with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
                       disable=not progress) as bar:
                 while chunk := resp.read(_CHUNK):
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise DownloadError(f"{url} sent more than the limit of {max_bytes} "
+                                            f"bytes (stopped there; nothing was kept): {too_big}")
                     out.write(chunk)
                     digest.update(chunk)
-                    received += len(chunk)
                     bar.update(len(chunk))
         if total is not None and received != total:
             raise DownloadError(
@@ -109,7 +167,7 @@ def download_file(url: str, dest: str | os.PathLike[str], sha256: str | None = N
                 f"{digest.hexdigest()}; the file was deleted. Retry (the transfer may have been "
                 "corrupted); if the file changed upstream on purpose, pass the new checksum."
             )
-        os.replace(tmp_name, dest)
+        os.replace(tmp, dest)
     except urllib.error.HTTPError as exc:
         raise DownloadError(
             f"{url} answered HTTP {exc.code} ({exc.reason}). Check the address, {manual}."
@@ -117,53 +175,57 @@ def download_file(url: str, dest: str | os.PathLike[str], sha256: str | None = N
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise DownloadError(
-            f"downloading {url} to {dest} failed ({reason}). Check the internet connection "
+            f"downloading {url} to {shown_as} failed ({reason}). Check the internet connection "
             f"and free disk space, {manual}."
         ) from exc
     finally:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     return dest
 
 
-def _member_parts(name: str, zip_path: Path) -> list[str]:
+def _member_parts(name: str, wording: _Wording) -> list[str]:
     """Path components of a zip member, refusing anything that could leave the target."""
     normalised = name.replace("\\", "/")
     parts = [part for part in normalised.split("/") if part not in ("", ".")]
     if normalised.startswith("/") or re.match(r"[A-Za-z]:", normalised) or ".." in parts:
         raise DownloadError(
-            f"{zip_path} contains the unsafe path {name!r} (absolute or with '..'), which would "
-            "be written outside the target folder (zip slip). Refusing to extract: the archive "
-            "is malicious or broken; get it from the official source."
+            f"{wording.archive} contains the unsafe path {name!r} (absolute or with '..'), "
+            "which would be written outside the target folder (zip slip). Refusing to extract: "
+            "the archive is malicious or broken; get it from the official source."
         )
     return parts
 
 
-def _check_members(archive: zipfile.ZipFile, zip_path: Path, max_total_bytes: int,
-                   max_ratio: float) -> None:
-    """Validate every member before anything is written (see module docstring, point 2)."""
+def _check_members(archive: zipfile.ZipFile, archive_bytes: int, max_total_bytes: int,
+                   max_ratio: float, wording: _Wording) -> None:
+    """Validate every member before anything is written (see module docstring, point 2).
+
+    The sizes checked are those the archive declares; :mod:`zipfile` never writes more than a
+    member declares (it stops with a CRC error), so they bound what extraction writes.
+    """
     total = 0
     for member in archive.infolist():
-        _member_parts(member.filename, zip_path)
+        _member_parts(member.filename, wording)
         kind = stat.S_IFMT(member.external_attr >> 16)  # Unix file type; 0 for DOS archives
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             what = "a symbolic link" if kind == stat.S_IFLNK else "a special file"
             raise DownloadError(
-                f"{zip_path} contains {member.filename!r}, {what}. Links can point outside the "
-                "target folder, so the archive is refused; get it from the official source."
+                f"{wording.archive} contains {member.filename!r}, {what}. Links can point "
+                "outside the target folder, so the archive is refused; get it from the "
+                "official source."
             )
         total += member.file_size
-        if (member.file_size > _RATIO_MIN_BYTES
-                and member.file_size > max_ratio * max(member.compress_size, 1)):
-            raise DownloadError(
-                f"{zip_path}: member {member.filename!r} inflates {member.compress_size} bytes "
-                f"to {member.file_size} (ratio > {max_ratio}), the signature of a zip bomb. "
-                "Refusing to extract; if you trust the file, raise max_ratio."
-            )
     if total > max_total_bytes:
         raise DownloadError(
-            f"{zip_path} would unpack to {total} bytes, more than the limit of "
+            f"{wording.archive} would unpack to {total} bytes, more than the limit of "
             f"{max_total_bytes}. Refusing to extract; if you trust the file and have the disk "
-            "space, raise max_total_bytes."
+            f"space, {wording.limit_fix}."
+        )
+    if total > _RATIO_MIN_BYTES and total > max_ratio * max(archive_bytes, 1):
+        raise DownloadError(
+            f"{wording.archive} inflates {archive_bytes} bytes to {total} (ratio > "
+            f"{max_ratio}), the signature of a zip bomb. Refusing to extract; if you trust the "
+            f"file, {wording.ratio_fix}."
         )
 
 
@@ -172,14 +234,17 @@ def safe_extract(zip_path: str | os.PathLike[str], dest: str | os.PathLike[str],
     """Extract a zip archive into ``dest`` safely and atomically.
 
     Every member is checked first: no absolute paths or ``..`` (zip slip), no symbolic links
-    or special files, total uncompressed size ≤ ``max_total_bytes``, and no member over 10 MiB
-    with a compression ratio above ``max_ratio`` (zip bomb). Members are then written (as
-    plain files, without permission bits) into a temporary sibling of ``dest``, which is
-    renamed to ``dest`` only when everything succeeded.
+    or special files, total uncompressed size ≤ ``max_total_bytes`` and, for archives that
+    unpack to more than 10 MiB, total uncompressed size ≤ ``max_ratio`` × the archive's size
+    (zip bomb: many members, each harmless, add up). Members are then written (as plain
+    files, without permission bits, following the umask) into a temporary sibling of
+    ``dest``, which is renamed to ``dest`` only when everything succeeded.
 
     Args:
         zip_path: the archive.
         dest: folder to create; it must not exist or be empty.
+        max_total_bytes: most bytes the archive may unpack to.
+        max_ratio: most the archive may inflate (total uncompressed / archive size).
 
     Returns:
         ``dest``.
@@ -188,21 +253,33 @@ def safe_extract(zip_path: str | os.PathLike[str], dest: str | os.PathLike[str],
         DownloadError: unsafe or corrupt archive, or ``dest`` not empty. Nothing is left
             behind on failure.
     """
-    zip_path, dest = Path(zip_path), Path(dest)
+    zip_path = Path(zip_path)
+    wording = _Wording(manual="", archive=str(zip_path),
+                       corrupt_fix="Delete it and download it again.",
+                       limit_fix="raise max_total_bytes", ratio_fix="raise max_ratio")
+    return _extract(zip_path, Path(dest), max_total_bytes, max_ratio, wording)
+
+
+def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_ratio: float,
+             wording: _Wording) -> Path:
+    """:func:`safe_extract`; messages name the archive and advise as ``wording`` says."""
     if not zip_path.is_file():
         raise DownloadError(f"archive not found: {zip_path}")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise DownloadError(f"{dest} already exists and is not empty: delete it or extract "
                             "somewhere else (existing files are never overwritten).")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.partial"
+    tmp.mkdir()  # not mkdtemp: that one is private (0700), and the folder becomes dest
     try:
         with zipfile.ZipFile(zip_path) as archive:
-            _check_members(archive, zip_path, max_total_bytes, max_ratio)
+            _check_members(archive, zip_path.stat().st_size, max_total_bytes, max_ratio,
+                           wording)
             for member in archive.infolist():
-                target = tmp.joinpath(*_member_parts(member.filename, zip_path))
+                target = tmp.joinpath(*_member_parts(member.filename, wording))
                 if not target.resolve().is_relative_to(tmp.resolve()):  # belt and braces
-                    raise DownloadError(f"{zip_path}: member {member.filename!r} escapes {dest}")
+                    raise DownloadError(f"{wording.archive}: member {member.filename!r} "
+                                        "escapes the target folder")
                 if member.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
                     continue
@@ -213,12 +290,13 @@ def safe_extract(zip_path: str | os.PathLike[str], dest: str | os.PathLike[str],
             dest.rmdir()  # empty, checked above
         os.replace(tmp, dest)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise DownloadError(f"{zip_path} is not a valid zip archive or is corrupt ({exc}). "
-                            "Delete it and download it again.") from exc
+        raise DownloadError(f"{wording.archive} is not a valid zip archive or is corrupt "
+                            f"({exc}). {wording.corrupt_fix}") from exc
     except (RuntimeError, NotImplementedError) as exc:  # encrypted / unknown compression
-        raise DownloadError(f"cannot extract {zip_path}: {exc}. Unpack it by hand.") from exc
+        raise DownloadError(f"cannot extract {wording.archive}: {exc}. Unpack it by hand"
+                            f"{wording.manual and ', ' + wording.manual}.") from exc
     except OSError as exc:
-        raise DownloadError(f"extracting {zip_path} into {dest} failed ({exc}); nothing was "
+        raise DownloadError(f"extracting {wording.archive} failed ({exc}); nothing was "
                             "kept. Free disk space or check permissions and retry.") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -233,12 +311,16 @@ def _locate(unpacked: Path, folder_name: str) -> Path | None:
 
 
 def download_dataset(name: str, root: str | os.PathLike[str], url: str | None = None,
-                     sha256: str | None = None, progress: bool = True) -> Path:
+                     sha256: str | None = None, progress: bool = True, *,
+                     max_bytes: int | None = None) -> Path:
     """Download and unpack a dataset of :data:`~kdas_lite.data.registry.DATASETS` into ``root``.
 
     The zip is downloaded and extracted inside a hidden scratch folder under ``root``, the
     dataset folder is moved to ``root / DATASETS[name].folder`` and the scratch folder is
-    removed, whatever happens. A dataset already in place is not downloaded again.
+    removed, whatever happens. A dataset already in place is not downloaded again. Disk use is
+    bounded: the download and the unpacked files may each be at most ``max_bytes``
+    (:data:`SIZE_MARGIN` × the registry's ``archive_bytes`` by default), and the archive may
+    not inflate more than :data:`MAX_RATIO` times.
 
     Args:
         name: a key of ``DATASETS``, e.g. ``"kvasir-seg"``.
@@ -247,13 +329,16 @@ def download_dataset(name: str, root: str | os.PathLike[str], url: str | None = 
             zips, which only exist on Google Drive).
         sha256: expected checksum; defaults to the registry's when ``url`` is not overridden.
         progress: show a progress bar.
+        max_bytes: override the size limit (:func:`dataset_size_limit` by default), e.g. for
+            a mirror that packs more than the registry's archive.
 
     Returns:
         The dataset folder (with ``images/`` and ``masks/``).
 
     Raises:
         DownloadError: unknown name, no direct URL known (the message says how to get the
-            files by hand), or any failure of :func:`download_file` / :func:`safe_extract`.
+            files by hand), or any failure of :func:`download_file` / :func:`safe_extract`
+            (the messages name the URL: the temporary archive is already deleted).
     """
     if name not in DATASETS:
         raise DownloadError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.")
@@ -262,21 +347,33 @@ def download_dataset(name: str, root: str | os.PathLike[str], url: str | None = 
     target = root / info.folder
     if is_dataset_folder(target):
         return target
+    gdown = (f" (or `pip install gdown; gdown --fuzzy {info.homepage}`)"
+             if "drive.google.com" in info.homepage else "")
+    by_hand = (f"get the zip from {info.homepage} in a browser{gdown}, unzip it into {root} so "
+               f"that {target}/images exists")
     if url is None and info.url is None:
-        raise DownloadError(
-            f"{name} has no direct download link: get the zip from {info.homepage} in a "
-            f"browser (or `pip install gdown; gdown --fuzzy {info.homepage}`), unzip it into "
-            f"{root} so that {target}/images exists, or pass url= a direct link to the zip."
-        )
+        raise DownloadError(f"{name} has no direct download link: {by_hand}, or pass url= a "
+                            "direct link to the zip.")
     if target.exists():
         raise DownloadError(f"{target} exists but has no images/ and masks/: move it away and "
                             "run the download again.")
     expected = sha256 if sha256 is not None else (info.sha256 if url in (None, info.url) else None)
     source = url or info.url
+    limit = dataset_size_limit(name) if max_bytes is None else max_bytes
+    wording = _Wording(
+        manual=f"or {by_hand}",
+        archive=f"the archive downloaded from {source} (already deleted)",
+        corrupt_fix=f"Nothing was kept: run the download again; if it fails again, check that "
+                    f"{source} links to the zip file itself, not to a web page about it.",
+        limit_fix=f"pass download_dataset a max_bytes above {limit}",
+        ratio_fix="download it by hand and unpack it with kdas_lite.data.safe_extract(..., "
+                  "max_ratio=...)",
+    )
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}.", suffix=".download", dir=root) as scratch:
-        archive = download_file(source, Path(scratch) / "archive.zip", expected, progress)
-        unpacked = safe_extract(archive, Path(scratch) / "unpacked")
+        archive = _fetch(source, Path(scratch) / "archive.zip", expected, progress, 60.0, limit,
+                         wording, shown_as=root)
+        unpacked = _extract(archive, Path(scratch) / "unpacked", limit, MAX_RATIO, wording)
         found = _locate(unpacked, Path(info.folder).name)
         if found is None:
             contents = ", ".join(sorted(p.name for p in unpacked.iterdir())) or "nothing"

