@@ -9,8 +9,11 @@ Modules, one concept each:
 - :mod:`kdas_lite.losses`   ``structure_loss``, ``attention_kd_loss``, ``sgm_loss``, ``KDASLoss``
 - :mod:`kdas_lite.data`     PraNet-layout datasets, augmentation, synthetic polyps, downloads
 - :mod:`kdas_lite.metrics`  the standard polyp evaluation protocol (``evaluate_maps``)
+- :mod:`kdas_lite.evaluate` models on the test sets: paper-style tables, subset labels
 - :mod:`kdas_lite.train`    teacher training and KDAS distillation loops (CUDA + AMP, or CPU)
+- :mod:`kdas_lite.predict`  masks and labelled overlays for a folder of frames (research use)
 - :mod:`kdas_lite.viz`      figures and the interactive teacher/student attention explorer
+- :mod:`kdas_lite.cli`      the ``kdas-lite`` command
 """
 
 __version__ = "0.1.0"

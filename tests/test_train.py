@@ -356,3 +356,59 @@ def test_walkthrough_checkpoints_train_what_is_missing_once(data_root, tmp_path,
     for given in ({"teacher": tmp_path / "missing.pth"}, {"student": tmp_path / "missing.pth"}):
         with pytest.raises(CheckpointError, match=r"checkpoint not found: .*missing\.pth"):
             walkthrough_checkpoints(config, **given)
+
+
+# ---------------------------------------------------------------------------------------------
+# an existing run folder; the teacher's identity
+# ---------------------------------------------------------------------------------------------
+def test_a_finished_run_is_not_replaced_without_resume_or_overwrite(data_root, tmp_path):
+    config = tiny_config(data_root, tmp_path, max_train_images=2)
+    earlier = tmp_path / "teacher"
+    earlier.mkdir()
+    for name in ("best.pth", "history.json"):  # stand-ins for an earlier run's files
+        (earlier / name).write_text("earlier run")
+    with pytest.raises(TrainingError, match=r"already holds a teacher run \(best\.pth\).*"
+                                            r"--resume.*--overwrite"):
+        train_teacher(config, progress=False)
+    with pytest.raises(TrainingError, match="exclude each other"):
+        train_teacher(config, resume=True, overwrite=True, progress=False)
+    assert (earlier / "best.pth").read_text() == "earlier run"
+    again = train_teacher(config, overwrite=True, progress=False)
+    assert [r["epoch"] for r in again.history] == [1]
+    assert load_checkpoint(again.best_path)["train_config"] == config.to_dict()
+    assert len(json.loads((earlier / "history.json").read_text())) == 1
+
+
+def save_model(model: torch.nn.Module, path) -> str:
+    torch.save({"arch": model.config(), "model": model.state_dict()}, path)
+    return str(path)
+
+
+def test_distill_refuses_a_student_as_teacher_and_another_teacher_on_resume(data_root,
+                                                                            tmp_path):
+    import hashlib
+
+    torch.manual_seed(1)
+    b0 = save_model(PolypPVT("pvt_v2_b0"), tmp_path / "b0.pth")
+    other = save_model(PolypPVT("pvt_v2_b0"), tmp_path / "other_b0.pth")
+    config = tiny_config(data_root, tmp_path / "run", epochs=2, max_train_images=2)
+    with pytest.raises(TrainingError, match=r"b0\.pth \(pvt_v2_b0, .*no larger than the "
+                                            r"student.*--teacher-encoder pvt_v2_b0"):
+        distill(config.replace(teacher_encoder="pvt_v2_b2"), b0, progress=False)
+    assert not (tmp_path / "run" / "student").exists()
+
+    with pytest.warns(UserWarning, match="no larger than the student.*distilling anyway"):
+        run = distill(config, b0, stop_after_epoch=1, progress=False)
+    recorded = json.loads((run.run_dir / "teacher.json").read_text())
+    digest = hashlib.sha256((tmp_path / "b0.pth").read_bytes()).hexdigest()
+    assert (recorded["encoder"], recorded["file"], recorded["file_sha256"]) == (
+        "pvt_v2_b0", b0, digest)
+    assert load_checkpoint(run.last_path)["teacher"] == recorded
+    with pytest.raises(CheckpointError, match=r"another teacher .*b0\.pth.*other_b0\.pth"), \
+            pytest.warns(UserWarning):
+        distill(config, other, resume=True, progress=False)
+    # the same weights passed as a model (as the demo does) are the same teacher
+    with pytest.warns(UserWarning):
+        resumed = distill(config, load_trained(b0), resume=True, stop_after_epoch=1,
+                          progress=False)
+    assert [r["epoch"] for r in resumed.history] == [1]

@@ -1,0 +1,42 @@
+"""A stand-in segmentation model and image folders for the inference tests (no training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+
+class RednessModel(nn.Module):
+    """Calls "polyp" wherever the red channel is bright; records what it was given.
+
+    Attributes:
+        seen: per forward call, the input shape ``(B, 3, S, S)`` and PyTorch's thread count.
+    """
+
+    input_mean = (0.5, 0.5, 0.5)
+    input_std = (0.5, 0.5, 0.5)
+    encoder_name = "redness"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(8.0))
+        self.seen: list[tuple[tuple[int, ...], int]] = []
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.seen.append((tuple(x.shape), torch.get_num_threads()))
+        logit = self.gain * x[:, :1]  # red in [-1, 1] after normalisation
+        return logit, logit
+
+
+def disc_image(path: Path, size: int = 64, radius: int = 14) -> Path:
+    """A grey image with a bright red disc in the middle (the "polyp")."""
+    yy, xx = np.mgrid[:size, :size]
+    image = np.full((size, size, 3), 60, np.uint8)
+    image[(yy - size // 2) ** 2 + (xx - size // 2) ** 2 <= radius**2] = (250, 40, 40)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path
