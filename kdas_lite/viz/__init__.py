@@ -14,7 +14,8 @@ of the cell; in a script call ``fig.savefig(...)``. The figures, by notebook:
   teacher map), :func:`compare_maps_figure` (teacher | student | difference) and the
   interactive :class:`AttentionExplorer` with its :meth:`~AttentionExplorer.static_figure`;
 - L_SGM: :func:`matrices_figure`, :func:`sgm_figure` (P, Pᵀ, P + Pᵀ, pooled; paper Eqs. 4–5);
-- training and results: :func:`training_curves_figure`, :func:`ablation_figure`,
+- training and results: :func:`plot_history` (one run's loss terms and validation Dice),
+  :func:`training_curves_figure`, :func:`ablation_figure`,
   :func:`results_figure`, :func:`tradeoff_figure`, :func:`predict_test_set` +
   :func:`best_worst_figure`.
 
@@ -45,6 +46,7 @@ from kdas_lite.viz.images import boundary_weight_figure, overlay, overlay_grid
 from kdas_lite.viz.results import (
     ablation_figure,
     best_worst_figure,
+    plot_history,
     predict_test_set,
     results_figure,
     tradeoff_figure,
@@ -73,6 +75,7 @@ __all__ = [
     "overlay_grid",
     "parameter_counts",
     "parameter_table",
+    "plot_history",
     "predict_test_set",
     "results_figure",
     "sgm_figure",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,7 @@ from kdas_lite.data import (
     PolypTestDataset,
     read_image,
 )
+from kdas_lite.errors import DataError
 from kdas_lite.evaluate import soft_maps
 from kdas_lite.metrics import METRIC_NAMES, score_map
 from kdas_lite.viz._common import _subplots
@@ -31,7 +34,7 @@ def training_curves_figure(histories: Mapping[str, Sequence[Mapping[str, Any]]],
                            keys: Sequence[str] = ("loss", "val_dice")) -> Figure:
     """Compare runs: one panel per logged value, one line per run.
 
-    For a single run's loss terms together, :func:`kdas_lite.train.plot_history` draws them on
+    For a single run's loss terms together, :func:`plot_history` draws them on
     one axes.
 
     Args:
@@ -260,3 +263,48 @@ def best_worst_figure(cases: Sequence[Mapping[str, Any]], k: int = 3, key: str =
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def plot_history(history_or_run_dir: list[dict[str, Any]] | str | os.PathLike[str],
+                 ax: Any = None) -> Any:
+    """Plot the loss terms (left axis) and the validation Dice (right axis) per epoch.
+
+    Args:
+        history_or_run_dir: ``TrainResult.history``, a run folder holding ``history.json``,
+            or the ``history.json`` file itself.
+        ax: a matplotlib Axes to draw on (a new figure if None).
+
+    Returns:
+        The Axes of the losses (its ``twin`` carries the Dice curve).
+    """
+    import matplotlib.pyplot as plt
+
+    history = history_or_run_dir
+    if isinstance(history, (str, os.PathLike)):
+        path = Path(history)
+        path = path / "history.json" if path.is_dir() else path
+        if not path.is_file():
+            raise DataError(f"no training history at {path}; train a model first")
+        history = json.loads(path.read_text(encoding="utf-8"))
+    if not history:
+        raise DataError("the training history is empty")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = [r["epoch"] for r in history]
+    labels = {"loss": "total loss", "seg": "L_seg", "at": "L_AT", "sgm": "L_SGM", "kd": "L_KD"}
+    for key, label in labels.items():
+        values = [r[key] for r in history]
+        if key in ("loss", "seg") or any(values):
+            ax.plot(epochs, values, marker="o", ms=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    dice_ax = ax.twinx()
+    dice_ax.plot(epochs, [r["val_dice"] for r in history], "k--", marker="s", ms=3,
+                 label="val Dice")
+    dice_ax.set_ylabel("validation Dice")
+    dice_ax.set_ylim(0, 1)
+    lines = ax.get_legend_handles_labels()
+    dice_lines = dice_ax.get_legend_handles_labels()
+    ax.legend(lines[0] + dice_lines[0], lines[1] + dice_lines[1], fontsize="small",
+              loc="center right")
+    return ax

@@ -1,0 +1,258 @@
+"""A training run on disk: what its checkpoints hold, and loading a trained model back.
+
+A run folder (``<output_dir>/<role>/``) holds ``best.pth`` (the best epoch's weights),
+``last.pth`` (everything needed to continue: model, optimiser, scheduler, scaler, RNG states,
+history, counters; :data:`CHECKPOINT_FORMAT`), ``config.json``, ``history.json`` /
+``history.csv`` and, for a distilled student, ``teacher.json``.
+
+- Resuming (:func:`kdas_lite.train.fit` with ``resume=True``) is refused when the stored
+  settings differ in anything that changes what is computed, or when the teacher differs:
+  a student run records its teacher's identity (:func:`teacher_identity`: encoder, parameter
+  count, a SHA-256 of the weights and of the file), and a "teacher" no larger than the student
+  is refused unless asked for by name.
+- :func:`load_trained` rebuilds the model a checkpoint was saved from;
+  :func:`trained_image_size` reads the size it was trained at, so inference uses it.
+"""
+
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import random
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from kdas_lite.checkpoint import load_checkpoint
+from kdas_lite.config import TrainConfig
+from kdas_lite.errors import CheckpointError, TrainingError
+
+__all__ = ["CHECKPOINT_FORMAT", "load_trained", "teacher_identity", "trained_image_size"]
+
+CHECKPOINT_FORMAT = "kdas_lite.train/1"
+# Config fields that may change when resuming without changing what is computed (or, for
+# ``epochs``, to extend a finished run; the schedule then follows the new length).
+_RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "device", "output_dir", "data_root",
+                                "compile", "cache", "name"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint contents
+# ---------------------------------------------------------------------------------------------
+def _rng_state() -> dict[str, Any]:
+    """Global RNG states as tensors / plain lists, loadable with ``weights_only=True``."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    npy = state["numpy"]
+    np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"],
+                         npy["has_gauss"], npy["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    if "cuda" in state and torch.cuda.is_available() \
+            and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _model_config(model: nn.Module) -> dict[str, Any] | None:
+    config = getattr(model, "config", None)
+    return config() if callable(config) else None
+
+
+def _cpu_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a small text file atomically (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    _write_text(run_dir / "history.json", json.dumps(history, indent=2))
+    buffer = io.StringIO()
+    if history:
+        writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    _write_text(run_dir / "history.csv", buffer.getvalue())
+
+
+def _check_resumable(state: dict[str, Any], config: TrainConfig, role: str, path: Path,
+                     teacher: dict[str, Any] | None) -> None:
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or not (
+            {"model", "optimizer", "scheduler", "scaler", "rng"} <= state.keys()):
+        raise CheckpointError(f"{path} is not a kdas_lite training checkpoint (last.pth); "
+                              "cannot resume from it. Start without --resume.")
+    if state.get("role") != role:
+        raise CheckpointError(f"{path} holds a {state.get('role')} run, not a {role} run; "
+                              "use another --output folder or start without --resume.")
+    saved = state.get("train_config", {})
+    now = config.to_dict()
+    changed = [f"{k}: {saved.get(k)!r} → {now[k]!r}" for k in now
+               if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    if changed:
+        raise CheckpointError(
+            f"cannot resume {path}: the configuration differs from the interrupted run "
+            f"({'; '.join(changed)}). Resume with the same settings, start a new run in "
+            "another --output folder, or replace this one with --overwrite."
+        )
+    saved_teacher = state.get("teacher")
+    if saved_teacher is not None and (teacher is None or saved_teacher.get("weights_sha256")
+                                      != teacher.get("weights_sha256")):
+        raise CheckpointError(
+            f"cannot resume {path}: it was distilled from another teacher "
+            f"({_describe_teacher(saved_teacher)}) than the one given now "
+            f"({_describe_teacher(teacher)}). Resume with the run's own teacher, or start a "
+            "new run in another --output folder (or replace this one with --overwrite)."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The teacher's identity
+# ---------------------------------------------------------------------------------------------
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def teacher_identity(teacher: nn.Module, path: str | os.PathLike[str] | None = None
+                     ) -> dict[str, Any]:
+    """What identifies a teacher in a distillation run (stored in its checkpoints and
+    ``teacher.json``, compared on resume).
+
+    Args:
+        teacher: the teacher model.
+        path: the checkpoint it was loaded from, if any.
+
+    Returns:
+        ``encoder`` (timm name, or the class name), ``params`` (count), ``weights_sha256``
+        (SHA-256 over the state dict's names, dtypes, shapes and bytes: the same weights give
+        the same value whether they came from a file or a model in memory) and, with ``path``,
+        ``file`` and ``file_sha256``.
+    """
+    digest = hashlib.sha256()
+    for key, value in sorted(teacher.state_dict().items()):
+        tensor = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{key}|{tensor.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    identity: dict[str, Any] = {
+        "encoder": getattr(teacher, "encoder_name", type(teacher).__name__),
+        "params": sum(p.numel() for p in teacher.parameters()),
+        "weights_sha256": digest.hexdigest(),
+    }
+    if path is not None:
+        identity.update(file=str(path), file_sha256=_file_sha256(Path(path)))
+    return identity
+
+
+def _describe_teacher(identity: dict[str, Any] | None) -> str:
+    if identity is None:
+        return "none"
+    where = f"{identity['file']}, " if identity.get("file") else ""
+    return f"{identity['encoder']}, {where}weights sha256 {identity['weights_sha256'][:12]}…"
+
+
+def _check_teacher_size(teacher: nn.Module, student: nn.Module, config: TrainConfig,
+                        source: str) -> None:
+    """Refuse a "teacher" that is no larger than the student unless the config names its
+    encoder as the teacher's (then distil anyway, with a warning).
+
+    Raises:
+        TrainingError: e.g. a student checkpoint passed as the teacher by mistake.
+    """
+    t_params = sum(p.numel() for p in teacher.parameters())
+    s_params = sum(p.numel() for p in student.parameters())
+    if t_params > s_params:
+        return
+    t_enc = getattr(teacher, "encoder_name", type(teacher).__name__)
+    s_enc = getattr(student, "encoder_name", type(student).__name__)
+    problem = (f"the teacher {source}({t_enc}, {t_params / 1e6:.2f} M parameters) is no larger "
+               f"than the student ({s_enc}, {s_params / 1e6:.2f} M)")
+    if t_enc != config.teacher_encoder:
+        raise TrainingError(
+            f"{problem}: it looks like a student checkpoint. Pass the teacher's checkpoint "
+            "(e.g. runs/<name>/teacher/best.pth), or set teacher_encoder (--teacher-encoder "
+            f"{t_enc}) to distil from a same-size teacher on purpose."
+        )
+    warnings.warn(f"{problem}; distilling anyway, as teacher_encoder={t_enc!r} asks",
+                  UserWarning, stacklevel=3)
+
+
+
+def trained_image_size(path: str | os.PathLike[str]) -> int | None:
+    """The side (px) a kdas_lite checkpoint was trained at (``train_config.image_size``), or
+    None for a file without a training config (e.g. the authors' released weights).
+
+    Raises:
+        CheckpointError: missing, corrupt or unsafe file.
+    """
+    state = load_checkpoint(path)
+    train_config = state.get("train_config") if isinstance(state, dict) else None
+    size = train_config.get("image_size") if isinstance(train_config, dict) else None
+    return int(size) if isinstance(size, int) else None
+
+
+def load_trained(path: str | os.PathLike[str], device: str | torch.device = "cpu", *,
+                 model: nn.Module | None = None) -> nn.Module:
+    """Rebuild the model stored in a kdas_lite checkpoint (``best.pth`` / ``last.pth``).
+
+    The architecture comes from the checkpoint's ``arch`` entry (``PolypPVT.config()``); the
+    weights are loaded strictly through
+    :func:`kdas_lite.models.load_polyp_pvt_checkpoint`. The model is returned in eval mode.
+
+    Args:
+        path: the checkpoint.
+        device: where the model goes.
+        model: load into this model instead of rebuilding one (e.g. to insist on a student
+            architecture); also accepts files without ``arch``, such as the authors' weights.
+
+    Raises:
+        CheckpointError: missing, corrupt or foreign file, or weights that do not fit the
+            architecture (the message lists the missing / unexpected keys and shape
+            mismatches, and which encoder the file looks like).
+    """
+    from kdas_lite.models import PolypPVT, load_polyp_pvt_checkpoint
+
+    path = Path(path)
+    if model is None:
+        state = load_checkpoint(path)
+        if not isinstance(state, dict) or not isinstance(state.get("arch"), dict):
+            raise CheckpointError(
+                f"{path} has no architecture description ('arch'): it is not a kdas_lite "
+                "training checkpoint. Build the matching model and pass it as model=..., or "
+                "use kdas_lite.models.load_polyp_pvt_checkpoint for the authors' weights."
+            )
+        try:
+            model = PolypPVT.from_config(state["arch"])
+        except Exception as exc:  # the description comes from the file: any value is possible
+            raise CheckpointError(f"{path} describes an architecture that cannot be built "
+                                  f"({type(exc).__name__}: {exc}); it is damaged or not a "
+                                  "kdas_lite checkpoint.") from exc
+    load_polyp_pvt_checkpoint(model, path)  # reads the file again: errors then name it
+    return model.to(torch.device(device)).eval()

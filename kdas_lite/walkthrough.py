@@ -1,0 +1,104 @@
+"""The runs the notebooks share: one teacher and one KDAS student, trained once.
+
+Notebook 01 trains the teacher into ``<run_root>/teacher/`` and notebook 04 distils the KDAS
+student into ``<run_root>/kdas/student/``. Every notebook also runs alone:
+:func:`walkthrough_teacher` trains a quick teacher when 01 has not run, and
+:func:`walkthrough_checkpoints` distils the student exactly as 04 does when 04 has not run
+(04 then reuses that run), so a reader never sees a different student in 02, 03 and 05.
+"""
+
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kdas_lite.config import TrainConfig
+from kdas_lite.errors import CheckpointError
+from kdas_lite.train import distill, train_teacher
+
+__all__ = ["walkthrough_checkpoints", "walkthrough_teacher"]
+
+
+def walkthrough_teacher(config: TrainConfig, teacher: str | os.PathLike[str] | None = None, *,
+                        quick_epochs: int = 1, progress: bool = True) -> Path:
+    """The teacher checkpoint the notebooks share, or a quick one trained once when it is missing.
+
+    Notebook 01 trains the teacher into ``<config.run_dir>/teacher/``. When that file is
+    missing (notebook 01 not run), a quick ``quick_epochs``-epoch teacher is trained into
+    ``<config.run_dir>/quick/teacher/`` instead, once: later calls reuse it.
+
+    Args:
+        config: the notebook's settings; ``config.run_dir`` is the shared run folder.
+        teacher: a checkpoint to use instead of the default path (never trained here).
+        quick_epochs: epochs of the quick fallback.
+        progress: show progress bars and the per-epoch lines.
+
+    Raises:
+        CheckpointError: ``teacher`` is given but does not exist.
+    """
+    path = _walkthrough_path(teacher, config.run_dir / "teacher" / "best.pth")
+    if path.is_file():
+        return path
+    print(f"{path} not found: training a quick {quick_epochs}-epoch teacher "
+          "(notebook 01 trains the real one)", flush=True)
+    return train_teacher(_quick(config, quick_epochs), resume=True, progress=progress).best_path
+
+
+def walkthrough_checkpoints(config: TrainConfig,
+                            teacher: str | os.PathLike[str] | None = None,
+                            student: str | os.PathLike[str] | None = None, *,
+                            quick_epochs: int = 1, progress: bool = True) -> tuple[Path, Path]:
+    """The teacher and KDAS-student checkpoints the notebooks share, trained when missing.
+
+    The notebooks keep their runs in ``config.run_dir`` (their ``run_root``): notebook 01 trains
+    the teacher into ``teacher/``, notebook 04 the KDAS student into ``kdas/student/``.
+    Notebooks 02, 03 and 05 need both and must also run alone, so a missing checkpoint is made
+    here, once (later calls reuse it):
+
+    - no teacher: a quick teacher (:func:`walkthrough_teacher`);
+    - no student, real teacher: notebook 04's KDAS run itself, with ``config``'s settings, in
+      ``kdas/`` (notebook 04 then reuses it instead of training it again);
+    - no student, quick teacher: a quick student in ``quick/student/``.
+
+    Args:
+        config: the notebook's settings; ``config.run_dir`` is the shared run folder.
+        teacher, student: checkpoints to use instead of the default paths (not trained here).
+        quick_epochs: epochs of the quick fallbacks.
+        progress: show progress bars and the per-epoch lines.
+
+    Returns:
+        ``(teacher_path, student_path)``.
+
+    Raises:
+        CheckpointError: a given ``teacher`` / ``student`` file does not exist.
+    """
+    student_path = _walkthrough_path(student, config.run_dir / "kdas" / "student" / "best.pth")
+    teacher_path = walkthrough_teacher(config, teacher, quick_epochs=quick_epochs,
+                                       progress=progress)
+    if student_path.is_file():
+        return teacher_path, student_path
+    quick = _quick(config, quick_epochs)
+    if teacher_path == quick.run_dir / "teacher" / "best.pth":
+        print(f"{student_path} not found: distilling a quick student from the quick teacher",
+              flush=True)
+        run = quick
+    else:
+        print(f"{student_path} not found: distilling the KDAS student now, as notebook 04 "
+              "does (04 then reuses this run)", flush=True)
+        run = config.replace(output_dir=str(config.run_dir / "kdas"))
+    return teacher_path, distill(run, teacher_path, resume=True, progress=progress).best_path
+
+
+def _walkthrough_path(given: str | os.PathLike[str] | None, default: Path) -> Path:
+    if given is None:
+        return default
+    if not Path(given).is_file():
+        raise CheckpointError(f"checkpoint not found: {given}. Pass an existing file, or "
+                              "None for the notebooks' default path")
+    return Path(given)
+
+
+def _quick(config: TrainConfig, epochs: int) -> TrainConfig:
+    """The notebooks' quick fallback runs: ``epochs`` epochs in ``<run_dir>/quick``."""
+    return config.replace(epochs=epochs, output_dir=str(config.run_dir / "quick"))
