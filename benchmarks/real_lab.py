@@ -38,7 +38,7 @@ every run the tables are rewritten to ``<out>/results.md``, the block between th
 
 Usage (the command of docs/RESULTS.md; the defaults are its settings)::
 
-    .venv/bin/python benchmarks/real_lab.py --threads 2
+    .venv/bin/python benchmarks/real_lab.py --threads 1
     # pipeline check at a tiny size (a few minutes; writes nothing under docs/)
     .venv/bin/python benchmarks/real_lab.py --dry-run --out /tmp/real-lab-dry
 """
@@ -323,7 +323,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teacher-seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1: steadiest when other processes share the "
+                        "cores; 2 contended threads trained the teacher ~5x slower)")
     parser.add_argument("--json", type=Path, default=Path("docs/results/real_lab.json"))
     parser.add_argument("--docs", type=Path, default=Path("docs/RESULTS.md"),
                         help="Markdown file whose real-lab block gets the tables")
