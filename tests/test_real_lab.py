@@ -3,6 +3,7 @@ on fake run records; the long experiment itself is not run here."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -74,3 +75,13 @@ def test_replace_block_rewrites_only_between_the_markers(tmp_path, capsys):
     bare.write_text("no markers\n")
     real_lab.replace_block(bare, "new table\n")
     assert bare.read_text() == "no markers\n" and "no" in capsys.readouterr().err
+
+
+def test_missing_runs_are_the_plan_without_records_and_load_records_puts_the_teacher_first(
+        tmp_path):
+    args = argparse.Namespace(out=tmp_path, teacher_seed=0)
+    real_lab.save_json(tmp_path / "results" / "seed0" / "alone.json", RECORDS[1])
+    real_lab.save_json(tmp_path / "results" / "teacher.json", RECORDS[0])
+    plan = [("teacher", 0), ("alone", 0), ("kdas", 0), ("alone", 1)]
+    assert real_lab.missing_runs(args, plan) == ["seed0/kdas", "seed1/alone"]
+    assert [r["row"] for r in real_lab.load_records(tmp_path)] == ["teacher", "alone"]
