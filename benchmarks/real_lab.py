@@ -116,7 +116,7 @@ def run_config(args: argparse.Namespace, data_root: Path, row: str, seed: int) -
         max_train_images=args.teacher_train_images if teacher else args.train_images,
         max_val_images=args.val_images, batch_size=args.batch_size, lr=args.lr,
         warmup_epochs=min(1.0, epochs / 4), seed=args.teacher_seed if teacher else seed,
-        device="cpu", alpha=ALPHA, **ROWS[row].overrides)
+        device="cpu", **{"alpha": ALPHA, **ROWS[row].overrides})
 
 
 def run_one(args: argparse.Namespace, data_root: Path, row: str, seed: int) -> dict[str, Any]:

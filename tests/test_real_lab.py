@@ -85,3 +85,14 @@ def test_missing_runs_are_the_plan_without_records_and_load_records_puts_the_tea
     plan = [("teacher", 0), ("alone", 0), ("kdas", 0), ("alone", 1)]
     assert real_lab.missing_runs(args, plan) == ["seed0/kdas", "seed1/alone"]
     assert [r["row"] for r in real_lab.load_records(tmp_path)] == ["teacher", "alone"]
+
+
+def test_every_row_has_a_valid_config_that_differs_from_kdas_only_in_its_switches(tmp_path):
+    args = real_lab.parse_args(["--out", str(tmp_path)])
+    kdas = real_lab.run_config(args, tmp_path, "kdas", 1).to_dict()  # the row without switches
+    for row in real_lab.ROWS:
+        config = real_lab.run_config(args, tmp_path, row, 1)
+        if row != "teacher":
+            changed = {k for k, v in config.to_dict().items() if kdas[k] != v}
+            assert changed <= {"name", "output_dir", *real_lab.ROWS[row].overrides}, row
+    assert real_lab.run_config(args, tmp_path, "kdas-a0.5", 1).alpha == 0.5
