@@ -171,24 +171,32 @@ def run_one(args: argparse.Namespace, data_root: Path, synthetic: bool, pair: st
         "table": table.to_dict(), "average": table.average(), "config": config.to_dict(),
         "history": result.history,
     }
-    path = result_path(args.out, pair, seed, row)
+    save_json(result_path(args.out, pair, seed, row), record)
+    return record
+
+
+def save_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` atomically: a record exists only for a run that finished."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    os.replace(tmp, path)  # a record exists only for a run that finished
-    return record
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def record_done(path: Path, config: TrainConfig) -> bool:
+    """True when the record ``path`` exists; exits if it was made with another config."""
+    if not path.exists():
+        return False
+    if json.loads(path.read_text(encoding="utf-8"))["config"] != config.to_dict():
+        sys.exit(f"{path} was made with other settings than this command's; use another --out "
+                 "folder (or delete it) to run with the new settings.")
+    return True
 
 
 def finished(args: argparse.Namespace, data_root: Path, pair: str, seed: int, row: str) -> bool:
     """True when this run's record exists; exits if it was made with other settings."""
-    path = result_path(args.out, pair, seed, row)
-    if not path.exists():
-        return False
-    stored = json.loads(path.read_text(encoding="utf-8"))["config"]
-    if stored != run_config(args, data_root, pair, seed, row).to_dict():
-        sys.exit(f"{path} was made with other settings than this command's; use another --out "
-                 "folder (or delete it) to run with the new settings.")
-    return True
+    return record_done(result_path(args.out, pair, seed, row),
+                       run_config(args, data_root, pair, seed, row))
 
 
 def load_records(out: Path) -> list[dict[str, Any]]:

@@ -111,6 +111,10 @@ class TrainConfig:
             ``"reference-fixed"`` (the public code's with only the softmax ``dim`` repaired).
         baseline: extra baseline KD term, ``None``, ``"pixel"`` (Hinton) or ``"cwd"``.
         sgm_pool_size: pooled side for L_SGM (None: full resolution, as the reference).
+        seg_weight: weight of ``ΣL_seg`` in supervised training (teacher, student alone;
+            1 = paper Eq. 1). ``1 − α`` gives the control for distillation's ``(1 − α)``
+            factor: the student alone with its loss scaled as Eq. 6 scales it. Distillation
+            always weights ``ΣL_seg`` by ``1 − α``, so a distilling config must leave it at 1.
 
     Runtime:
         seed: seeds model initialisation, shuffling and augmentation (a CPU run is repeatable).
@@ -163,6 +167,7 @@ class TrainConfig:
     at_mode: str = "kdas"
     baseline: str | None = None
     sgm_pool_size: int | None = None
+    seg_weight: float = 1.0
     # runtime
     seed: int = 0
     device: str = "auto"
@@ -234,6 +239,12 @@ class TrainConfig:
             fail("alpha", "must be in [0, 1] (paper: 0.3)")
         if self.temperature <= 0:
             fail("temperature", "must be > 0 (paper: 2)")
+        if not 0.0 < self.seg_weight <= 1.0:
+            fail("seg_weight", "must be in (0, 1] (1 = the plain segmentation loss)")
+        if self.seg_weight != 1.0 and self.distills:
+            fail("seg_weight", "applies to supervised training only; distillation weights "
+                               "L_seg by 1 − alpha: set seg_weight=1 or switch off use_at, "
+                               "use_sgm and baseline")
         choose("optimizer", OPTIMIZERS)
         choose("scheduler", SCHEDULERS)
         choose("clip_mode", CLIP_MODES)

@@ -171,12 +171,13 @@ class Objective(nn.Module):
 
 
 class SupervisedObjective(Objective):
-    """``L = L_seg(P1, G) + L_seg(P2, G)`` (paper Eq. 1): the teacher's and "student alone"
-    loss. It is :class:`KDASLoss` with α = 0 and every distillation term off."""
+    """``L = w·(L_seg(P1, G) + L_seg(P2, G))`` (paper Eq. 1 for w = 1): the teacher's and
+    "student alone" loss. It is :class:`KDASLoss` with α = 1 − w and every distillation term
+    off; ``seg_weight`` w = 1 − α is the control for the ``(1 − α)`` factor of Eq. 6."""
 
-    def __init__(self) -> None:
+    def __init__(self, seg_weight: float = 1.0) -> None:
         super().__init__()
-        self.loss = KDASLoss(alpha=0.0, use_at=False, use_sgm=False)
+        self.loss = KDASLoss(alpha=1.0 - seg_weight, use_at=False, use_sgm=False)
 
     def forward(self, model: nn.Module, images: Tensor, masks: Tensor) -> KDASLossOutput:
         return self.loss(model(images)[:2], None, masks)
@@ -242,7 +243,7 @@ def make_objective(config: TrainConfig, teacher: nn.Module | None = None,
     term is on ("student alone"), else :class:`DistillationObjective` with the configured
     :class:`KDASLoss` (the teacher's input is renormalised for ``student``'s statistics)."""
     if not config.distills:
-        return SupervisedObjective()
+        return SupervisedObjective(config.seg_weight)
     if teacher is None:
         raise TrainingError("distillation needs a teacher (a model or a checkpoint path); "
                             "switch off L_AT, L_SGM and the baseline to train the student alone")
@@ -596,7 +597,7 @@ def fit(
     """
     from kdas_lite.data import IMAGENET_MEAN, IMAGENET_STD
 
-    objective = objective or SupervisedObjective()
+    objective = objective or SupervisedObjective(config.seg_weight)
     device = resolve_device(config.device)
     amp_dtype = autocast_dtype(config, device)
     channels_last = config.channels_last and device.type == "cuda"
@@ -778,8 +779,8 @@ def train_teacher(config: TrainConfig, model: nn.Module | None = None, *, resume
         >>> result.best_val_dice, result.best_path                      # doctest: +SKIP
     """
     model = model if model is not None else build_model(config.teacher_encoder, config)
-    return fit(model, config, SupervisedObjective(), role="teacher", resume=resume,
-               overwrite=overwrite, stop_after_epoch=stop_after_epoch,
+    return fit(model, config, SupervisedObjective(config.seg_weight), role="teacher",
+               resume=resume, overwrite=overwrite, stop_after_epoch=stop_after_epoch,
                on_epoch_end=on_epoch_end, progress=progress)
 
 

@@ -12,7 +12,7 @@ from training_helpers import tiny_config, tiny_dataset
 
 from kdas_lite import train as train_module
 from kdas_lite.checkpoint import load_checkpoint
-from kdas_lite.config import TrainConfig
+from kdas_lite.config import ConfigError, TrainConfig
 from kdas_lite.errors import CheckpointError, DataError, TrainingError
 from kdas_lite.models import PolypPVT, build_student
 from kdas_lite.train import (
@@ -217,6 +217,25 @@ def test_distill_without_teacher_only_for_student_alone(data_root, tmp_path):
         distill(config, None, progress=False)
     alone = config.replace(use_at=False, use_sgm=False)
     assert isinstance(train_module.make_objective(alone, None), SupervisedObjective)
+
+
+def test_seg_weight_scales_the_student_alone_loss_and_its_gradient(data_root, tmp_path):
+    # the control for Eq. 6's (1 − α): student alone with ΣL_seg × 0.7, same data and weights
+    alone = tiny_config(data_root, tmp_path, use_at=False, use_sgm=False)
+    conv = torch.nn.Conv2d(3, 2, 1)  # stands in for a model: two logit maps (P1, P2)
+    images, masks = torch.rand(2, 3, 16, 16), (torch.rand(2, 1, 16, 16) > 0.5).float()
+    losses, grads = [], []
+    for config in (alone, alone.replace(seg_weight=0.7)):
+        conv.zero_grad()
+        loss = train_module.make_objective(config)(lambda x: conv(x).split(1, dim=1), images,
+                                                   masks).total
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(conv.weight.grad.clone())
+    torch.testing.assert_close(losses[1], 0.7 * losses[0])
+    torch.testing.assert_close(grads[1], 0.7 * grads[0])
+    with pytest.raises(ConfigError, match="seg_weight"):
+        alone.replace(use_sgm=True, seg_weight=0.7)  # distillation already scales by 1 − α
 
 
 # ---------------------------------------------------------------------------------------------
