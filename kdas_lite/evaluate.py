@@ -512,7 +512,7 @@ def evaluate(
                           ("cuda" if torch.cuda.is_available() else "cpu"))
     # List every folder's files first: a missing or unpaired file fails before any compute.
     datasets = {n: PolypTestDataset(f, size=size, mean=mean, std=std) for n, f in folders.items()}
-    status = {n: set_status(n, f) for n, f in folders.items()}
+    status = {n: set_status(n, f, datasets[n].pairs) for n, f in folders.items()}
     timer = _ForwardTimer(device)
     rows: dict[str, dict[str, float]] = {}
     n_images: dict[str, int] = {}

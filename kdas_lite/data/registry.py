@@ -40,6 +40,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -331,12 +332,15 @@ def _is_synthetic_folder(folder: Path) -> bool:
     return any(is_synthetic(root) for root in (folder, folder.parent, folder.parent.parent))
 
 
-def set_status(name: str, folder: str | os.PathLike[str]) -> SetStatus:
+def set_status(name: str, folder: str | os.PathLike[str],
+               pairs: Sequence[tuple[Path, Path]] | None = None) -> SetStatus:
     """Count the pairs of one set and decide its status (see the module docstring).
 
     Args:
         name: the set's name (a key of :data:`DATASETS` for a benchmark set).
         folder: the set's folder with ``images/`` and ``masks/``.
+        pairs: its pairs when the caller has already listed them (e.g. a
+            :class:`~kdas_lite.data.PolypTestDataset`), so the folder is not listed twice.
 
     Raises:
         DataError: unpaired files (named by :func:`~kdas_lite.data.pair_files`), or more pairs
@@ -346,7 +350,8 @@ def set_status(name: str, folder: str | os.PathLike[str]) -> SetStatus:
     from kdas_lite.data.io import pair_files  # local import: io is a sibling, kept light
 
     folder = Path(folder)
-    pairs = pair_files(*image_mask_dirs(folder))
+    if pairs is None:
+        pairs = pair_files(*image_mask_dirs(folder))
     info = DATASETS.get(name)
     expected = info.num_images if info is not None else None
     if _is_synthetic_folder(folder):
