@@ -431,6 +431,45 @@ class KDASLoss(nn.Module):
         return (f"alpha={self.alpha}, temperature={self.temperature}, use_at={self.use_at}, "
                 f"use_sgm={self.use_sgm}, at_mode={self.at_mode!r}, baseline={self.baseline!r}")
 
+    def terms(
+        self,
+        student: tuple[Tensor, Tensor],
+        teacher: tuple[Tensor, Tensor] | None,
+        mask: Tensor,
+    ) -> dict[str, Tensor]:
+        """The unweighted terms of Eq. 6 that are switched on, each with its autograd graph.
+
+        ``{"seg": ΣL_seg, "at": ΣL_AT, "sgm": L_SGM, "kd": ΣL_KD}`` ("seg" always; the sums
+        run over P1 and P2, L_SGM is on P1). :meth:`weights` gives their factors in Eq. 6.
+
+        Args:
+            student: ``(P1_s, P2_s)``, each ``(B, 1, H, W)`` logits.
+            teacher: ``(P1_t, P2_t)`` logits, or None when every distillation term is off.
+            mask: ``(B, 1, H, W)`` ground truth.
+        """
+        s1, s2 = student
+        terms = {"seg": structure_loss(s1, mask) + structure_loss(s2, mask)}
+        if not (self.use_at or self.use_sgm or self.baseline is not None):
+            return terms
+        if teacher is None:
+            raise ValueError("teacher outputs are required when a distillation term is on")
+        t1, t2 = (t.detach() for t in teacher)
+        if self.use_at:
+            terms["at"] = (attention_kd_loss(s1, t1, self.temperature, self.at_mode)
+                           + attention_kd_loss(s2, t2, self.temperature, self.at_mode))
+        if self.use_sgm:
+            terms["sgm"] = sgm_loss(s1, t1, self.sgm_pool_size)
+        if self.baseline == "pixel":
+            terms["kd"] = (pixel_kd_loss(s1, t1, self.temperature)
+                           + pixel_kd_loss(s2, t2, self.temperature))
+        elif self.baseline == "cwd":
+            terms["kd"] = cwd_loss(s1, t1, self.temperature) + cwd_loss(s2, t2, self.temperature)
+        return terms
+
+    def weights(self) -> dict[str, float]:
+        """Each term's factor in Eq. 6: ``(1 − α)`` for "seg", ``α`` for the others."""
+        return {"seg": 1 - self.alpha, "at": self.alpha, "sgm": self.alpha, "kd": self.alpha}
+
     def forward(
         self,
         student: tuple[Tensor, Tensor],
@@ -445,27 +484,11 @@ class KDASLoss(nn.Module):
             mask: ``(B, 1, H, W)`` ground truth.
 
         Returns:
-            :class:`KDASLossOutput` with the total and each term.
+            :class:`KDASLossOutput` with the total and each (unweighted) term.
         """
-        s1, s2 = student
-        seg = structure_loss(s1, mask) + structure_loss(s2, mask)
-        zero = seg.new_zeros(())
-        at = sgm = kd = zero
-        distilling = self.use_at or self.use_sgm or self.baseline is not None
-        if distilling:
-            if teacher is None:
-                raise ValueError("teacher outputs are required when a distillation term is on")
-            t1, t2 = (t.detach() for t in teacher)
-            if self.use_at:
-                at = (attention_kd_loss(s1, t1, self.temperature, self.at_mode)
-                      + attention_kd_loss(s2, t2, self.temperature, self.at_mode))
-            if self.use_sgm:
-                sgm = sgm_loss(s1, t1, self.sgm_pool_size)
-            if self.baseline == "pixel":
-                kd = pixel_kd_loss(s1, t1, self.temperature) + pixel_kd_loss(s2, t2,
-                                                                             self.temperature)
-            elif self.baseline == "cwd":
-                kd = cwd_loss(s1, t1, self.temperature) + cwd_loss(s2, t2, self.temperature)
+        terms = self.terms(student, teacher, mask)
+        zero = terms["seg"].new_zeros(())
+        seg, at, sgm, kd = (terms.get(k, zero) for k in ("seg", "at", "sgm", "kd"))
         total = (1 - self.alpha) * seg + self.alpha * (at + sgm + kd)
         return KDASLossOutput(total=total, seg=seg.detach(), at=at.detach(), sgm=sgm.detach(),
                               kd=kd.detach())

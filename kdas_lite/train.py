@@ -67,6 +67,7 @@ from tqdm.auto import tqdm
 from kdas_lite.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
 from kdas_lite.config import ENCODER_PAIRS, TrainConfig
 from kdas_lite.errors import DataError, TrainingError
+from kdas_lite.gradients import term_gradients
 from kdas_lite.losses import KDASLoss, KDASLossOutput
 from kdas_lite.runs import (
     CHECKPOINT_FORMAT,
@@ -153,21 +154,37 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast
 class Objective(nn.Module):
     """The loss of one batch for a model under training.
 
-    Subclasses implement ``forward(model, images, masks) -> KDASLossOutput``; being modules,
-    they move to the training device (with any teacher they hold) through ``.to()``.
+    ``forward(model, images, masks)`` is ``loss(student maps, teacher maps, masks)``, a
+    :class:`KDASLossOutput`; subclasses implement :meth:`outputs`, which runs the models. Being
+    modules, objectives move to the training device (with any teacher they hold) via ``.to()``.
 
     Attributes:
         teacher: the frozen teacher, or None when the objective needs none.
         teacher_file: the checkpoint the teacher was loaded from, if any (recorded in the run).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, loss: KDASLoss) -> None:
         super().__init__()
+        self.loss = loss
         self.teacher: nn.Module | None = None
         self.teacher_file: Path | None = None
 
-    def forward(self, model: nn.Module, images: Tensor, masks: Tensor) -> KDASLossOutput:
+    def outputs(self, model: nn.Module, images: Tensor
+                ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
+        """``((P1_s, P2_s), (P1_t, P2_t) or None)``: the maps the loss compares."""
         raise NotImplementedError
+
+    def forward(self, model: nn.Module, images: Tensor, masks: Tensor) -> KDASLossOutput:
+        return self.loss(*self.outputs(model, images), masks)
+
+    def weighted_terms(self, model: nn.Module, images: Tensor, masks: Tensor
+                       ) -> dict[str, Tensor]:
+        """Each switched-on summand of the loss with its weight and autograd graph, e.g.
+        ``{"seg": (1 − α)·ΣL_seg, "sgm": α·L_SGM}`` (:meth:`KDASLoss.terms`); they sum to
+        the loss of :meth:`forward`."""
+        weights = self.loss.weights()
+        return {name: weights[name] * term
+                for name, term in self.loss.terms(*self.outputs(model, images), masks).items()}
 
 
 class SupervisedObjective(Objective):
@@ -176,11 +193,11 @@ class SupervisedObjective(Objective):
     off; ``seg_weight`` w = 1 − α is the control for the ``(1 − α)`` factor of Eq. 6."""
 
     def __init__(self, seg_weight: float = 1.0) -> None:
-        super().__init__()
-        self.loss = KDASLoss(alpha=1.0 - seg_weight, use_at=False, use_sgm=False)
+        super().__init__(KDASLoss(alpha=1.0 - seg_weight, use_at=False, use_sgm=False))
 
-    def forward(self, model: nn.Module, images: Tensor, masks: Tensor) -> KDASLossOutput:
-        return self.loss(model(images)[:2], None, masks)
+    def outputs(self, model: nn.Module, images: Tensor
+                ) -> tuple[tuple[Tensor, Tensor], None]:
+        return model(images)[:2], None
 
 
 class DistillationObjective(Objective):
@@ -206,11 +223,10 @@ class DistillationObjective(Objective):
     def __init__(self, teacher: nn.Module, loss: KDASLoss,
                  input_mean: Sequence[float] | None = None,
                  input_std: Sequence[float] | None = None) -> None:
-        super().__init__()
+        super().__init__(loss)
         self.teacher = teacher.eval().requires_grad_(False)
         for param in self.teacher.parameters():
             param.grad = None  # left over from the teacher's own training
-        self.loss = loss
         stats = [getattr(teacher, "input_mean", None), getattr(teacher, "input_std", None),
                  input_mean, input_std]
         scale = shift = None
@@ -230,11 +246,12 @@ class DistillationObjective(Objective):
         self.teacher.eval()
         return self
 
-    def forward(self, model: nn.Module, images: Tensor, masks: Tensor) -> KDASLossOutput:
+    def outputs(self, model: nn.Module, images: Tensor
+                ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
         teacher_images = images if self.scale is None else images * self.scale + self.shift
         with torch.no_grad():
             teacher_out = self.teacher(teacher_images)[:2]
-        return self.loss(model(images)[:2], teacher_out, masks)
+        return model(images)[:2], teacher_out
 
 
 def make_objective(config: TrainConfig, teacher: nn.Module | None = None,
@@ -563,6 +580,7 @@ def fit(
     overwrite: bool = False,
     stop_after_epoch: int | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    probe_gradients: bool = False,
     progress: bool = True,
 ) -> TrainResult:
     """Train ``model`` with ``objective`` according to ``config`` (the loop shared by
@@ -582,6 +600,10 @@ def fit(
         stop_after_epoch: return after this epoch (1-based), e.g. to split a run across
             sessions; resume later with ``resume=True``.
         on_epoch_end: called with each epoch's history record after the checkpoints are saved.
+        probe_gradients: at the start of every epoch, measure the gradient of each loss term
+            on the first validation batch (:func:`kdas_lite.gradients.term_gradients`) and add
+            it to the epoch's record (``grad_seg``, ``grad_sgm``, ``cos_sgm``, …). It changes
+            nothing in the training itself.
         progress: show tqdm bars and a summary line per epoch.
 
     Returns:
@@ -662,6 +684,7 @@ def fit(
               "train_config": config.to_dict(), "teacher": teacher}
     for epoch in range(state["epoch"] + 1, min(config.epochs, stop_after_epoch or
                                                config.epochs) + 1):
+        probe = _probe(model, objective, val_loader, device) if probe_gradients else {}
         start = time.perf_counter()
         means, steps = _train_epoch(step, train_loader, sizes, epoch, config,
                                     f"{role} {epoch}/{config.epochs}", progress)
@@ -675,6 +698,7 @@ def fit(
             "epoch": epoch, "lr": scheduler.get_last_lr()[0], **means, "val_dice": val_dice,
             "time_s": time.perf_counter() - start,
             "images_per_s": len(train_loader.dataset) * len(sizes) / max(train_time, 1e-9),
+            **probe,
         }
         history.append(record)
         # Checkpoints only ever hold completed epochs: best.pth first, then last.pth, each
@@ -703,6 +727,18 @@ def fit(
     return TrainResult(model=model, history=history, best_path=best_path, last_path=last_path,
                        run_dir=run_dir, best_val_dice=best_val, best_epoch=best_epoch,
                        synthetic=bool(getattr(layout, "synthetic", False)))
+
+
+def _probe(model: nn.Module, objective: Objective, loader: DataLoader, device: torch.device
+           ) -> dict[str, float]:
+    """:func:`term_gradients` on the first batch of the (unshuffled) validation loader. Random
+    states are restored afterwards (starting a loader draws a seed), so the training that
+    follows is the same as without the probe."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()
+            ] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        images, masks = next(iter(loader))
+        return term_gradients(model, objective, images.to(device), masks.to(device))
 
 
 def _train_epoch(step: TrainStep, loader: DataLoader, sizes: Sequence[int], epoch: int,
@@ -765,13 +801,14 @@ def build_model(encoder: str, config: TrainConfig) -> nn.Module:
 def train_teacher(config: TrainConfig, model: nn.Module | None = None, *, resume: bool = False,
                   overwrite: bool = False, stop_after_epoch: int | None = None,
                   on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
-                  progress: bool = True) -> TrainResult:
+                  probe_gradients: bool = False, progress: bool = True) -> TrainResult:
     """Train the teacher (Polyp-PVT on ``config.teacher_encoder``) with the structure loss.
 
     Args:
         config: the run's settings; outputs go to ``config.run_dir / "teacher"``.
         model: a model to train instead of building one from ``config.teacher_encoder``.
-        resume, overwrite, stop_after_epoch, on_epoch_end, progress: see :func:`fit`.
+        resume, overwrite, stop_after_epoch, on_epoch_end, probe_gradients, progress: see
+            :func:`fit`.
 
     Example:
         >>> from kdas_lite.config import get_preset                    # doctest: +SKIP
@@ -781,14 +818,14 @@ def train_teacher(config: TrainConfig, model: nn.Module | None = None, *, resume
     model = model if model is not None else build_model(config.teacher_encoder, config)
     return fit(model, config, SupervisedObjective(config.seg_weight), role="teacher",
                resume=resume, overwrite=overwrite, stop_after_epoch=stop_after_epoch,
-               on_epoch_end=on_epoch_end, progress=progress)
+               on_epoch_end=on_epoch_end, probe_gradients=probe_gradients, progress=progress)
 
 
 def distill(config: TrainConfig, teacher: nn.Module | str | os.PathLike[str] | None,
             student: nn.Module | None = None, *, resume: bool = False,
             overwrite: bool = False, stop_after_epoch: int | None = None,
             on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
-            progress: bool = True) -> TrainResult:
+            probe_gradients: bool = False, progress: bool = True) -> TrainResult:
     """Distil ``teacher`` into the student with L_KDAS (paper Eq. 6).
 
     The ablations of a course are config switches at equal budget: "student alone"
@@ -801,7 +838,8 @@ def distill(config: TrainConfig, teacher: nn.Module | str | os.PathLike[str] | N
         teacher: the trained teacher, or the path of its checkpoint (see :func:`load_trained`);
             None only when no distillation term is on.
         student: a model to train instead of building one from ``config.student_encoder``.
-        resume, overwrite, stop_after_epoch, on_epoch_end, progress: see :func:`fit`.
+        resume, overwrite, stop_after_epoch, on_epoch_end, probe_gradients, progress: see
+            :func:`fit`.
 
     The teacher's identity (:func:`teacher_identity`: encoder, weights and file checksums) is
     recorded in the run's checkpoints and ``teacher.json``; resuming with another teacher is
@@ -824,6 +862,7 @@ def distill(config: TrainConfig, teacher: nn.Module | str | os.PathLike[str] | N
     objective = make_objective(config, teacher, student)
     objective.teacher_file = teacher_file if objective.teacher is not None else None
     return fit(student, config, objective, role="student", resume=resume, overwrite=overwrite,
-               stop_after_epoch=stop_after_epoch, on_epoch_end=on_epoch_end, progress=progress)
+               stop_after_epoch=stop_after_epoch, on_epoch_end=on_epoch_end,
+               probe_gradients=probe_gradients, progress=progress)
 
 

@@ -57,8 +57,9 @@ def walkthrough_checkpoints(config: TrainConfig,
     here, once (later calls reuse it):
 
     - no teacher: a quick teacher (:func:`walkthrough_teacher`);
-    - no student, real teacher: notebook 04's KDAS run itself, with ``config``'s settings, in
-      ``kdas/`` (notebook 04 then reuses it instead of training it again);
+    - no student, real teacher: notebook 04's KDAS run itself, with ``config``'s settings and
+      its gradient measurements (``probe_gradients``), in ``kdas/`` (notebook 04 then reuses
+      it instead of training it again);
     - no student, quick teacher: a quick student in ``quick/student/``.
 
     Args:
@@ -87,7 +88,8 @@ def walkthrough_checkpoints(config: TrainConfig,
         print(f"{student_path} not found: distilling the KDAS student now, as notebook 04 "
               "does (04 then reuses this run)", flush=True)
         run = config.replace(output_dir=str(config.run_dir / "kdas"))
-    return teacher_path, distill(run, teacher_path, resume=True, progress=progress).best_path
+    return teacher_path, distill(run, teacher_path, resume=True, probe_gradients=True,
+                                 progress=progress).best_path
 
 
 def _walkthrough_path(given: str | os.PathLike[str] | None, default: Path) -> Path:

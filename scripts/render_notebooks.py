@@ -10,6 +10,12 @@ where that is smaller) with nbconvert, and writes ``docs/notebooks/index.md`` li
 pages with the data and models used, the date and each notebook's execution time. Widgets
 are not interactive in the pages; the notebooks' static figures stand in for them.
 
+The pages are made to be read anywhere: widget outputs (the tqdm bars, which a static page
+would show frozen at 0 %, and the explorer's controls) are left out; the machine's paths
+become repository-relative ones (``build/...``, ``../shared/data``); and the equations are
+converted to MathML with ``latex2mathml`` (browsers draw it natively), so no MathJax is
+loaded from the network.
+
 ``make notebooks`` runs this script. A failing notebook stops the rendering (exit status 1).
 """
 
@@ -20,11 +26,13 @@ import base64
 import datetime
 import io
 import platform
+import re
 import sys
 from pathlib import Path
 
 import nbformat
 import run_notebooks  # the sibling script (scripts/ is on sys.path when run as a script)
+from latex2mathml.converter import convert as latex_to_mathml
 from nbconvert import HTMLExporter
 from PIL import Image
 
@@ -53,6 +61,48 @@ def shrink(nb: nbformat.NotebookNode, quality: int = 85) -> None:
     nb.metadata.pop("widgets", None)
 
 
+WIDGET = "application/vnd.jupyter.widget-view+json"
+MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.S)
+MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
+
+
+def machine_paths(text: str) -> str:
+    """This machine's absolute paths as the repository-relative ones a reader can use."""
+    shared = str(REPO.parent / "shared")
+    return text.replace(shared, "../shared").replace(str(REPO) + "/", "").replace(
+        str(REPO), ".")
+
+
+def mathml(markdown: str) -> str:
+    """``$…$`` and ``$$…$$`` of a Markdown cell as inline / centred display MathML."""
+    def one(match: re.Match[str]) -> str:
+        display = match.group(1) is not None
+        latex = " ".join((match.group(1) or match.group(2)).split())
+        math = latex_to_mathml(latex, display="block" if display else "inline")
+        if not display:
+            return math
+        return f'\n\n<div style="text-align:center;font-size:1.15em">{math}</div>\n\n'
+    return MATH.sub(one, markdown)
+
+
+def readable(nb: nbformat.NotebookNode) -> None:
+    """Make a page readable offline and free of this machine: drop widget outputs (frozen
+    progress bars), make paths repository-relative, convert the equations to MathML."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = mathml(cell.source)
+            continue
+        cell.source = machine_paths(cell.source)
+        outputs = [o for o in cell.get("outputs", []) if WIDGET not in o.get("data", {})]
+        for output in outputs:
+            if "text" in output:
+                output["text"] = machine_paths(output["text"])
+            for kind, value in output.get("data", {}).items():
+                if kind.startswith("text/") and isinstance(value, str):
+                    output["data"][kind] = machine_paths(value)
+        cell["outputs"] = outputs
+
+
 def render(executed: Path, docs: Path) -> list[tuple[str, float | None, dict]]:
     """Convert the executed notebooks in ``executed`` to ``docs/<name>.html``.
 
@@ -67,10 +117,14 @@ def render(executed: Path, docs: Path) -> list[tuple[str, float | None, dict]]:
             raise SystemExit(f"{path} not found: execute the notebooks first (omit --executed)")
         nb = nbformat.read(path, as_version=4)
         shrink(nb)
-        html, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
-        (docs / f"{path.stem}.html").write_text(html, encoding="utf-8")
         run = nb.metadata.get("papermill", {})
-        rendered.append((path.stem, run.get("duration"), run.get("parameters", {})))
+        parameters = {k: machine_paths(v) if isinstance(v, str) else v
+                      for k, v in run.get("parameters", {}).items()}
+        nb.metadata.pop("papermill", None)  # its input/output paths are this machine's
+        readable(nb)
+        html, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
+        (docs / f"{path.stem}.html").write_text(MATHJAX.sub("", html), encoding="utf-8")
+        rendered.append((path.stem, run.get("duration"), parameters))
         print(f"{docs / path.stem}.html", flush=True)
     return rendered
 

@@ -16,7 +16,8 @@ executing them and keeps the folder, so that nbval, run right after, reuses the 
 
 Data: ``--data auto`` (default) uses the real datasets under ``../shared/data`` when present,
 otherwise the notebooks generate the synthetic stand-in; ``synthetic`` / ``real`` force one.
-With real data the smoke run evaluates only CVC-300 (60 images) to stay fast.
+With real data the smoke run evaluates only CVC-300 (60 images) to stay fast (notebook 04's
+comparison too).
 
 ``--update-checked-outputs`` copies, after the run, the outputs of the cells that start with
 ``# NBVAL_CHECK_OUTPUT`` from the executed notebooks back into ``notebooks/`` (the only
@@ -43,7 +44,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 SMOKE: dict[str, Any] = {
     "image_size": 64, "epochs": 1, "batch_size": 2, "max_train_images": 8, "max_val_images": 4,
     "synthetic_images": 12, "synthetic_size": 64, "n_test_images": 4, "n_images": 3,
-    "device": "cpu",
+    "teacher_epochs": 1, "teacher_train_images": 8, "seeds": [0, 1], "device": "cpu",
 }
 PARAMS: dict[str, dict[str, Any]] = {
     # CI: tiny images, one epoch, a handful of images (about a minute per notebook on 2 cores),
@@ -87,6 +88,7 @@ def parameters(name: str, data: str, runs: Path) -> dict[str, Any]:
         values.update(data_root=str(SHARED_DATA), use_synthetic=False)
         if name.startswith("smoke"):
             values["test_sets"] = SMOKE_REAL_TEST_SETS
+            values["comparison_set"] = SMOKE_REAL_TEST_SETS[0]  # notebook 04
     else:
         values["use_synthetic"] = True
     return values

@@ -28,8 +28,9 @@ NAMES = [
 COLAB = "https://colab.research.google.com/github/kdas-lite/kdas_lite/blob/main/notebooks/"
 INSTALL = "kdas-lite[offline-weights] @ git+https://github.com/kdas-lite/kdas_lite"
 CHECK = "# NBVAL_CHECK_OUTPUT"
-# every notebook declares these (run_notebooks.py passes them); 02-05 also the checkpoints
-COMMON_PARAMETERS = {"data_root", "use_synthetic", "run_root", "image_size", "epochs",
+# every notebook declares these (run_notebooks.py passes them); 02-05 also the checkpoints,
+# the students' `epochs` (01: `teacher_epochs`, the teacher trains longer)
+COMMON_PARAMETERS = {"data_root", "use_synthetic", "run_root", "image_size",
                      "batch_size", "device", "seed", "synthetic_images", "synthetic_size",
                      "n_test_images"}
 
@@ -87,8 +88,10 @@ def test_exactly_one_parameters_cell_with_literal_values(name: str) -> None:
         ast.literal_eval(statement.value)
     declared = set(papermill.inspect_notebook(str(NOTEBOOK_DIR / name)))
     assert declared >= COMMON_PARAMETERS
-    if not name.startswith("01"):
-        assert "teacher_checkpoint" in declared
+    if name.startswith("01"):
+        assert {"teacher_epochs", "teacher_train_images"} <= declared
+    else:
+        assert {"teacher_checkpoint", "epochs"} <= declared
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -177,3 +180,30 @@ def test_update_checked_outputs_copies_only_checked_cells(tmp_path: Path) -> Non
     checked, plain = nbformat.read(tmp_path / "source.ipynb", as_version=4).cells
     assert [o.text for o in checked.outputs] == ["1\n"] and checked.execution_count == 1
     assert plain.outputs == [] and plain.execution_count is None
+
+
+def test_rendered_pages_lose_machine_paths_progress_bars_and_network_maths(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(NOTEBOOK_DIR.parent / "scripts"))
+    render = importlib.import_module("render_notebooks")
+    repo, shared = render.REPO, render.REPO.parent / "shared" / "data"
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("Eq. 4: $$S = P +\nP^\\top$$ and inline $\\alpha$."),
+        nbformat.v4.new_code_cell(f"run_root = '{repo}/build/runs'"),
+    ])
+    nb.cells[1].outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text=f"data: {shared}\nrun {repo}\n"),
+        nbformat.v4.new_output("display_data", data={
+            render.WIDGET: {"model_id": "x"}, "text/plain": "  0%|          | 0/25"}),
+        nbformat.v4.new_output("display_data", data={"text/markdown": f"`{repo}/x.csv`"}),
+    ]
+    render.readable(nb)
+    markdown, code = nb.cells
+    assert "$" not in markdown.source and markdown.source.count("<math") == 2
+    assert 'display="block"' in markdown.source and "<msup>" in markdown.source
+    assert code.source == "run_root = 'build/runs'"
+    assert [o.output_type for o in code.outputs] == ["stream", "display_data"]  # no widget
+    assert code.outputs[0].text == "data: ../shared/data\nrun .\n"
+    assert code.outputs[1].data["text/markdown"] == "`x.csv`"
+    page = "<head><!-- Load mathjax --><script src='cdn'></script>" \
+           "<!-- End of mathjax configuration --></head>"
+    assert render.MATHJAX.sub("", page) == "<head></head>"

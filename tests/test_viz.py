@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
 from kdas_lite import viz
@@ -393,3 +394,40 @@ def test_ablation_figure_bars_and_baseline() -> None:
     assert ax.lines[0].get_ydata()[0] == 0.5
     with pytest.raises(ValueError, match="baseline 'x'"):
         viz.ablation_figure(scores, baseline="x")
+
+
+def test_ablation_figure_with_seeds_shows_means_spread_and_paired_differences() -> None:
+    scores = {"student alone": [0.50, 0.60, 0.70], "KDAS": [0.52, 0.63, 0.71],
+              "+L_SGM": [0.40, 0.55, 0.60]}
+    fig = viz.ablation_figure(scores, baseline="student alone", title="Kvasir")
+    scores_ax, paired_ax = fig.axes
+    np.testing.assert_allclose([p.get_height() for p in scores_ax.patches],
+                               [0.6, 0.62, 0.5166667], rtol=1e-5)
+    assert scores_ax.texts[0].get_text() == "0.600\n±0.100"
+    # paired: KDAS − alone = (0.02, 0.03, 0.01); +L_SGM − alone = (−0.10, −0.05, −0.10)
+    np.testing.assert_allclose([p.get_height() for p in paired_ax.patches],
+                               [0.02, -0.0833333], rtol=1e-5)
+    dots = [c for c in paired_ax.collections if isinstance(c, PathCollection)]
+    np.testing.assert_allclose(dots[0].get_offsets()[:, 1], [0.02, 0.03, 0.01], atol=1e-12)
+    with pytest.raises(ValueError, match="same number of seeds"):
+        viz.ablation_figure({"student alone": [0.5, 0.6], "KDAS": [0.5]},
+                            baseline="student alone")
+    assert len(viz.ablation_figure({"a": [0.5, 0.6], "b": [0.5]}).axes) == 1  # no pairing
+
+
+def test_term_gradient_figure_draws_ratio_and_cosine_per_term() -> None:
+    def history(scale: float) -> list[dict[str, float]]:
+        return [{"epoch": e, "grad_seg": 2.0, "grad_sgm": 2.0 * scale * e, "cos_sgm": 0.1 * e,
+                 "grad_at": 1.0, "cos_at": -0.5} for e in (1, 2)]
+
+    fig = viz.term_gradient_figure({"student alone": [[{"epoch": 1, "grad_seg": 1.0}]],
+                                    "KDAS": [history(1.0), history(3.0)]})
+    ratio_ax, cos_ax = fig.axes
+    lines = {line.get_label(): line for line in ratio_ax.lines if line.get_label()[0] != "_"}
+    np.testing.assert_allclose(lines["KDAS: L_SGM"].get_ydata(), [2.0, 4.0])  # mean of 1×, 3×
+    np.testing.assert_allclose(lines["KDAS: L_AT"].get_ydata(), [0.5, 0.5])
+    cos = {line.get_label(): line for line in cos_ax.lines if line.get_label()[0] != "_"}
+    np.testing.assert_allclose(cos["KDAS: L_SGM"].get_ydata(), [0.1, 0.2])
+    assert ratio_ax.get_yscale() == "log"
+    with pytest.raises(ValueError, match="probe_gradients=True"):
+        viz.term_gradient_figure({"student alone": [[{"epoch": 1, "grad_seg": 1.0}]]})

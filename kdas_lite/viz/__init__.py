@@ -15,7 +15,8 @@ of the cell; in a script call ``fig.savefig(...)``. The figures, by notebook:
   interactive :class:`AttentionExplorer` with its :meth:`~AttentionExplorer.static_figure`;
 - L_SGM: :func:`matrices_figure`, :func:`sgm_figure` (P, Pᵀ, P + Pᵀ, pooled; paper Eqs. 4–5);
 - training and results: :func:`plot_history` (one run's loss terms and validation Dice),
-  :func:`training_curves_figure`, :func:`ablation_figure`,
+  :func:`training_curves_figure`, :func:`ablation_figure` (with seeds: paired differences),
+  :func:`term_gradient_figure` (each loss term's gradient on the student),
   :func:`results_figure`, :func:`tradeoff_figure`, :func:`predict_test_set` +
   :func:`best_worst_figure`.
 
@@ -49,6 +50,7 @@ from kdas_lite.viz.results import (
     plot_history,
     predict_test_set,
     results_figure,
+    term_gradient_figure,
     tradeoff_figure,
     training_curves_figure,
 )
@@ -79,6 +81,7 @@ __all__ = [
     "predict_test_set",
     "results_figure",
     "sgm_figure",
+    "term_gradient_figure",
     "to_map",
     "to_rgb",
     "tradeoff_figure",

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from kdas_lite.data import (
@@ -113,32 +114,132 @@ def results_figure(tables: Mapping[str, Any], metric: str = "meanDic", *,
     return fig
 
 
-def ablation_figure(scores: Mapping[str, float], *, ylabel: str = "best validation Dice",
-                    baseline: str | None = None) -> Figure:
+def ablation_figure(scores: Mapping[str, float | Sequence[float]], *,
+                    ylabel: str = "best validation Dice", baseline: str | None = None,
+                    title: str | None = None, synthetic: bool = False) -> Figure:
     """One bar per training variant (e.g. the ablation of notebook 04), values written on top.
 
+    With several seeds per variant (a sequence of scores each, in the same seed order), the
+    bar is the mean with a ±1 standard deviation error bar and a dot per seed; with a
+    ``baseline`` a second panel shows the **paired** differences, each seed against the
+    baseline's run of the same seed (mean ± std and a dot per seed): the comparison that
+    removes the seed-to-seed spread both runs share.
+
     Args:
-        scores: variant name → score, in display order.
+        scores: variant name → score, or → one score per seed; in display order.
         ylabel: what the score is.
         baseline: a variant drawn as a dashed reference line across the plot (e.g.
             ``"student alone"``).
+        title: figure title.
+        synthetic: the scores come from synthetic data (said first in the title).
     """
     if not scores:
         raise ValueError("ablation_figure needs at least one score")
     if baseline is not None and baseline not in scores:
         raise ValueError(f"baseline {baseline!r} is not one of {list(scores)}")
-    fig, axes = _subplots(1, 1, (max(4.0, 1.1 * len(scores) + 1.0), 3.2))
+    runs = {name: np.atleast_1d(np.asarray(v, dtype=float)) for name, v in scores.items()}
+    seeds = max(len(v) for v in runs.values())
+    paired = baseline is not None and seeds > 1
+    if paired and any(len(v) != seeds for v in runs.values()):
+        raise ValueError("paired differences need the same number of seeds for every variant: "
+                         + ", ".join(f"{k} {len(v)}" for k, v in runs.items()))
+    names = list(runs)
+    colors = [f"C{i}" for i in range(len(names))]
+    fig, axes = _subplots(1, 2 if paired else 1, (max(4.0, 1.1 * len(names) + 1.0), 3.2))
     ax = axes[0, 0]
-    bars = ax.bar(list(scores), list(scores.values()),
-                  color=[f"C{i}" for i in range(len(scores))])
-    ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    means = [float(v.mean()) for v in runs.values()]
+    spread = [float(v.std(ddof=1)) if len(v) > 1 else 0.0 for v in runs.values()]
+    bars = ax.bar(names, means, color=colors, alpha=0.8 if seeds > 1 else 1.0,
+                  yerr=spread if seeds > 1 else None, capsize=4)
+    ax.bar_label(bars, labels=[f"{m:.3f}" + (f"\n±{s:.3f}" if seeds > 1 else "")
+                               for m, s in zip(means, spread, strict=True)], fontsize=8)
+    if seeds > 1:
+        for i, v in enumerate(runs.values()):
+            ax.scatter(np.full(len(v), i) + np.linspace(-0.15, 0.15, len(v)), v, s=12,
+                       color="k", zorder=3)
     if baseline is not None:
-        ax.axhline(scores[baseline], color="k", ls="--", lw=1, label=baseline)
+        ax.axhline(float(runs[baseline].mean()), color="k", ls="--", lw=1, label=baseline)
         ax.legend(fontsize="small", loc="lower right")
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(0, max(1.0, max(scores.values()) * 1.1))
+    ax.set_ylabel(ylabel + (f" ({seeds} seeds)" if seeds > 1 else ""))
+    ax.set_ylim(0, max(1.0, max(float(v.max()) for v in runs.values()) * 1.15))
     ax.tick_params(axis="x", labelsize=8, rotation=15)
     ax.grid(axis="y", alpha=0.3)
+    _data_title(ax, title, synthetic)
+    if paired:
+        ax = axes[0, 1]
+        others = [n for n in names if n != baseline]
+        diffs = [runs[n] - runs[baseline] for n in others]
+        ax.bar(others, [float(d.mean()) for d in diffs],
+               yerr=[float(d.std(ddof=1)) for d in diffs], capsize=4, alpha=0.8,
+               color=[colors[names.index(n)] for n in others])
+        for i, d in enumerate(diffs):
+            ax.scatter(np.full(len(d), i) + np.linspace(-0.15, 0.15, len(d)), d, s=12,
+                       color="k", zorder=3)
+        ax.axhline(0, color="k", lw=1)
+        ax.set_ylabel(f"paired difference vs {baseline}")
+        ax.tick_params(axis="x", labelsize=8, rotation=15)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_title("> 0: better than " + baseline, fontsize=9)
+    return fig
+
+
+_TERM_LABELS = {"at": "L_AT", "sgm": "L_SGM", "kd": "L_KD"}
+
+
+def term_gradient_figure(histories: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]
+                         ) -> Figure:
+    """What each distillation term does to the student during training (notebook 04).
+
+    Left: ``‖g_term‖ / ‖g_seg‖``, the size of each weighted term's gradient on the student's
+    weights relative to the segmentation loss's (log scale; 1 = as strong as L_seg). Right:
+    ``cos(g_term, g_seg)``, whether the term pushes the weights the way segmentation does.
+    One line per variant and term, the mean over seeds with a band from the lowest to the
+    highest seed. The values come from ``fit(..., probe_gradients=True)``
+    (:func:`kdas_lite.gradients.term_gradients`: measured at the start of each epoch).
+
+    Args:
+        histories: variant name → one ``TrainResult.history`` per seed. Variants without
+            distillation terms (e.g. "student alone") and runs trained without the probe are
+            skipped.
+
+    Raises:
+        ValueError: no history holds a gradient measurement.
+    """
+    fig, axes = _subplots(1, 2, (4.2, 3.0))
+    drawn = 0
+    for name, runs in histories.items():
+        seeds = [h for h in runs if h and "grad_seg" in h[0]]  # runs made with the probe
+        if not seeds:
+            continue
+        for term, label in _TERM_LABELS.items():
+            if f"grad_{term}" not in seeds[0][0]:
+                continue
+            epochs = [r["epoch"] for r in seeds[0]]
+            ratio = np.array([[r[f"grad_{term}"] / r["grad_seg"] for r in h] for h in seeds])
+            cosine = np.array([[r[f"cos_{term}"] for r in h] for h in seeds])
+            color = f"C{drawn % 10}"
+            for ax, values in ((axes[0, 0], ratio), (axes[0, 1], cosine)):
+                ax.plot(epochs, values.mean(axis=0), marker="o", ms=3, color=color,
+                        label=f"{name}: {label}")
+                if len(seeds) > 1:
+                    ax.fill_between(epochs, values.min(axis=0), values.max(axis=0),
+                                    color=color, alpha=0.2)
+            drawn += 1
+    if not drawn:
+        raise ValueError("no gradient measurements: train with probe_gradients=True and "
+                         "at least one distillation term")
+    left, right = axes[0, 0], axes[0, 1]
+    left.set_yscale("log")
+    left.axhline(1, color="k", ls="--", lw=1)
+    left.set_title("‖∇ α·term‖ / ‖∇ (1−α)·L_seg‖", fontsize=9)
+    right.axhline(0, color="k", lw=1)
+    right.set_ylim(-1, 1)
+    right.set_title("cos(∇ term, ∇ L_seg)", fontsize=9)
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch (measured at its start)")
+        ax.grid(alpha=0.3)
+    right.legend(fontsize="x-small", loc="lower right")
     return fig
 
 

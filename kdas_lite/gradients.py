@@ -1,0 +1,77 @@
+"""What each term of L_KDAS does to the student: the gradient of each summand, measured.
+
+A loss term steers training through its gradient on the student's weights θ, not through its
+value. For the summands of paper Eq. 6 (:meth:`kdas_lite.train.Objective.weighted_terms`),
+
+    g_seg = ∇_θ (1 − α)·ΣL_seg,   g_at = ∇_θ α·ΣL_AT,   g_sgm = ∇_θ α·L_SGM,   g_kd = ∇_θ α·ΣL_KD,
+
+:func:`term_gradients` reports each norm ‖g‖ and, for every distillation term, the cosine
+``cos(g, g_seg) = ⟨g, g_seg⟩ / (‖g‖·‖g_seg‖)``. A ratio ``‖g_sgm‖ / ‖g_seg‖`` of 10 says L_SGM
+moves the weights ten times harder than the segmentation loss; a cosine near 0 says it pushes
+in a direction that does not help segmentation (near −1: against it). The training step sees
+the sum of the g's, then clipping (``TrainConfig.clip``) and AdamW's per-weight scaling, so the
+figures describe the push of each term, not the step itself.
+
+``fit(..., probe_gradients=True)`` (and :func:`kdas_lite.train.distill`) measures them on a
+fixed batch, the first validation batch, at the start of every epoch and adds them to the
+history (``grad_seg``, ``grad_sgm``, ``cos_sgm``, …); notebook 04 plots them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from kdas_lite.train import Objective
+
+__all__ = ["term_gradients"]
+
+
+def term_gradients(model: nn.Module, objective: Objective, images: Tensor, masks: Tensor
+                   ) -> dict[str, float]:
+    """Norm of each weighted loss term's gradient on ``model``, and its cosine with L_seg's.
+
+    The model is put in eval mode for the measurement (batch-norm uses its running statistics
+    and none of them change, so training is not disturbed) and its mode is restored; float32,
+    no autocast. ``.grad`` of the parameters is left untouched.
+
+    Args:
+        model: the student (returns ``(P1, P2)`` logits).
+        objective: its training objective (:class:`kdas_lite.train.Objective`).
+        images: ``(B, 3, H, W)`` batch, normalised for ``model``.
+        masks: ``(B, 1, H, W)`` ground truth.
+
+    Returns:
+        ``{"grad_<term>": ‖g_term‖}`` for every switched-on term ("seg" always) and
+        ``{"cos_<term>": cos(g_term, g_seg)}`` for every term but "seg"; a cosine is 0 when a
+        gradient is zero (e.g. the public code's L_AT).
+
+    Example:
+        >>> from kdas_lite.train import SupervisedObjective                # doctest: +SKIP
+        >>> term_gradients(student, SupervisedObjective(), images, masks)  # doctest: +SKIP
+        {'grad_seg': 1.93}
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            terms = objective.weighted_terms(model, images, masks)
+            flat = {}
+            for i, (name, term) in enumerate(terms.items()):
+                grads = torch.autograd.grad(term, params, retain_graph=i < len(terms) - 1,
+                                            allow_unused=True)
+                flat[name] = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
+                                        for g, p in zip(grads, params, strict=True)]).float()
+    finally:
+        model.train(was_training)
+    result = {f"grad_{name}": float(g.norm()) for name, g in flat.items()}
+    seg = flat["seg"]
+    for name, g in flat.items():
+        if name != "seg":
+            denominator = float(g.norm() * seg.norm())
+            result[f"cos_{name}"] = float(g @ seg) / denominator if denominator > 0 else 0.0
+    return result
