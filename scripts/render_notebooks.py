@@ -147,9 +147,12 @@ def write_index(docs: Path, rendered: list[tuple[str, float | None, dict]]) -> P
         f"default parameters (the CPU-lab scale){', except ' + overrides if overrides else ''}; "
         "rendered by `scripts/render_notebooks.py` (`make notebooks`). The attention explorer "
         f"is interactive only in Jupyter; each page shows its static figure instead. Models: "
-        f"{models} (what `encoders = None` chooses on this machine).",
+        f"{models} (what `encoders = None` chooses on this machine). A notebook that found "
+        "its runs already trained (`resume = True`, e.g. when re-executed after a text change) "
+        "only evaluates them, so its time below can be far shorter than a first run's; "
+        "[notebooks/README.md](../../notebooks/README.md) gives the first-run times.",
         "",
-        "| notebook | execution time |",
+        "| notebook | execution time of the rendered copy |",
         "| --- | ---: |",
     ]
     for stem, seconds, _ in rendered:
