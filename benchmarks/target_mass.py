@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from kdas_lite.data import PolypDataset, find_layout, image_mask_dirs, pair_files
+from kdas_lite.data import PolypDataset, find_layout
 from kdas_lite.losses import attention_target
 from kdas_lite.runs import load_trained, trained_image_size
 
@@ -61,10 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     print("| test set | images | A_t (L_AT) | P_t (CWD) | uniform |\n"
           "| --- | ---: | ---: | ---: | ---: |")
     for name in args.sets:
-        pairs = pair_files(*image_mask_dirs(layout.test[name]))
-        dataset = PolypDataset(pairs, size=size, mean=teacher.input_mean, std=teacher.input_std)
+        dataset = PolypDataset.from_folder(layout.test[name], size=size,
+                                           mean=teacher.input_mean, std=teacher.input_std)
         m = target_mass(teacher, dataset, args.temperature)
-        print(f"| {name} | {len(pairs)} | {m['A_t']:.3f} | {m['P_t']:.3f} | {m['uniform']:.3f} |")
+        print(f"| {name} | {len(dataset)} | {m['A_t']:.3f} | {m['P_t']:.3f} | {m['uniform']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 from pathlib import Path
+
+from lab_experiment import spread
 
 TERMS = {"at": "L_AT", "sgm": "L_SGM", "kd": "L_KD"}
 
@@ -36,11 +37,6 @@ def probed_runs(root: Path) -> dict[str, list[list[dict]]]:
     return runs
 
 
-def _stat(values: list[float], fmt: str) -> str:
-    spread = f" ± {statistics.stdev(values):{fmt}}" if len(values) > 1 else ""
-    return f"{statistics.mean(values):{fmt}}{spread}"
-
-
 def table(runs: dict[str, list[list[dict]]]) -> str:
     lines = ["| run | term | seeds | size ratio, epoch 1 | size ratio, last epoch "
              "| cosine, epoch 1 | cosine, last epoch |",
@@ -54,7 +50,7 @@ def table(runs: dict[str, list[list[dict]]]) -> str:
                 for record in (0, -1):
                     values = [h[record][key] / (h[record]["grad_seg"] if key.startswith("grad")
                                                 else 1.0) for h in seeds]
-                    cells.append(_stat(values, ".2f"))
+                    cells.append(spread(values, digits=2))
             lines.append(f"| {variant} | {label} | {len(seeds)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
