@@ -4,8 +4,15 @@
 and then scores with :mod:`kdas_lite.metrics`:
 
 1. each test image is resized to ``size × size`` (352) and normalised with the model's
-   ``input_mean`` / ``input_std``;
-2. the model (eval mode, ``torch.inference_mode``, float16 autocast on CUDA) returns the logits
+   ``input_mean`` / ``input_std``. The resize is named in every table (``resize``):
+   ``"opencv"`` (default) is OpenCV's bilinear ``INTER_LINEAR`` without antialiasing, the
+   resize kdas_lite also trains with; ``"pil"`` is PIL's antialiased bilinear resize, which the
+   public loader uses (torchvision ``transforms.Resize`` on a PIL image in ``test_dataset`` of
+   PraNet's ``utils/dataloader.py``, which Polyp-PVT's and KDAS's ``Test.py`` import). Use
+   ``"pil"`` to score the authors' released checkpoints as they were scored. On a downscale
+   the two differ (OpenCV samples 2×2 pixels, PIL averages the whole footprint);
+2. the model (eval mode, ``torch.inference_mode``; under **float16 autocast on CUDA**, where
+   the public ``Test.py`` runs in float32 — on CPU everything is float32) returns the logits
    ``(P1, P2)``; the map is built from **the sum of both heads' logits**, ``P1 + P2`` (the
    Polyp-PVT/KDAS convention; ``head="p1"``/``"p2"`` scores one head alone);
 3. the logits are resized **bilinearly to the mask's original size** (``align_corners=False``)
@@ -17,7 +24,9 @@ and then scores with :mod:`kdas_lite.metrics`:
    thresholds: for such maps it changes the thresholded scores and MAE;
 5. the maps are scored against the masks with :class:`~kdas_lite.metrics.MetricAccumulator`.
    Maps are scored as floats: the reference pipeline's round trip through 8-bit PNG files is
-   skipped (it moves each value by at most 0.5/255).
+   skipped. That round trip moves each value by at most 0.5/255, but it is not negligible in
+   the scores: the thresholded measures (meanDic at 256 thresholds) move with every value that
+   crosses a threshold, by about 0.0016 mDice on real maps — visible at three decimals.
 
 The same run measures the model's parameter count and its forward throughput (images/s at
 ``size``, batch ``batch_size``, timed around the forward pass only, synchronised on CUDA; the
@@ -53,6 +62,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -66,6 +76,7 @@ from kdas_lite.metrics import METRIC_NAMES, MetricAccumulator
 __all__ = [
     "PAPER_RESULTS",
     "PAPER_SOURCES",
+    "RESIZE_LABELS",
     "SYNTHETIC_NOTE",
     "EvaluationTable",
     "compare_with_paper",
@@ -75,6 +86,13 @@ __all__ = [
 ]
 
 Head = Literal["sum", "p1", "p2"]
+Resize = Literal["opencv", "pil"]
+
+RESIZE_LABELS: dict[str, str] = {
+    "opencv": "OpenCV bilinear, no antialiasing",
+    "pil": "PIL bilinear, antialiased (as the public test loader)",
+}
+"""How each ``resize`` of :func:`evaluate` is named in the tables."""
 
 PAPER_RESULTS: dict[str, dict[str, dict[str, float]]] = {
     "teacher": {
@@ -101,6 +119,7 @@ PAPER_SOURCES: dict[str, str] = {
 
 _META_COLUMNS = ("model", "params", "images_per_s", "size", "device")
 _SET_COLUMNS = ("label", "status", "expected")  # optional on reading (older tables lack them)
+_RESIZE_COLUMN = "resize"  # optional on reading too
 
 SYNTHETIC_NOTE = ("**SYNTHETIC data** (procedurally drawn, not real endoscopy): these scores "
                   "show that the pipeline works and say nothing about real polyps.")
@@ -132,6 +151,8 @@ class EvaluationTable:
         device: where it ran, e.g. ``"cuda"`` or ``"cpu"`` (throughput depends on it).
         status: test set → :class:`~kdas_lite.data.SetStatus` (complete / partial / inferred /
             synthetic); a set without one is shown by its bare name.
+        resize: how the images were resized to ``size`` (a key of :data:`RESIZE_LABELS`;
+            None: unknown, e.g. a table read from an older CSV).
     """
 
     rows: dict[str, dict[str, float]]
@@ -142,6 +163,7 @@ class EvaluationTable:
     size: int | None = None
     device: str | None = None
     status: dict[str, SetStatus] = field(default_factory=dict)
+    resize: str | None = None
 
     def __post_init__(self) -> None:
         if set(self.rows) != set(self.n_images):
@@ -178,7 +200,7 @@ class EvaluationTable:
         """Plain, JSON-serialisable content."""
         return {
             "model": self.model_name, "params": self.params, "images_per_s": self.images_per_s,
-            "size": self.size, "device": self.device,
+            "size": self.size, "device": self.device, "resize": self.resize,
             "datasets": {d: {**self.rows[d], "n_images": self.n_images[d], "label": self.label(d),
                              "status": self.status[d].status if d in self.status else None,
                              "expected": self.status[d].expected if d in self.status else None}
@@ -186,7 +208,7 @@ class EvaluationTable:
         }
 
     def caption(self) -> str:
-        """One line: model, parameters, speed."""
+        """One line: model, parameters, speed, and how the images were resized."""
         parts = [f"**{self.model_name}**"]
         if self.params is not None:
             parts.append(f"{self.params / 1e6:.2f} M parameters")
@@ -194,6 +216,8 @@ class EvaluationTable:
             where = f" on {self.device}" if self.device else ""
             at = f" at {self.size}×{self.size}" if self.size else ""
             parts.append(f"{self.images_per_s:.1f} images/s{at}{where}")
+        if self.resize is not None:
+            parts.append(f"resize: {RESIZE_LABELS.get(self.resize, self.resize)}")
         return " — ".join(parts)
 
     def to_markdown(self, digits: int = 3, average: bool = True) -> str:
@@ -224,21 +248,22 @@ class EvaluationTable:
         """Write one line per test set: dataset, n_images, the metrics (full precision), then
         the model's name, params, images_per_s, size and device (repeated on every line, so
         tables of several models can be concatenated), then the set's label, status
-        (complete / partial / inferred / synthetic) and benchmark size."""
+        (complete / partial / inferred / synthetic) and benchmark size, and the resize."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = [self.model_name, self.params, self.images_per_s, self.size, self.device]
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["dataset", "n_images", *METRIC_NAMES, *_META_COLUMNS,
-                             *_SET_COLUMNS])
+                             *_SET_COLUMNS, _RESIZE_COLUMN])
             for d in self.rows:
                 values = [repr(float(self.rows[d][m])) for m in METRIC_NAMES]
                 status = self.status.get(d)
                 where = [self.label(d), status.status if status else "",
                          "" if status is None or status.expected is None else status.expected]
                 writer.writerow([d, self.n_images[d], *values,
-                                 *("" if v is None else v for v in meta), *where])
+                                 *("" if v is None else v for v in meta), *where,
+                                 self.resize or ""])
         return path
 
     @classmethod
@@ -274,6 +299,7 @@ class EvaluationTable:
                 images_per_s=float(first["images_per_s"]) if first["images_per_s"] else None,
                 size=int(first["size"]) if first["size"] else None,
                 device=first["device"] or None, status=status,
+                resize=first.get(_RESIZE_COLUMN) or None,
             )
         except ValueError as exc:
             raise DataError(f"{path}: unreadable value in the evaluation table ({exc})") from exc
@@ -306,7 +332,9 @@ def compare_with_paper(table: EvaluationTable, which: Literal["student", "teache
 
     notes = table.notes()
     lines = [notes.pop(0), ""] if table.synthetic else []
-    lines += [f"ours: {table.model_name} · paper: {PAPER_SOURCES[which]}", "",
+    resize = (f" · resize: {RESIZE_LABELS.get(table.resize, table.resize)}" if table.resize
+              else "")
+    lines += [f"ours: {table.model_name}{resize} · paper: {PAPER_SOURCES[which]}", "",
               "| dataset | ours meanDic | paper meanDic (full set) | ours − paper |",
               "| --- | ---: | ---: | ---: |"]
     for d in names:
@@ -339,6 +367,10 @@ def comparison_table(tables: Mapping[str, EvaluationTable], metric: str = "meanD
     header = ["model", "params (M)", "images/s", *labels, "average"]
     notes = _notes(status.values())
     lines = [notes.pop(0), ""] if any(s.status == "synthetic" for s in status.values()) else []
+    resizes = sorted({RESIZE_LABELS.get(t.resize, t.resize) for t in tables.values()
+                      if t.resize})
+    if resizes:
+        lines += [f"Images resized with {' / '.join(resizes)}.", ""]
     lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for label, table in tables.items():
         speed = f"{table.images_per_s:.1f}" if table.images_per_s else "—"
@@ -386,6 +418,27 @@ def _resolve_sets(data_root_or_sets: str | os.PathLike[str] | Mapping[str, Any],
     if not chosen:
         raise ValueError("no test set to evaluate (test_sets is empty)")
     return chosen
+
+
+class _PILResize:
+    """The public test loader's image transform: PIL's antialiased bilinear resize to
+    ``size × size``, then ``ToTensor`` and ``Normalize`` (PraNet ``utils/dataloader.py``,
+    ``test_dataset``: ``transforms.Resize((testsize, testsize))`` on a PIL image).
+
+    Called like kdas_lite's transforms, ``transform(image=uint8 (H, W, 3))["image"]`` →
+    float32 tensor ``(3, size, size)``.
+    """
+
+    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.size = size
+        self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+        self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
+
+    def __call__(self, image: np.ndarray, **_: Any) -> dict[str, Tensor]:
+        resized = Image.fromarray(np.ascontiguousarray(image)).resize(
+            (self.size, self.size), Image.Resampling.BILINEAR)
+        x = torch.from_numpy(np.array(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        return {"image": (x - self.mean) / self.std}
 
 
 @dataclass
@@ -466,6 +519,7 @@ def evaluate(
     minmax: bool = True,
     num_workers: int = 0,
     name: str | None = None,
+    resize: Resize = "opencv",
 ) -> EvaluationTable:
     """Evaluate a segmentation model on polyp test sets with the standard protocol.
 
@@ -488,6 +542,10 @@ def evaluate(
         minmax: min–max normalise each map as Polyp-PVT's ``Test.py`` (default True).
         num_workers: DataLoader workers decoding images.
         name: model name for the table (default: ``type(model).__name__``).
+        resize: how each image is resized to ``size`` (the module docstring, step 1):
+            ``"opencv"`` (bilinear, no antialiasing; kdas_lite's training resize) or
+            ``"pil"`` (PIL's antialiased bilinear, as the public test loader: use it for the
+            authors' released checkpoints). The table names it.
 
     Returns:
         An :class:`EvaluationTable` with the metrics of every test set, each set's status
@@ -503,6 +561,8 @@ def evaluate(
     folders = _resolve_sets(data_root_or_sets, test_sets)
     if head not in ("sum", "p1", "p2"):
         raise ValueError(f"head must be 'sum', 'p1' or 'p2', got {head!r}")
+    if resize not in RESIZE_LABELS:
+        raise ValueError(f"resize must be one of {sorted(RESIZE_LABELS)}, got {resize!r}")
     try:
         mean, std = model.input_mean, model.input_std
     except AttributeError as exc:
@@ -512,6 +572,9 @@ def evaluate(
                           ("cuda" if torch.cuda.is_available() else "cpu"))
     # List every folder's files first: a missing or unpaired file fails before any compute.
     datasets = {n: PolypTestDataset(f, size=size, mean=mean, std=std) for n, f in folders.items()}
+    if resize == "pil":
+        for dataset in datasets.values():
+            dataset.transform = _PILResize(size, mean, std)
     status = {n: set_status(n, f, datasets[n].pairs) for n, f in folders.items()}
     timer = _ForwardTimer(device)
     rows: dict[str, dict[str, float]] = {}
@@ -522,7 +585,7 @@ def evaluate(
             dict(rows), dict(n_images), model_name=name or type(model).__name__,
             params=sum(p.numel() for p in model.parameters()),
             images_per_s=timer.images_per_s(), size=size, device=device.type,
-            status={n: status[n] for n in rows},
+            status={n: status[n] for n in rows}, resize=resize,
         )
 
     was_training = model.training

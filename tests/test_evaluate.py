@@ -170,7 +170,7 @@ def test_subsets_are_labelled_everywhere(sets: dict[str, Path], tmp_path: Path) 
     again = EvaluationTable.from_csv(table.to_csv(tmp_path / "t.csv"))
     assert again.status == table.status and again.label("CVC-300") == "CVC-300 (2/60)"
     with (tmp_path / "t.csv").open() as handle:
-        assert next(handle).rstrip().endswith(",label,status,expected")
+        assert next(handle).rstrip().endswith(",label,status,expected,resize")
         assert next(handle).rstrip().endswith(",Kvasir (3/100),partial,100")
     assert table.to_dict()["datasets"]["Kvasir"]["label"] == "Kvasir (3/100)"
     both = comparison_table({"a": table, "b": table})
@@ -325,3 +325,48 @@ def test_real_test_sets_score_end_to_end() -> None:
     for row in table.rows.values():
         assert all(0 <= row[m] <= 1 for m in METRIC_NAMES if m not in ("maxEm", "meanEm"))
         assert 0 <= row["maxEm"] < 1.01
+
+
+# ---------------------------------------------------------------------------------------------
+# the resize: OpenCV (kdas_lite's training resize) or PIL antialiased (the public test loader)
+# ---------------------------------------------------------------------------------------------
+def test_pil_resize_is_the_public_loaders_and_is_named_in_every_table(
+        sets: dict[str, Path], tmp_path: Path) -> None:
+    model = RedDetector()
+    table = evaluate(model, sets, size=SIZE, progress=False, resize="pil")
+    seen = model.calls[0][1][0]  # the first image as the model received it
+    # by hand, as PraNet's test_dataset: PIL bilinear (antialiased) resize, ToTensor, Normalize
+    first = Image.open(sorted((sets["Kvasir"] / "images").iterdir())[0]).convert("RGB")
+    x = np.asarray(first.resize((SIZE, SIZE), Image.Resampling.BILINEAR), np.float32) / 255
+    expected = (torch.from_numpy(x).permute(2, 0, 1)
+                - torch.tensor(model.input_mean)[:, None, None]) / torch.tensor(
+                    model.input_std)[:, None, None]
+    torch.testing.assert_close(seen, expected, atol=1e-5, rtol=0)
+    assert table.resize == "pil" and "PIL bilinear, antialiased" in table.caption()
+    assert EvaluationTable.from_csv(table.to_csv(tmp_path / "pil.csv")).resize == "pil"
+    assert "PIL bilinear, antialiased" in compare_with_paper(table)
+    assert "PIL bilinear, antialiased" in comparison_table({"red": table})
+    default = evaluate(RedDetector(), sets, size=SIZE, progress=False)
+    assert default.resize == "opencv" and "OpenCV bilinear, no antialiasing" in default.caption()
+    with pytest.raises(ValueError, match="resize must be one of"):
+        evaluate(model, sets, size=SIZE, progress=False, resize="nearest")
+
+
+def test_the_two_resizes_differ_on_a_textured_downscale(tmp_path: Path) -> None:
+    # Pixel noise shrunk 4×: PIL averages each 4×4 footprint (the noise shrinks), OpenCV's
+    # bilinear without antialiasing interpolates between 2×2 of the original pixels.
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "set"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(
+        folder / "images" / "a.png")
+    Image.fromarray(np.full((256, 256), 255, np.uint8)).save(folder / "masks" / "a.png")
+    model = RedDetector()
+    evaluate(model, {"set": folder}, size=SIZE, progress=False, resize="pil")
+    evaluate(model, {"set": folder}, size=SIZE, progress=False, resize="opencv")
+    (_, pil), (_, cv) = model.calls[0], model.calls[1]
+    std = torch.tensor(model.input_std)[:, None, None]
+    grey_levels = ((pil - cv) * std * 255).abs().mean().item()
+    assert grey_levels > 5  # antialiasing averages the noise away; OpenCV keeps it
+    assert (pil * std).std() < 0.7 * (cv * std).std()

@@ -145,7 +145,10 @@ def test_encoder_attention_figure_panels_are_the_attention_maps(pair) -> None:
     x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
     fig = viz.encoder_attention_figure(teacher, x, query=(0.25, 0.75), max_heads=2)
     atts = encoder_attention_maps(teacher, x)
-    grid = np.array(fig.axes).reshape(4, 3)  # 4 stages × (mean + 2 heads)
+    grid = np.array(fig.axes[:12]).reshape(4, 3)  # 4 stages × (mean + 2 heads)
+    colorbars = fig.axes[12:]  # one per stage, its scale shared by the stage's panels
+    assert [c.get_ylabel() for c in colorbars] == ["weight"] * 4
+    assert grid[3, 0].get_images()[1].get_clim() == grid[3, 1].get_images()[1].get_clim()
     for row, att in zip(grid, atts, strict=True):
         h, w = att.query_grid
         cell = (int(0.25 * h), min(int(0.75 * w), w - 1))

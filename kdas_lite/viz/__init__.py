@@ -16,6 +16,7 @@ of the cell; in a script call ``fig.savefig(...)``. The figures, by notebook:
 - L_SGM: :func:`matrices_figure`, :func:`sgm_figure` (P, Pᵀ, P + Pᵀ, pooled; paper Eqs. 4–5);
 - training and results: :func:`plot_history` (one run's loss terms and validation Dice),
   :func:`training_curves_figure`, :func:`ablation_figure` (with seeds: paired differences),
+  :func:`ablation_vs_lab_figure` (a run beside a committed multi-seed lab),
   :func:`term_gradient_figure` (each loss term's gradient on the student),
   :func:`results_figure`, :func:`tradeoff_figure`, :func:`predict_test_set` +
   :func:`best_worst_figure`.
@@ -24,7 +25,9 @@ One submodule per topic, everything re-exported here (``from kdas_lite import vi
 :mod:`~kdas_lite.viz.images`, :mod:`~kdas_lite.viz.architecture`,
 :mod:`~kdas_lite.viz.attention`, :mod:`~kdas_lite.viz.sgm`, :mod:`~kdas_lite.viz.results`,
 :mod:`~kdas_lite.viz.explorer`; shared helpers (array conversion, colours) in
-``kdas_lite.viz._common``.
+``kdas_lite.viz._common``. Every figure draws a method in the same colour
+(:data:`METHOD_COLORS`, :func:`method_color`), signed values on the diverging :data:`DIFF_CMAP`
+around 0, and maps with a colour bar; figures of data take a ``title`` for the data set.
 
 Images may be given as ``uint8 (H, W, 3)`` arrays (as :func:`kdas_lite.data.read_image` returns)
 or as model-input tensors ``(3, H, W)`` / ``(1, 3, H, W)`` together with the ``mean``/``std``
@@ -34,7 +37,16 @@ image they are drawn on.
 """
 
 
-from kdas_lite.viz._common import DIFF_CMAP, GT_COLOR, MAP_CMAP, PRED_COLOR, to_map, to_rgb
+from kdas_lite.viz._common import (
+    DIFF_CMAP,
+    GT_COLOR,
+    MAP_CMAP,
+    METHOD_COLORS,
+    PRED_COLOR,
+    method_color,
+    to_map,
+    to_rgb,
+)
 from kdas_lite.viz.architecture import BLOCKS, parameter_counts, parameter_table
 from kdas_lite.viz.attention import (
     attention_target_figure,
@@ -46,6 +58,7 @@ from kdas_lite.viz.explorer import MAP_KINDS, SOURCES, AttentionExplorer
 from kdas_lite.viz.images import boundary_weight_figure, overlay, overlay_grid
 from kdas_lite.viz.results import (
     ablation_figure,
+    ablation_vs_lab_figure,
     best_worst_figure,
     plot_history,
     predict_test_set,
@@ -62,10 +75,12 @@ __all__ = [
     "GT_COLOR",
     "MAP_CMAP",
     "MAP_KINDS",
+    "METHOD_COLORS",
     "PRED_COLOR",
     "SOURCES",
     "AttentionExplorer",
     "ablation_figure",
+    "ablation_vs_lab_figure",
     "attention_target_figure",
     "best_worst_figure",
     "boundary_weight_figure",
@@ -73,6 +88,7 @@ __all__ = [
     "decoder_attention_figure",
     "encoder_attention_figure",
     "matrices_figure",
+    "method_color",
     "overlay",
     "overlay_grid",
     "parameter_counts",

@@ -15,7 +15,36 @@ from torch import Tensor
 GT_COLOR = "#00e5ff"  # cyan: ground truth
 PRED_COLOR = "#ffd600"  # yellow: prediction (both stand out on pink mucosa, colour-blind safe)
 MAP_CMAP = "inferno"
-DIFF_CMAP = "RdBu_r"
+DIFF_CMAP = "RdBu_r"  # signed values: blue < 0 < red, white at 0
+
+# One colour per method in every figure (Okabe–Ito, colour-blind safe, then greys): the
+# teacher, the student alone and each distillation variant of notebook 04 keep their colour
+# from the ablation bars to the gradient curves and the evaluation of notebook 05.
+METHOD_COLORS: dict[str, str] = {
+    "teacher": "#6b6b6b",
+    "student alone": "#E69F00",
+    "student alone × 0.7": "#F0E442",
+    "+L_AT": "#56B4E9",
+    "+L_SGM": "#D55E00",
+    "KDAS": "#0072B2",
+    "KDAS, reference-fixed L_AT": "#7FA7C9",
+    "KDAS, reference L_AT": "#C8C8C8",
+    "pixel KD": "#CC79A7",
+    "CWD": "#009E73",
+    "authors' teacher": "#000000",
+    "authors' student": "#332288",
+}
+_ALIASES = {"student (KDAS)": "KDAS", "student": "KDAS"}
+_SPARE = ("#882255", "#117733", "#999933", "#44AA99", "#AA4499", "#DDCC77")
+
+
+def method_color(name: str) -> str:
+    """The colour of a method (a key of :data:`METHOD_COLORS`, ``"student (KDAS)"`` included);
+    other names get a fixed spare colour chosen from the name, the same in every figure."""
+    key = _ALIASES.get(name, name)
+    if key in METHOD_COLORS:
+        return METHOD_COLORS[key]
+    return _SPARE[sum(map(ord, name)) % len(_SPARE)]
 
 ImageLike = Tensor | np.ndarray
 Stats = Sequence[float] | None
@@ -100,6 +129,14 @@ def _subplots(nrows: int, ncols: int, panel: tuple[float, float] = (2.6, 2.6),
                              squeeze=False, layout="constrained", **kwargs)
     plt.close(fig)
     return fig, axes
+
+
+def _suptitle(fig: Figure, *parts: str | None) -> None:
+    """The figure's title from the given parts (None and empty ones skipped), e.g. the data set
+    with its label and what the panels show."""
+    text = " — ".join(p for p in parts if p)
+    if text:
+        fig.suptitle(text, fontsize=10)
 
 
 def _hide_unused(axes: np.ndarray, used: int) -> None:

@@ -29,6 +29,7 @@ from kdas_lite.viz._common import (
     _pick,
     _resize,
     _subplots,
+    _suptitle,
     to_map,
     to_rgb,
 )
@@ -72,7 +73,8 @@ def _model_rgb(model: nn.Module, images: Tensor) -> np.ndarray:
 
 def encoder_attention_figure(model: nn.Module, images: Tensor, *,
                              query: tuple[float, float] | None = None, max_heads: int = 4,
-                             block: int = -1, alpha: float = 0.6) -> Figure:
+                             block: int = -1, alpha: float = 0.6, title: str | None = None
+                             ) -> Figure:
     """The PVTv2 encoder's spatial-reduction attention, one row per stage.
 
     Column 1 averages the heads, the next columns show single heads (up to ``max_heads``).
@@ -88,6 +90,11 @@ def encoder_attention_figure(model: nn.Module, images: Tensor, *,
         max_heads: most single-head columns.
         block: which block of each stage (-1: the last).
         alpha: opacity of the attention map.
+        title: put before the figure's own title (e.g. the data set, and "random init" for
+            an untrained model).
+
+    The panels of a stage share one colour scale, from 0 to the stage's largest weight, shown
+    by the colour bar at the end of the row.
     """
     atts = encoder_attention_maps(model, images[:1], block=block)
     rgb = _model_rgb(model, images)
@@ -96,28 +103,32 @@ def encoder_attention_figure(model: nn.Module, images: Tensor, *,
     for row, att in zip(axes, atts, strict=True):
         cell = None if query is None else _query_cell(query, att.query_grid)
         n_heads = att.attention.shape[1]
+        heads_shown = [None, *range(min(n_heads, heads))]
+        maps = [_numpy(attention_to_image(att, cell, head)[0]) for head in heads_shown]
+        top = max(float(m.max()) for m in maps) or 1.0
         for col, ax in enumerate(row):
-            head = None if col == 0 else col - 1
-            if head is not None and head >= n_heads:
+            if col >= len(heads_shown):
                 ax.set_visible(False)
                 continue
-            m = _numpy(attention_to_image(att, cell, head)[0])
-            _draw_map(ax, rgb, m, alpha=alpha, cmap=MAP_CMAP, vmin=0, nearest=True)
+            head = heads_shown[col]
+            artist = _draw_map(ax, rgb, maps[col], alpha=alpha, cmap=MAP_CMAP, vmin=0,
+                               vmax=top, nearest=True)
             if query is not None:
                 _mark_query(ax, query, rgb.shape)
             label = "mean of heads" if head is None else f"head {head + 1}/{n_heads}"
             ax.set_title(f"stage {att.stage} · {label}", fontsize=8)
+        fig.colorbar(artist, ax=list(row), shrink=0.8, label="weight")
         row[0].text(-0.08, 0.5, f"queries {att.query_grid[0]}×{att.query_grid[1]}\n"
                     f"keys {att.key_grid[0]}×{att.key_grid[1]}", transform=row[0].transAxes,
                     rotation=90, va="center", ha="right", fontsize=7)
     where = "from the marked query" if query is not None else "averaged over queries"
-    fig.suptitle(f"{getattr(model, 'encoder_name', 'encoder')}: attention {where}", fontsize=10)
+    _suptitle(fig, title, f"{getattr(model, 'encoder_name', 'encoder')}: attention {where}")
     return fig
 
 
 def decoder_attention_figure(output: PolypPVTOutput, image: ImageLike, *, index: int = 0,
-                             mean: Stats = None, std: Stats = None, alpha: float = 0.55
-                             ) -> Figure:
+                             mean: Stats = None, std: Stats = None, alpha: float = 0.55,
+                             title: str | None = None) -> Figure:
     """The decoder's attention and outputs for one image.
 
     Panels: the CIM's channel attention ``CA(X1)`` (one weight per channel of stage 1,
@@ -129,6 +140,7 @@ def decoder_attention_figure(output: PolypPVTOutput, image: ImageLike, *, index:
         image: the displayed image (see :func:`to_rgb`; e.g. ``x[index]`` with the model's
             ``mean``/``std``).
         index: which image of the batch.
+        title: figure title (e.g. the model and the data set).
     """
     rgb = to_rgb(image, mean, std)
     fig, axes = _subplots(1, 4, (2.8, 2.8))
@@ -147,6 +159,7 @@ def decoder_attention_figure(output: PolypPVTOutput, image: ImageLike, *, index:
         artist = _draw_map(ax, rgb, to_map(m), alpha=alpha, cmap=MAP_CMAP, vmin=0, vmax=1)
         ax.set_title(title, fontsize=9)
     fig.colorbar(artist, ax=axes[0, 1:], shrink=0.8)
+    _suptitle(fig, title)
     return fig
 
 
@@ -161,7 +174,8 @@ def _spatial_softmax(x: Tensor, temperature: float) -> np.ndarray:
 
 
 def attention_target_figure(teacher: Tensor, student: Tensor | None = None, *,
-                            temperature: float = 2.0, index: int = 0) -> Figure:
+                            temperature: float = 2.0, index: int = 0,
+                            title: str | None = None) -> Figure:
     """What L_AT asks of the student (paper Eqs. 2–3), for one image.
 
     Top row, the teacher: its raw prediction ``σ(P_t)``, the row-to-row attention weights
@@ -175,6 +189,7 @@ def attention_target_figure(teacher: Tensor, student: Tensor | None = None, *,
         student: optional ``(B, 1, H, W)`` student logits (the teacher is resized to it).
         temperature: T of L_AT.
         index: which image of the batch.
+        title: figure title (e.g. the data set).
     """
     t = _pick(teacher, index)
     if student is not None:
@@ -209,6 +224,7 @@ def attention_target_figure(teacher: Tensor, student: Tensor | None = None, *,
         axes[1, 3].text(0.5, 0.5, f"L_AT for this image\nT²·KL(q‖p) = {kl:.4f}",
                         ha="center", va="center", fontsize=10, transform=axes[1, 3].transAxes)
         axes[1, 3].set_axis_off()
+    _suptitle(fig, title)
     return fig
 
 
@@ -216,7 +232,8 @@ def compare_maps_figure(image: ImageLike, teacher_map: ImageLike, student_map: I
                         mask: ImageLike | None = None, titles: tuple[str, str] = ("teacher",
                                                                                   "student"),
                         mean: Stats = None, std: Stats = None, alpha: float = 0.55,
-                        vmin: float | None = 0.0, vmax: float | None = None) -> Figure:
+                        vmin: float | None = 0.0, vmax: float | None = None,
+                        title: str | None = None) -> Figure:
     """Teacher and student maps side by side over the image, and their difference.
 
     Both maps are resized to the image; the third panel is ``teacher − student`` on a
@@ -228,6 +245,7 @@ def compare_maps_figure(image: ImageLike, teacher_map: ImageLike, student_map: I
         mask: optional ground truth drawn as a contour on every panel.
         titles: names of the two maps.
         vmin, vmax: colour range of the two maps (default from 0 to their common maximum).
+        title: figure title (e.g. the data set).
     """
     rgb = to_rgb(image, mean, std)
     t = _resize(to_map(teacher_map), rgb.shape)
@@ -249,4 +267,5 @@ def compare_maps_figure(image: ImageLike, teacher_map: ImageLike, student_map: I
         if g.min() < 0.5 < g.max():
             for ax in axes.flat:
                 ax.contour(g, levels=[0.5], colors=[GT_COLOR], linewidths=1.2)
+    _suptitle(fig, title)
     return fig

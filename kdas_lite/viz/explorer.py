@@ -36,6 +36,7 @@ from kdas_lite.viz._common import (
     _extent,
     _resize,
     _subplots,
+    _suptitle,
     to_map,
     to_rgb,
 )
@@ -249,11 +250,13 @@ class AttentionExplorer:
 
     # ------------------------------------------------------------------ static figure
     def static_figure(self, index: int = 0, stage: int | None = None,
-                      query: tuple[float, float] = (0.5, 0.5), alpha: float = 0.6) -> Figure:
+                      query: tuple[float, float] = (0.5, 0.5), alpha: float = 0.6,
+                      title: str | None = None) -> Figure:
         """Every map kind (columns) for teacher, student and difference (rows), one image.
 
         The fallback where widgets cannot be shown; encoder attention is the mean of the heads
-        at ``stage`` (default: the last stage).
+        at ``stage`` (default: the last stage). ``title`` goes before the image's name (e.g.
+        the data set).
         """
         image, mask, _ = self._compute(index)
         rgb = to_rgb(image)
@@ -263,14 +266,16 @@ class AttentionExplorer:
             for r, source in enumerate(SOURCES):
                 ax = axes[r, c]
                 m = self.compute_map(index, source, kind, stage, None, query)
-                self._style(ax, rgb, m, kind, source, alpha)
+                artist = self._style(ax, rgb, m, kind, source, alpha)
+                colorbar = fig.colorbar(artist, ax=ax, shrink=0.7)
+                colorbar.ax.tick_params(labelsize=6)
                 if mask is not None and mask.any() and not mask.all():
                     ax.contour(mask, levels=[0.5], colors=[GT_COLOR], linewidths=0.8)
                 if kind == MAP_KINDS[0]:
                     _mark_query(ax, query, rgb.shape)
                 short = kind.replace("encoder attention: ", f"stage {stage} ")
                 ax.set_title(f"{source}\n{short}", fontsize=7)
-        fig.suptitle(f"{self.names[index]}: teacher vs student maps", fontsize=10)
+        _suptitle(fig, title, f"{self.names[index]}: teacher vs student maps")
         return fig
 
     @staticmethod

@@ -23,6 +23,7 @@ from kdas_lite.viz._common import (
     _hide_unused,
     _resize,
     _subplots,
+    _suptitle,
     to_map,
     to_rgb,
 )
@@ -83,14 +84,17 @@ def _legend(fig: Figure, mask: bool, pred: bool) -> None:
 def overlay_grid(images: Sequence[ImageLike], masks: Sequence[ImageLike] | None = None,
                  preds: Sequence[ImageLike] | None = None, titles: Sequence[str] | None = None,
                  *, ncols: int = 4, mode: Literal["contour", "alpha"] = "contour",
-                 mean: Stats = None, std: Stats = None, panel: float = 2.6) -> Figure:
+                 mean: Stats = None, std: Stats = None, panel: float = 2.6,
+                 title: str | None = None) -> Figure:
     """A grid of images with their masks / predictions drawn by :func:`overlay`.
 
     Args:
-        images: N images; ``masks``, ``preds``, ``titles``: None or N entries each.
+        images: N images; ``masks``, ``preds``, ``titles``: None or N entries each (a title
+            may hold a line break; keep each line short enough for its panel).
         ncols: panels per row.
         mode, mean, std: as :func:`overlay`.
         panel: side of one panel in inches.
+        title: figure title (e.g. the data set and its label).
     """
     n = len(images)
     if n == 0:
@@ -106,12 +110,13 @@ def overlay_grid(images: Sequence[ImageLike], masks: Sequence[ImageLike] | None 
                 title=None if titles is None else titles[i])
     _hide_unused(axes, n)
     _legend(fig, masks is not None, preds is not None)
+    _suptitle(fig, title)
     return fig
 
 
 def boundary_weight_figure(image: ImageLike, mask: ImageLike, pred: ImageLike | None = None,
                            *, kernel_size: int = 31, mean: Stats = None,
-                           std: Stats = None) -> Figure:
+                           std: Stats = None, title: str | None = None) -> Figure:
     """Where the structure loss looks: the boundary weights ``w = 1 + 5·|avgpool(G) − G|``.
 
     Panels: the image with its mask; the weight map ``w`` (1 far from the boundary, up to 6 on
@@ -123,6 +128,7 @@ def boundary_weight_figure(image: ImageLike, mask: ImageLike, pred: ImageLike | 
         mask: ``(H, W)`` ground truth in {0, 1}.
         pred: optional ``(H, W)`` **logits** at the mask's size (resized if not).
         kernel_size: the pooling window (31 in PraNet / Polyp-PVT).
+        title: figure title (e.g. the image and its data set).
     """
     g = torch.from_numpy(to_map(mask))[None, None]
     w = boundary_weight(g, kernel_size)[0, 0].numpy()
@@ -145,4 +151,5 @@ def boundary_weight_figure(image: ImageLike, mask: ImageLike, pred: ImageLike | 
             ax.set_title(label, fontsize=9)
             ax.set_axis_off()
         fig.colorbar(im, ax=axes[0, 2:], shrink=0.8)
+    _suptitle(fig, title)
     return fig

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
@@ -21,7 +22,7 @@ from kdas_lite.data import (
 from kdas_lite.errors import DataError
 from kdas_lite.evaluate import soft_maps
 from kdas_lite.metrics import METRIC_NAMES, score_map
-from kdas_lite.viz._common import _subplots
+from kdas_lite.viz._common import _subplots, _suptitle, method_color
 from kdas_lite.viz.images import _legend, overlay
 
 # ---------------------------------------------------------------------------------------------
@@ -32,7 +33,8 @@ _CURVE_LABELS = {"loss": "training loss", "seg": "L_seg", "at": "L_AT", "sgm": "
 
 
 def training_curves_figure(histories: Mapping[str, Sequence[Mapping[str, Any]]],
-                           keys: Sequence[str] = ("loss", "val_dice")) -> Figure:
+                           keys: Sequence[str] = ("loss", "val_dice"), *,
+                           title: str | None = None) -> Figure:
     """Compare runs: one panel per logged value, one line per run.
 
     For a single run's loss terms together, :func:`plot_history` draws them on
@@ -41,6 +43,9 @@ def training_curves_figure(histories: Mapping[str, Sequence[Mapping[str, Any]]],
     Args:
         histories: run name → ``TrainResult.history`` (one dict per epoch with ``"epoch"``).
         keys: values to plot, e.g. ``"loss"``, ``"seg"``, ``"at"``, ``"sgm"``, ``"val_dice"``.
+        title: figure title (e.g. the data set the runs trained on).
+
+    Each run keeps its method's colour (:func:`~kdas_lite.viz.method_color`).
     """
     if not histories:
         raise ValueError("training_curves_figure needs at least one history")
@@ -52,13 +57,14 @@ def training_curves_figure(histories: Mapping[str, Sequence[Mapping[str, Any]]],
             if key not in history[0]:
                 raise KeyError(f"{name!r} logged no {key!r}; it has {sorted(history[0])}")
             ax.plot([r["epoch"] for r in history], [r[key] for r in history], marker="o",
-                    ms=3, label=name)
+                    ms=3, label=name, color=method_color(name))
         ax.set_xlabel("epoch")
         ax.set_title(_CURVE_LABELS.get(key, key), fontsize=9)
         ax.grid(alpha=0.3)
         if key == "val_dice":
             ax.set_ylim(0, 1)
     axes[0, -1].legend(fontsize="small")
+    _suptitle(fig, title)
     return fig
 
 
@@ -96,7 +102,7 @@ def results_figure(tables: Mapping[str, Any], metric: str = "meanDic", *,
     for i, (name, r) in enumerate(rows.items()):
         values = [r[d][metric] if d in r else np.nan for d in datasets]
         pos = x - 0.4 + width * (i + 0.5)
-        ax.bar(pos, values, width, label=name)
+        ax.bar(pos, values, width, label=name, color=method_color(name))
         published = (reference or {}).get(name, {})
         for p, d in zip(pos, datasets, strict=True):
             if metric in published.get(d, {}):
@@ -110,7 +116,7 @@ def results_figure(tables: Mapping[str, Any], metric: str = "meanDic", *,
     if metric != "MAE":
         ax.set_ylim(0, 1)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize="small", ncols=min(len(rows) + 1, 4))
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize="small")
     return fig
 
 
@@ -144,7 +150,7 @@ def ablation_figure(scores: Mapping[str, float | Sequence[float]], *,
         raise ValueError("paired differences need the same number of seeds for every variant: "
                          + ", ".join(f"{k} {len(v)}" for k, v in runs.items()))
     names = list(runs)
-    colors = [f"C{i}" for i in range(len(names))]
+    colors = [method_color(n) for n in names]
     fig, axes = _subplots(1, 2 if paired else 1, (max(4.0, 1.1 * len(names) + 1.0), 3.2))
     ax = axes[0, 0]
     means = [float(v.mean()) for v in runs.values()]
@@ -184,23 +190,27 @@ def ablation_figure(scores: Mapping[str, float | Sequence[float]], *,
 
 
 _TERM_LABELS = {"at": "L_AT", "sgm": "L_SGM", "kd": "L_KD"}
+_TERM_STYLES = {"at": ("-", "o"), "sgm": ("--", "s"), "kd": (":", "^")}
 
 
-def term_gradient_figure(histories: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]
-                         ) -> Figure:
+def term_gradient_figure(histories: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], *,
+                         title: str | None = None) -> Figure:
     """What each distillation term does to the student during training (notebook 04).
 
     Left: ``‖g_term‖ / ‖g_seg‖``, the size of each weighted term's gradient on the student's
     weights relative to the segmentation loss's (log scale; 1 = as strong as L_seg). Right:
     ``cos(g_term, g_seg)``, whether the term pushes the weights the way segmentation does.
     One line per variant and term, the mean over seeds with a band from the lowest to the
-    highest seed. The values come from ``fit(..., probe_gradients=True)``
-    (:func:`kdas_lite.gradients.term_gradients`: measured at the start of each epoch).
+    highest seed: the variant's colour (:func:`~kdas_lite.viz.method_color`), the term's line
+    style (L_AT solid, L_SGM dashed, L_KD dotted). The values come from
+    ``fit(..., probe_gradients=True)`` (:func:`kdas_lite.gradients.term_gradients`: measured
+    at the start of each epoch).
 
     Args:
         histories: variant name → one ``TrainResult.history`` per seed. Variants without
             distillation terms (e.g. "student alone") and runs trained without the probe are
             skipped.
+        title: figure title (e.g. the data set).
 
     Raises:
         ValueError: no history holds a gradient measurement.
@@ -211,16 +221,17 @@ def term_gradient_figure(histories: Mapping[str, Sequence[Sequence[Mapping[str, 
         seeds = [h for h in runs if h and "grad_seg" in h[0]]  # runs made with the probe
         if not seeds:
             continue
+        color = method_color(name)
         for term, label in _TERM_LABELS.items():
             if f"grad_{term}" not in seeds[0][0]:
                 continue
             epochs = [r["epoch"] for r in seeds[0]]
             ratio = np.array([[r[f"grad_{term}"] / r["grad_seg"] for r in h] for h in seeds])
             cosine = np.array([[r[f"cos_{term}"] for r in h] for h in seeds])
-            color = f"C{drawn % 10}"
+            style, marker = _TERM_STYLES[term]
             for ax, values in ((axes[0, 0], ratio), (axes[0, 1], cosine)):
-                ax.plot(epochs, values.mean(axis=0), marker="o", ms=3, color=color,
-                        label=f"{name}: {label}")
+                ax.plot(epochs, values.mean(axis=0), ls=style, marker=marker, ms=3,
+                        color=color, label=f"{name}: {label}")
                 if len(seeds) > 1:
                     ax.fill_between(epochs, values.min(axis=0), values.max(axis=0),
                                     color=color, alpha=0.2)
@@ -239,7 +250,88 @@ def term_gradient_figure(histories: Mapping[str, Sequence[Sequence[Mapping[str, 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch (measured at its start)")
         ax.grid(alpha=0.3)
-    right.legend(fontsize="x-small", loc="lower right")
+    fig.legend(*right.get_legend_handles_labels(), loc="outside right upper",
+               fontsize="x-small")
+    _suptitle(fig, title)
+    return fig
+
+
+def _bar_with_spread(ax: Any, x: float, values: np.ndarray, width: float, color: str,
+                     hatch: str | None) -> None:
+    """One bar: the mean, a ±1 std error bar and a dot per seed when there are several."""
+    several = len(values) > 1
+    ax.bar(x, float(values.mean()), width, color=color if hatch is None else "white",
+           edgecolor=color, hatch=hatch, lw=1.5,
+           yerr=float(values.std(ddof=1)) if several else None, capsize=3)
+    if several:
+        ax.scatter(np.full(len(values), x) + np.linspace(-width / 4, width / 4, len(values)),
+                   values, s=10, color="k", zorder=3)
+
+
+def ablation_vs_lab_figure(scores: Mapping[str, Sequence[float]],
+                           lab: Mapping[str, Sequence[float]], *, baseline: str,
+                           ylabel: str = "mDice", title: str | None = None,
+                           lab_label: str = "committed lab", synthetic: bool = False
+                           ) -> Figure:
+    """This run's variants beside a committed multi-seed lab of the same regime (notebook 04).
+
+    Left: the score of every variant, this run as a solid bar, the lab as a hatched bar
+    (mean, ±1 std error bar, a dot per seed). Right: the paired difference against
+    ``baseline`` (each seed against the baseline's run of the same seed), the same way. A
+    variant present on one side only gets one bar; each method keeps its colour
+    (:func:`~kdas_lite.viz.method_color`).
+
+    Args:
+        scores: variant → this run's score per seed (in seed order).
+        lab: variant → the lab's score per seed (in the lab's seed order; e.g. from
+            ``docs/results/real_lab.json``).
+        baseline: the variant the differences are taken against (in both, or in the lab
+            alone for the lab's bars).
+        ylabel: what the score is (name the test set and its label).
+        title: figure title.
+        lab_label: how the lab is named in the legend.
+        synthetic: this run used synthetic data (said first in the title).
+
+    Raises:
+        ValueError: nothing to draw, or paired runs with different numbers of seeds.
+    """
+    live = {n: np.atleast_1d(np.asarray(v, dtype=float)) for n, v in scores.items()}
+    ref = {n: np.atleast_1d(np.asarray(v, dtype=float)) for n, v in lab.items()}
+    names = list(dict.fromkeys([*live, *ref]))
+    if not names:
+        raise ValueError("ablation_vs_lab_figure needs at least one score")
+    for side, runs in (("this run", live), (lab_label, ref)):
+        if baseline in runs and any(len(v) != len(runs[baseline]) for v in runs.values()):
+            raise ValueError(f"{side}: paired differences need the same number of seeds for "
+                             "every variant")
+    fig, axes = _subplots(1, 2, (max(4.0, 0.9 * len(names) + 1.5), 3.4))
+    width = 0.38
+    panels = ((axes[0, 0], names, lambda runs, n: runs[n]),
+              (axes[0, 1], [n for n in names if n != baseline],
+               lambda runs, n: runs[n] - runs[baseline] if baseline in runs else None))
+    for ax, shown, value in panels:
+        for i, name in enumerate(shown):
+            for runs, offset, hatch in ((live, -width / 2, None), (ref, width / 2, "///")):
+                if name in runs and (v := value(runs, name)) is not None:
+                    _bar_with_spread(ax, i + offset, v, width, method_color(name), hatch)
+        ax.set_xticks(range(len(shown)), shown, rotation=20, fontsize=8, ha="right")
+        ax.grid(axis="y", alpha=0.3)
+    left, right = axes[0, 0], axes[0, 1]
+    left.set_ylabel(ylabel)
+    left.set_ylim(0, 1)
+    right.axhline(0, color="k", lw=1)
+    right.set_ylabel(f"paired Δ vs {baseline}")
+    right.set_title(f"> 0: better than {baseline}", fontsize=9)
+    seeds_live = max(len(v) for v in live.values()) if live else 0
+    seeds_lab = max(len(v) for v in ref.values()) if ref else 0
+    handles = [Patch(facecolor="0.5", edgecolor="0.5", label=f"this run ({seeds_live} seed"
+                     f"{'s' if seeds_live != 1 else ''})"),
+               Patch(facecolor="white", edgecolor="0.5", hatch="///",
+                     label=f"{lab_label} ({seeds_lab} seeds, mean ± std)")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize="small",
+               frameon=False)
+    _data_title(left, None, synthetic)
+    _suptitle(fig, title)
     return fig
 
 
@@ -279,7 +371,7 @@ def tradeoff_figure(names: Sequence[str], params_m: Sequence[float], scores: Seq
         sizes = [60 + 440 * v / top for v in images_per_s]
     else:
         sizes = [120] * len(names)
-    ax.scatter(params_m, scores, s=sizes, c=[f"C{i}" for i in range(len(names))], alpha=0.8,
+    ax.scatter(params_m, scores, s=sizes, c=[method_color(n) for n in names], alpha=0.8,
                edgecolors="k", zorder=3)
     for i, name in enumerate(names):
         speed = "" if images_per_s is None else f"\n{images_per_s[i]:.1f} img/s"
@@ -367,13 +459,14 @@ def best_worst_figure(cases: Sequence[Mapping[str, Any]], k: int = 3, key: str =
 
 
 def plot_history(history_or_run_dir: list[dict[str, Any]] | str | os.PathLike[str],
-                 ax: Any = None) -> Any:
+                 ax: Any = None, *, title: str | None = None) -> Any:
     """Plot the loss terms (left axis) and the validation Dice (right axis) per epoch.
 
     Args:
         history_or_run_dir: ``TrainResult.history``, a run folder holding ``history.json``,
             or the ``history.json`` file itself.
         ax: a matplotlib Axes to draw on (a new figure if None).
+        title: axes title (e.g. the model and the data it trained on).
 
     Returns:
         The Axes of the losses (its ``twin`` carries the Dice curve).
@@ -408,4 +501,6 @@ def plot_history(history_or_run_dir: list[dict[str, Any]] | str | os.PathLike[st
     dice_lines = dice_ax.get_legend_handles_labels()
     ax.legend(lines[0] + dice_lines[0], lines[1] + dice_lines[1], fontsize="small",
               loc="center right")
+    if title:
+        ax.set_title(title, fontsize=9)
     return ax
