@@ -367,10 +367,6 @@ def comparison_table(tables: Mapping[str, EvaluationTable], metric: str = "meanD
     header = ["model", "params (M)", "images/s", *labels, "average"]
     notes = _notes(status.values())
     lines = [notes.pop(0), ""] if any(s.status == "synthetic" for s in status.values()) else []
-    resizes = sorted({RESIZE_LABELS.get(t.resize, t.resize) for t in tables.values()
-                      if t.resize})
-    if resizes:
-        lines += [f"Images resized with {' / '.join(resizes)}.", ""]
     lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for label, table in tables.items():
         speed = f"{table.images_per_s:.1f}" if table.images_per_s else "—"
@@ -378,6 +374,10 @@ def comparison_table(tables: Mapping[str, EvaluationTable], metric: str = "meanD
         cells = [f"{table.rows[d][metric]:.{digits}f}" if d in table.rows else "—" for d in sets]
         average = f"{table.average()[metric]:.{digits}f}"
         lines.append("| " + " | ".join([label, params, speed, *cells, average]) + " |")
+    resizes = sorted({RESIZE_LABELS.get(t.resize, t.resize) for t in tables.values()
+                      if t.resize})
+    if resizes:
+        notes.insert(0, f"Images resized with {' / '.join(resizes)}.")
     return "\n".join(lines + (["", *notes] if notes else []))
 
 

@@ -171,7 +171,7 @@ def test_subsets_are_labelled_everywhere(sets: dict[str, Path], tmp_path: Path) 
     assert again.status == table.status and again.label("CVC-300") == "CVC-300 (2/60)"
     with (tmp_path / "t.csv").open() as handle:
         assert next(handle).rstrip().endswith(",label,status,expected,resize")
-        assert next(handle).rstrip().endswith(",Kvasir (3/100),partial,100")
+        assert next(handle).rstrip().endswith(",Kvasir (3/100),partial,100,opencv")
     assert table.to_dict()["datasets"]["Kvasir"]["label"] == "Kvasir (3/100)"
     both = comparison_table({"a": table, "b": table})
     assert both.splitlines()[0].startswith("| model | params (M) | images/s | Kvasir (3/100) |")
