@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["term_gradients"]
 
 
-def term_gradients(model: nn.Module, objective: Objective, images: Tensor, masks: Tensor
-                   ) -> dict[str, float]:
+def term_gradients(model: nn.Module, objective: Objective, images: Tensor, masks: Tensor,
+                   *, pairwise: bool = False) -> dict[str, float]:
     """Norm of each weighted loss term's gradient on ``model``, and its cosine with L_seg's.
 
     The model is put in eval mode for the measurement (batch-norm uses its running statistics
@@ -43,6 +43,9 @@ def term_gradients(model: nn.Module, objective: Objective, images: Tensor, masks
         objective: its training objective (:class:`kdas_lite.train.Objective`).
         images: ``(B, 3, H, W)`` batch, normalised for ``model``.
         masks: ``(B, 1, H, W)`` ground truth.
+        pairwise: also the cosine between every two distillation terms, ``cos_<a>_<b>``
+            (e.g. ``cos_at_sgm``: 1 when the two push the weights the same way, so they have
+            the same cosine with ``g_seg`` whatever their sizes).
 
     Returns:
         ``{"grad_<term>": ‖g_term‖}`` for every switched-on term ("seg" always) and
@@ -69,9 +72,12 @@ def term_gradients(model: nn.Module, objective: Objective, images: Tensor, masks
     finally:
         model.train(was_training)
     result = {f"grad_{name}": float(g.norm()) for name, g in flat.items()}
-    seg = flat["seg"]
-    for name, g in flat.items():
-        if name != "seg":
-            denominator = float(g.norm() * seg.norm())
-            result[f"cos_{name}"] = float(g @ seg) / denominator if denominator > 0 else 0.0
+    names = [name for name in flat if name != "seg"]
+    pairs = [(name, "seg") for name in names]
+    if pairwise:
+        pairs += [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    for a, b in pairs:
+        denominator = float(flat[a].norm() * flat[b].norm())
+        key = f"cos_{a}" if b == "seg" else f"cos_{a}_{b}"
+        result[key] = float(flat[a] @ flat[b]) / denominator if denominator > 0 else 0.0
     return result

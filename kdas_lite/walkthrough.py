@@ -5,6 +5,8 @@ student into ``<run_root>/kdas/student/``. Every notebook also runs alone:
 :func:`walkthrough_teacher` trains a quick teacher when 01 has not run, and
 :func:`walkthrough_checkpoints` distils the student exactly as 04 does when 04 has not run
 (04 then reuses that run), so a reader never sees a different student in 02, 03 and 05.
+:func:`describe_run` is the line each notebook opens its results with: which pair, which data
+(with each test set's label) and which image size the page ran with.
 """
 
 
@@ -14,10 +16,31 @@ import os
 from pathlib import Path
 
 from kdas_lite.config import TrainConfig
+from kdas_lite.data.registry import DataLayout
 from kdas_lite.errors import CheckpointError
 from kdas_lite.train import distill, train_teacher
 
-__all__ = ["walkthrough_checkpoints", "walkthrough_teacher"]
+__all__ = ["data_label", "describe_run", "walkthrough_checkpoints", "walkthrough_teacher"]
+
+
+def data_label(layout: DataLayout) -> str:
+    """The data in a few words for titles and tables, never a machine path: ``"SYNTHETIC
+    stand-in"`` or the last two parts of the data root, e.g. ``"real data, shared/data"``."""
+    if layout.synthetic:
+        return "SYNTHETIC stand-in"
+    root = Path(layout.root).resolve()
+    return f"real data, {root.parent.name}/{root.name}" if root.parent.name else "real data"
+
+
+def describe_run(layout: DataLayout, image_size: int, teacher_encoder: str,
+                 student_encoder: str, pretrained: bool, **_: object) -> str:
+    """One Markdown line: the pair, the data (each test set with its label) and the image size
+    a notebook ran with. ``describe_run(layout, image_size, **encoder_pair(...))`` works."""
+    weights = "ImageNet-pretrained" if pretrained else "random init"
+    sets = ", ".join(layout.status[n].label if n in layout.status else n for n in layout.test)
+    return (f"**This run:** teacher `{teacher_encoder}`, student `{student_encoder}` "
+            f"({weights}) · data: {data_label(layout)}"
+            + (f" (test sets: {sets})" if sets else "") + f" · image size {image_size} px")
 
 
 def walkthrough_teacher(config: TrainConfig, teacher: str | os.PathLike[str] | None = None, *,

@@ -1,0 +1,156 @@
+"""The notebooks teach without contradicting their own outputs, and their pages are clean.
+
+- **Drift check.** A number about this package's own runs is produced by code (a Markdown cell
+  rendered from the run's table or history), never typed into a notebook's Markdown: a
+  Markdown cell may hold a decimal number or a duration ("9 min", "3 minutes") only when it
+  is a published figure of :data:`PUBLISHED`, each with its source.
+- **Exercises.** Every notebook has 2–4 "Exercise N" cells, each followed by its worked
+  solution: a code cell, collapsed in Jupyter, that CI executes at smoke size with the rest of
+  the notebook (``scripts/run_notebooks.py``); a "Prerequisites" line at the top and a "Key
+  takeaways" cell at the end.
+- **Clean pages.** No warning or traceback in a rendered page; no absolute machine path in
+  ``docs/``, ``notebooks/`` or the results JSON.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO / "notebooks"
+NAMES = sorted(p.name for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+PUBLISHED: dict[str, str] = {
+    # the KDAS paper (Trinh, Nguyen & Vo Thi, ICME 2024): its hyper-parameters (Eq. 6) ...
+    "0.3": "KDAS paper, Eq. 6 and the public train_kd_paper.py: alpha = 0.3",
+    # ... and its Table of mDice (kdas_lite.evaluate.PAPER_RESULTS)
+    "0.917": "KDAS paper: Polyp-PVT teacher, Kvasir mDice",
+    "0.913": "KDAS paper: KDAS student, Kvasir mDice",
+    # the public code's multi-scale training rates (train_kd_paper.py, size_rates)
+    "0.75": "train_kd_paper.py: size_rates = [0.75, 1, 1.25]",
+    "1.25": "train_kd_paper.py: size_rates = [0.75, 1, 1.25]",
+    # PVTv2 parameter counts as published (Wang et al., PVTv2, 2022, Table 1)
+    "25.4": "PVTv2 paper, Table 1: PVTv2-b2 has 25.4 M parameters",
+    "3.7": "PVTv2 paper, Table 1: PVTv2-b0 has 3.7 M parameters",
+}
+"""The decimal numbers a notebook's Markdown may state: published figures, with their source."""
+
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
+DURATION = re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:–\s*\d+\s*)?(?:min|minutes?|s|seconds?|h|hours?)\b")
+EXERCISE = re.compile(r"^#+\s*Exercise (\d+)\b", re.M)
+SOLUTION = re.compile(r"^# Solution to exercise (\d+)\b")
+
+
+def _load(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+
+
+def _prose(cell: nbformat.NotebookNode) -> str:
+    """A Markdown cell without its code spans, code blocks, equations and links: what the
+    reader takes as a statement (``1e-4`` in a code span is a setting, not a claim)."""
+    text = re.sub(r"```.*?```", " ", cell.source, flags=re.S)
+    text = re.sub(r"`[^`]*`", " ", text)
+    text = re.sub(r"\$\$.*?\$\$|\$[^$]*\$", " ", text, flags=re.S)
+    return re.sub(r"\]\([^)]*\)", "]", text)
+
+
+def drift(source: str) -> list[str]:
+    """The decimal numbers and durations of ``source`` (Markdown prose) that are not published
+    figures of :data:`PUBLISHED`."""
+    found = [m for m in DECIMAL.findall(source) if m not in PUBLISHED]
+    return found + DURATION.findall(source)
+
+
+def test_the_drift_check_catches_typed_numbers_and_spares_published_ones() -> None:
+    assert drift("the student gains 0.010 ± 0.006 on Kvasir") == ["0.010", "0.006"]
+    assert drift("two to three minutes each, 3.1 min measured") == ["3.1", "3.1 min"]
+    assert drift("about 9 minutes on a CPU") == ["9 minutes"]
+    assert drift("α = 0.3 (paper), Kvasir 0.917 published; 352 px, 100 epochs, Eq. 6") == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_markdown_states_no_hand_typed_number_about_our_runs(name: str) -> None:
+    typed = {cell.id: drift(_prose(cell)) for cell in _load(name).cells
+             if cell.cell_type == "markdown"}
+    typed = {cell: found for cell, found in typed.items() if found}
+    assert not typed, (f"{name}: numbers about our runs belong in generated Markdown (or, if "
+                       f"published, in PUBLISHED with their source): {typed}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exercises_each_with_a_collapsed_runnable_solution(name: str) -> None:
+    cells = _load(name).cells
+    numbers = []
+    for i, cell in enumerate(cells):
+        heading = EXERCISE.search(cell.source) if cell.cell_type == "markdown" else None
+        if heading is None:
+            continue
+        number = int(heading.group(1))
+        numbers.append(number)
+        solution = next((c for c in cells[i + 1:] if c.cell_type == "code"), None)
+        assert solution is not None and SOLUTION.match(solution.source), (
+            f"{name}: exercise {number} needs a code cell '# Solution to exercise {number}'")
+        assert int(SOLUTION.match(solution.source).group(1)) == number
+        assert solution.metadata.get("jupyter", {}).get("source_hidden") is True, (
+            f"{name}: the solution of exercise {number} is collapsed")
+        assert "solution" in solution.metadata.get("tags", [])
+        ast.parse(solution.source)  # runnable Python (CI executes it with the notebook)
+        assert "raise NotImplementedError" not in solution.source
+    assert 2 <= len(numbers) <= 4 and numbers == list(range(1, len(numbers) + 1)), numbers
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_prerequisites_at_the_top_and_key_takeaways_at_the_end(name: str) -> None:
+    cells = _load(name).cells
+    top = [c for c in cells[:4] if c.cell_type == "markdown"]
+    assert any("**Prerequisites**" in c.source for c in top), name
+    last = [c for c in cells if c.cell_type == "markdown"][-2:]
+    assert any(c.source.lstrip().startswith("## Key takeaways") for c in last), name
+
+
+# ---------------------------------------------------------------------------------------------
+# Clean pages
+# ---------------------------------------------------------------------------------------------
+MACHINE_PATH = re.compile(r"(?<![\w.~])(?:/work/|/home/|/root/|/tmp/|/Users/|/mnt/|/private/"
+                          r"|[A-Z]:\\\\)")
+WARNING = re.compile(r"\b\w*(?:Warning|Error): |Traceback \(most recent call last\)")
+PAGES = sorted((REPO / "docs" / "notebooks").glob("*.html"))
+
+
+def _text_files() -> list[Path]:
+    roots = [REPO / "docs", NOTEBOOK_DIR]
+    suffixes = {".md", ".json", ".ipynb", ".html", ".csv", ".txt"}
+    return sorted(p for root in roots for p in root.rglob("*") if p.suffix in suffixes)
+
+
+def test_the_clean_page_checks_catch_paths_and_warnings() -> None:
+    assert MACHINE_PATH.search('"data_root": "/work/shared/data"')
+    assert MACHINE_PATH.search("/tmp/ipykernel_2525/734968841.py:1: UserWarning")
+    assert not MACHINE_PATH.search("../shared/data, build/notebook-runs/x, https://a.b/work/")
+    assert WARNING.search("x.py:1: UserWarning: The given NumPy array is not writable")
+    assert not WARNING.search("no warning here; a DataError is raised when ...")
+
+
+@pytest.mark.parametrize("path", _text_files(), ids=lambda p: str(p.relative_to(REPO)))
+def test_no_absolute_machine_path_in_docs_notebooks_or_results(path: Path) -> None:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    hits = sorted({text[max(m.start() - 30, 0):m.end() + 30] for m in MACHINE_PATH.finditer(text)})
+    assert not hits, f"{path.relative_to(REPO)}: absolute machine path(s): {hits[:3]}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_rendered_pages_carry_no_warning_or_traceback(page: Path) -> None:
+    text = re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8"))
+    hits = [text[max(m.start() - 80, 0):m.end() + 80] for m in WARNING.finditer(text)]
+    assert not hits, f"{page.name}: {hits[:2]}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_rendered_pages_say_pair_data_and_image_size(page: Path) -> None:
+    text = re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8"))
+    assert "This run:" in text and "image size" in text and "data:" in text, page.name
