@@ -124,3 +124,19 @@ def test_probe_adds_measurements_to_the_history_and_changes_no_weight(tmp_path):
                     strict=True):
         assert torch.equal(a, b)
     assert [r["val_dice"] for r in plain.history] == [r["val_dice"] for r in probed.history]
+
+
+def test_pairwise_cosines_between_the_distillation_terms(batch):
+    images, masks = batch
+    student, teacher = TwoMaps(0), TwoMaps(1)
+    objective = DistillationObjective(teacher, KDASLoss(alpha=0.3))
+    plain = term_gradients(student, objective, images, masks)
+    both = term_gradients(student, objective, images, masks, pairwise=True)
+    assert set(both) == set(plain) | {"cos_at_sgm"}
+    assert {k: both[k] for k in plain} == pytest.approx(plain)
+    student.eval()  # the measurement's mode
+    g_at = flat_grad(objective.weighted_terms(student, images, masks)["at"], student)
+    g_sgm = flat_grad(objective.weighted_terms(student, images, masks)["sgm"], student)
+    expected = float(g_at @ g_sgm / (g_at.norm() * g_sgm.norm()))
+    assert both["cos_at_sgm"] == pytest.approx(expected, abs=1e-6)
+    assert -1 < expected < 1  # two different directions: the check can fail

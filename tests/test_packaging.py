@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -83,3 +84,36 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     command = match.group(1).strip()
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert command in ci_lines
+
+
+def test_the_committed_lab_ships_as_links_to_docs_results() -> None:
+    from kdas_lite.errors import DataError
+    from kdas_lite.lab_data import lab_file
+
+    repo = Path(__file__).resolve().parents[1]
+    shipped = repo / "kdas_lite" / "lab_data" / "real_lab.json"
+    assert shipped.is_symlink(), "one copy only: the package holds a link into docs/results"
+    assert shipped.resolve() == (repo / "docs" / "results" / "real_lab.json").resolve()
+    assert lab_file().read_bytes() == (repo / "docs" / "results" / "real_lab.json").read_bytes()
+    pyproject = (repo / "pyproject.toml").read_text(encoding="utf-8")
+    assert '\n"kdas_lite.lab_data" = ["*.json"]' in pyproject  # the wheel gets the files
+    with pytest.raises(DataError, match=r"shipped: .*real_lab\.json"):
+        lab_file("nothing.json")
+
+
+def test_describe_run_names_pair_data_labels_and_size(tmp_path: Path) -> None:
+    from kdas_lite.data import SetStatus
+    from kdas_lite.data.registry import DataLayout
+    from kdas_lite.walkthrough import data_label, describe_run
+
+    layout = DataLayout(tmp_path / "shared" / "data", "pranet", tmp_path / "train",
+                        {"CVC-300": tmp_path / "c", "ETIS-LaribPolypDB": tmp_path / "e"},
+                        status={"CVC-300": SetStatus("CVC-300", 60, 60, "inferred"),
+                                "ETIS-LaribPolypDB": SetStatus("ETIS-LaribPolypDB", 20, 196,
+                                                               "partial")})
+    line = describe_run(layout, 128, "tf_efficientnet_lite2", "tf_efficientnet_lite0", True)
+    assert line.startswith("**This run:** teacher `tf_efficientnet_lite2`")
+    assert "(ImageNet-pretrained) · data: real data, shared/data" in line
+    assert "CVC-300 (inferred), ETIS-LaribPolypDB (20/196)" in line
+    assert line.endswith("image size 128 px") and str(tmp_path) not in line
+    assert data_label(dataclasses.replace(layout, synthetic=True)) == "SYNTHETIC stand-in"

@@ -434,3 +434,59 @@ def test_term_gradient_figure_draws_ratio_and_cosine_per_term() -> None:
     assert ratio_ax.get_yscale() == "log"
     with pytest.raises(ValueError, match="probe_gradients=True"):
         viz.term_gradient_figure({"student alone": [[{"epoch": 1, "grad_seg": 1.0}]]})
+
+
+# ---------------------------------------------------------------------------------------------
+# one colour per method, signed values on a diverging map, titles
+# ---------------------------------------------------------------------------------------------
+def test_a_method_keeps_its_colour_in_every_figure() -> None:
+    from matplotlib.colors import to_hex
+
+    kdas, alone = viz.method_color("KDAS"), viz.method_color("student alone")
+    assert viz.method_color("student (KDAS)") == kdas != alone
+    assert viz.method_color("some new variant") == viz.method_color("some new variant")
+    run = [{"epoch": 1, "seg": 1.0, "val_dice": 0.5}, {"epoch": 2, "seg": 0.5, "val_dice": 0.6}]
+    curves = viz.training_curves_figure({"student alone": run, "KDAS": run}, keys=("seg",))
+    assert [to_hex(line.get_color()) for line in curves.axes[0].lines] == [alone.lower(),
+                                                                          kdas.lower()]
+    bars = viz.ablation_figure({"KDAS": 0.6, "student alone": 0.5}).axes[0].patches
+    assert [to_hex(p.get_facecolor()) for p in bars] == [kdas.lower(), alone.lower()]
+    gradients = viz.term_gradient_figure(
+        {"KDAS": [[{"epoch": 1, "grad_seg": 1.0, "grad_sgm": 2.0, "cos_sgm": 0.1,
+                    "grad_at": 1.0, "cos_at": 0.2}]]})
+    assert {to_hex(line.get_color()) for line in gradients.axes[0].lines
+            if not line.get_label().startswith("_")} == {kdas.lower()}
+    assert {line.get_linestyle() for line in gradients.axes[0].lines
+            if not line.get_label().startswith("_")} == {"-", "--"}  # L_AT, L_SGM
+
+
+def test_signed_matrices_use_a_diverging_map_and_titles_name_the_data() -> None:
+    fig = viz.matrices_figure({"P": np.array([[-1.0, 2.0], [0.5, 0.0]])}, diverging=True,
+                              suptitle="Kvasir (real data)")
+    image = next(ax for ax in fig.axes if ax.get_images()).get_images()[0]
+    assert image.get_cmap().name == viz.DIFF_CMAP and image.get_clim() == (-2.0, 2.0)
+    assert fig._suptitle.get_text() == "Kvasir (real data)"
+    plain = viz.matrices_figure({"P": np.eye(2)})
+    assert next(ax for ax in plain.axes if ax.get_images()).get_images()[0].get_cmap().name == \
+        "viridis"
+
+
+def test_ablation_vs_lab_figure_puts_the_lab_beside_the_run() -> None:
+    from matplotlib.colors import to_hex
+
+    live = {"student alone": [0.60], "KDAS": [0.65]}
+    lab = {"student alone": [0.5, 0.6, 0.7], "KDAS": [0.52, 0.63, 0.71], "+L_SGM": [0.4, 0.5, 0.6]}
+    fig = viz.ablation_vs_lab_figure(live, lab, baseline="student alone", title="Kvasir")
+    scores_ax, paired_ax = fig.axes[:2]
+    heights = [p.get_height() for p in scores_ax.patches]
+    np.testing.assert_allclose(heights, [0.60, 0.6, 0.65, 0.62, 0.5], rtol=1e-6)
+    hatched = [p for p in scores_ax.patches if p.get_hatch()]
+    assert len(hatched) == 3  # the lab's three variants
+    assert to_hex(hatched[1].get_edgecolor()) == viz.method_color("KDAS").lower()
+    # paired: this run KDAS − alone = 0.05; lab (0.02, 0.03, 0.01) → 0.02, +L_SGM → −0.1
+    np.testing.assert_allclose([p.get_height() for p in paired_ax.patches], [0.05, 0.02, -0.1],
+                               rtol=1e-6, atol=1e-12)
+    assert fig._suptitle.get_text() == "Kvasir"
+    with pytest.raises(ValueError, match="same number of seeds"):
+        viz.ablation_vs_lab_figure(live, {"student alone": [0.5, 0.6], "KDAS": [0.5]},
+                                   baseline="student alone")
