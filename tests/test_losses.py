@@ -246,8 +246,9 @@ def test_public_l_at_value_is_nan_on_torch_2_but_ours_is_finite() -> None:
 
 
 def test_reference_fixed_and_kdas_are_different_methods() -> None:
-    # On random 44×44 maps the kdas gradient is ~2000× larger (the ratio grows like H·W) and
-    # nearly orthogonal (cosine ~0.3). Recorded in docs/RECIPES.md; asserted loosely.
+    # On random N(0, 1) 44×44 maps the kdas gradient is about 2000× larger (the ratio grows like
+    # H·W and depends on the logits' scale, docs/RECIPES.md §3) and points elsewhere; asserted
+    # loosely.
     student, teacher = _maps(b=2, h=44, w=44, seed=0)
     grads = {}
     for mode in ("kdas", "reference-fixed"):
