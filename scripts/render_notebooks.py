@@ -149,8 +149,7 @@ def write_index(docs: Path, rendered: list[tuple[str, float | None, dict]]) -> P
         f"is interactive only in Jupyter; each page shows its static figure instead. Models: "
         f"{models} (what `encoders = None` chooses on this machine). A notebook that found "
         "its runs already trained (`resume = True`, e.g. when re-executed after a text change) "
-        "only evaluates them, so its time below can be far shorter than a first run's; "
-        "[notebooks/README.md](../../notebooks/README.md) gives the first-run times.",
+        "only evaluates them, so its time below can be far shorter than a first run's.",
         "",
         "| notebook | execution time of the rendered copy |",
         "| --- | ---: |",
