@@ -275,8 +275,8 @@ def ablation_vs_lab_figure(scores: Mapping[str, Sequence[float]],
                            ) -> Figure:
     """This run's variants beside a committed multi-seed lab of the same regime (notebook 04).
 
-    Left: the score of every variant, this run as a solid bar, the lab as a hatched bar
-    (mean, ±1 std error bar, a dot per seed). Right: the paired difference against
+    Top: the score of every variant, this run as a solid bar, the lab as a hatched bar
+    (mean, ±1 std error bar, a dot per seed). Bottom: the paired difference against
     ``baseline`` (each seed against the baseline's run of the same seed), the same way. A
     variant present on one side only gets one bar; each method keeps its colour
     (:func:`~kdas_lite.viz.method_color`).
@@ -304,10 +304,10 @@ def ablation_vs_lab_figure(scores: Mapping[str, Sequence[float]],
         if baseline in runs and any(len(v) != len(runs[baseline]) for v in runs.values()):
             raise ValueError(f"{side}: paired differences need the same number of seeds for "
                              "every variant")
-    fig, axes = _subplots(1, 2, (max(4.0, 0.9 * len(names) + 1.5), 3.4))
+    fig, axes = _subplots(2, 1, (max(5.0, 0.9 * len(names) + 1.5), 2.9))
     width = 0.38
     panels = ((axes[0, 0], names, lambda runs, n: runs[n]),
-              (axes[0, 1], [n for n in names if n != baseline],
+              (axes[1, 0], [n for n in names if n != baseline],
                lambda runs, n: runs[n] - runs[baseline] if baseline in runs else None))
     for ax, shown, value in panels:
         for i, name in enumerate(shown):
@@ -316,7 +316,7 @@ def ablation_vs_lab_figure(scores: Mapping[str, Sequence[float]],
                     _bar_with_spread(ax, i + offset, v, width, method_color(name), hatch)
         ax.set_xticks(range(len(shown)), shown, rotation=20, fontsize=8, ha="right")
         ax.grid(axis="y", alpha=0.3)
-    left, right = axes[0, 0], axes[0, 1]
+    left, right = axes[0, 0], axes[1, 0]
     left.set_ylabel(ylabel)
     left.set_ylim(0, 1)
     right.axhline(0, color="k", lw=1)
