@@ -116,7 +116,9 @@ def results_figure(tables: Mapping[str, Any], metric: str = "meanDic", *,
     if metric != "MAE":
         ax.set_ylim(0, 1)
     ax.grid(axis="y", alpha=0.3)
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize="small")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5),
+               fontsize="small", frameon=False)  # below the axes: never over a bar or tick
     return fig
 
 
