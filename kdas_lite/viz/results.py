@@ -249,7 +249,7 @@ def term_gradient_figure(histories: Mapping[str, Sequence[Sequence[Mapping[str, 
     right.set_ylim(-1, 1)
     right.set_title("cos(∇ term, ∇ L_seg)", fontsize=9)
     for ax in (left, right):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_xlabel("epoch (measured at its start)")
         ax.grid(alpha=0.3)
     fig.legend(*right.get_legend_handles_labels(), loc="outside right upper",
