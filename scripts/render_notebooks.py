@@ -66,8 +66,15 @@ MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.S)
 MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
 
 
+DATA_ROOTS = [REPO.parent / "shared" / "data"]
+"""Real-data roots shown as ``../shared/data`` in the pages (``--data-root`` adds its own)."""
+
+
 def machine_paths(text: str) -> str:
-    """This machine's absolute paths as the repository-relative ones a reader can use."""
+    """This machine's absolute paths as the repository-relative ones a reader can use (a data
+    root anywhere on the machine becomes ``../shared/data``, where the repository expects it)."""
+    for root in DATA_ROOTS:
+        text = text.replace(str(root), "../shared/data")
     shared = str(REPO.parent / "shared")
     return text.replace(shared, "../shared").replace(str(REPO) + "/", "").replace(
         str(REPO), ".")
@@ -170,13 +177,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the HTML pages (default: docs/notebooks)")
     parser.add_argument("--data", choices=("auto", "synthetic", "real"), default="auto",
                         help="dataset for the run (see run_notebooks.py)")
+    parser.add_argument("--data-root", type=Path, default=run_notebooks.SHARED_DATA,
+                        help="where the real datasets are (default: ../shared/data)")
     args = parser.parse_args(argv)
+    DATA_ROOTS.insert(0, args.data_root.resolve())
 
     executed = args.executed
     if executed is None:
         executed = REPO / "build" / "notebooks-cpu-lab"
         status = run_notebooks.main(["--params", "cpu-lab", "--output", str(executed),
-                                     "--data", args.data])
+                                     "--data", args.data, "--data-root", str(args.data_root)])
         if status:
             return status
     print(write_index(args.output, render(executed.resolve(), args.output)))

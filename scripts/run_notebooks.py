@@ -14,8 +14,9 @@ training cell really trains; ``--prepare-only`` writes the parameterised noteboo
 executing them and keeps the folder, so that nbval, run right after, reuses the checkpoints
 (the notebooks resume finished runs instead of training again).
 
-Data: ``--data auto`` (default) uses the real datasets under ``../shared/data`` when present,
-otherwise the notebooks generate the synthetic stand-in; ``synthetic`` / ``real`` force one.
+Data: ``--data auto`` (default) uses the real datasets under ``../shared/data`` (or
+``--data-root``) when present, otherwise the notebooks generate the synthetic stand-in;
+``synthetic`` / ``real`` force one.
 With real data the smoke run evaluates only CVC-300 (60 images) to stay fast (notebook 04's
 comparison too).
 
@@ -68,24 +69,25 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     return paths
 
 
-def _has_real_data() -> bool:
+def _has_real_data(root: Path = SHARED_DATA) -> bool:
     from kdas_lite.data import find_layout
     from kdas_lite.errors import DataError
 
     try:
-        return bool(find_layout(SHARED_DATA).test)
+        return bool(find_layout(root).test)
     except DataError:
         return False
 
 
-def parameters(name: str, data: str, runs: Path) -> dict[str, Any]:
+def parameters(name: str, data: str, runs: Path, data_root: Path = SHARED_DATA
+               ) -> dict[str, Any]:
     """The parameter values for every notebook of parameter set ``name``."""
     values = dict(PARAMS[name], run_root=str(runs))
-    real = data == "real" or (data == "auto" and _has_real_data())
-    if data == "real" and not _has_real_data():
-        raise SystemExit(f"--data real: no dataset with test sets under {SHARED_DATA}")
+    real = data == "real" or (data == "auto" and _has_real_data(data_root))
+    if data == "real" and not _has_real_data(data_root):
+        raise SystemExit(f"--data real: no dataset with test sets under {data_root}")
     if real:
-        values.update(data_root=str(SHARED_DATA), use_synthetic=False)
+        values.update(data_root=str(data_root), use_synthetic=False)
         if name.startswith("smoke"):
             values["test_sets"] = SMOKE_REAL_TEST_SETS
             values["comparison_set"] = SMOKE_REAL_TEST_SETS[0]  # notebook 04
@@ -163,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: build/notebook-runs/<params>)")
     parser.add_argument("--data", choices=("auto", "synthetic", "real"), default="auto",
                         help="dataset: ../shared/data when present (auto), or force one")
+    parser.add_argument("--data-root", type=Path, default=SHARED_DATA,
+                        help="where the real datasets are (default: ../shared/data)")
     parser.add_argument("--prepare-only", action="store_true",
                         help="write the parameterised notebooks without executing them")
     parser.add_argument("--keep-runs", action="store_true",
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = (args.runs or REPO / "build" / "notebook-runs" / args.params).resolve()
     if not (args.prepare_only or args.keep_runs):
         shutil.rmtree(runs, ignore_errors=True)
-    values = parameters(args.params, args.data, runs)
+    values = parameters(args.params, args.data, runs, args.data_root.resolve())
     action = "preparing" if args.prepare_only else "executing"
     print(f"{action} {len(paths)} notebooks with the {args.params!r} parameters -> {args.output}"
           f"\nrun folder: {runs}\nparameters: {values}", flush=True)

@@ -154,3 +154,15 @@ def test_rendered_pages_carry_no_warning_or_traceback(page: Path) -> None:
 def test_rendered_pages_say_pair_data_and_image_size(page: Path) -> None:
     text = re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8"))
     assert "This run:" in text and "image size" in text and "data:" in text, page.name
+
+
+def test_rendering_maps_any_data_root_to_shared_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    render = importlib.import_module("render_notebooks")
+    monkeypatch.setattr(render, "DATA_ROOTS", [Path("/mnt/polyps/data"), *render.DATA_ROOTS])
+    page = render.machine_paths("data: /mnt/polyps/data (real data); run in "
+                                f"{REPO}/build/notebook-runs")
+    assert page == "data: ../shared/data (real data); run in build/notebook-runs"
+    assert not MACHINE_PATH.search(page)
