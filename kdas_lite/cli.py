@@ -285,7 +285,7 @@ def _evaluate_models(models: Mapping[str, Any], data: Any, args: argparse.Namesp
         tables[label] = evaluate(model, data, size=size, device=device,
                                  batch_size=args.batch_size or 8,
                                  test_sets=getattr(args, "sets", None), progress=not args.quiet,
-                                 name=label)
+                                 name=label, resize=getattr(args, "resize", "opencv"))
     return tables
 
 
@@ -593,6 +593,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=_positive_int, default=8)
     ev.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     ev.add_argument("--csv", type=Path, help="also write the table(s) as CSV")
+    ev.add_argument("--resize", choices=("opencv", "pil"), default="opencv",
+                    help="how test images are resized: opencv (bilinear, no antialiasing; "
+                         "kdas_lite's own, default) or pil (antialiased, as the public test "
+                         "loader: use it for the authors' released checkpoints)")
     _add_threads_flag(ev)
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)

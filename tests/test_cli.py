@@ -279,3 +279,13 @@ def test_a_same_size_teacher_on_purpose_gets_a_one_line_warning(capsys, tmp_path
     warning, error = err.strip().splitlines()
     assert warning.startswith("kdas-lite: warning: the teacher") and "no larger" in warning
     assert status == 2 and error.startswith("kdas-lite: error:") and "none" in error
+
+
+def test_evaluate_takes_the_public_loaders_resize() -> None:
+    from kdas_lite.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["evaluate", "a.pth"]).resize == "opencv"
+    assert parser.parse_args(["evaluate", "a.pth", "--resize", "pil"]).resize == "pil"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "a.pth", "--resize", "nearest"])
