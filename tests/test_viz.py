@@ -490,3 +490,17 @@ def test_ablation_vs_lab_figure_puts_the_lab_beside_the_run() -> None:
     with pytest.raises(ValueError, match="same number of seeds"):
         viz.ablation_vs_lab_figure(live, {"student alone": [0.5, 0.6], "KDAS": [0.5]},
                                    baseline="student alone")
+
+
+def test_figure_titles_name_the_data_and_are_not_overwritten(images, masks) -> None:
+    # a panel loop once reused the name `title` and replaced the figure's title with a panel's
+    logits = torch.randn(1, 1, 16, 16)
+    rgb = images[0]
+    figures = {
+        "attention_target_figure": viz.attention_target_figure(logits, logits, title="Kvasir"),
+        "compare_maps_figure": viz.compare_maps_figure(rgb, masks[0], masks[1], title="Kvasir"),
+        "overlay_grid": viz.overlay_grid([rgb], [masks[0]], title="Kvasir"),
+        "boundary_weight_figure": viz.boundary_weight_figure(rgb, masks[0], title="Kvasir"),
+    }
+    for name, fig in figures.items():
+        assert fig._suptitle is not None and fig._suptitle.get_text() == "Kvasir", name

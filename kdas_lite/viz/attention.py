@@ -155,9 +155,9 @@ def decoder_attention_figure(output: PolypPVTOutput, image: ImageLike, *, index:
         ("σ(P1): CFM branch", torch.sigmoid(output.p1[index].float())),
         ("σ(P2): SAM branch", torch.sigmoid(output.p2[index].float())),
     )
-    for ax, (title, m) in zip(axes[0, 1:], panels, strict=True):
+    for ax, (heading, m) in zip(axes[0, 1:], panels, strict=True):
         artist = _draw_map(ax, rgb, to_map(m), alpha=alpha, cmap=MAP_CMAP, vmin=0, vmax=1)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(heading, fontsize=9)
     fig.colorbar(artist, ax=axes[0, 1:], shrink=0.8)
     _suptitle(fig, title)
     return fig
@@ -208,8 +208,8 @@ def attention_target_figure(teacher: Tensor, student: Tensor | None = None, *,
         ("refined σ(A_t)", torch.sigmoid(target)[0, 0].numpy(), "viridis", (0, 1)),
         (f"target q = softmax_HW(A_t/{temperature:g})", q, MAP_CMAP, (0, top_q)),
     )
-    for ax, (title, m, cmap, (vmin, vmax)) in zip(axes[0], top, strict=True):
-        _show_matrix(ax, fig, m, title, cmap=cmap, vmin=vmin, vmax=vmax)
+    for ax, (heading, m, cmap, (vmin, vmax)) in zip(axes[0], top, strict=True):
+        _show_matrix(ax, fig, m, heading, cmap=cmap, vmin=vmin, vmax=vmax)
     axes[0, 1].set_xlabel("key row", fontsize=8)
     axes[0, 1].set_ylabel("query row", fontsize=8)
     if p is not None:
@@ -217,8 +217,8 @@ def attention_target_figure(teacher: Tensor, student: Tensor | None = None, *,
             ("student σ(P_s)", torch.sigmoid(s)[0, 0].numpy(), "viridis", (0, 1)),
             (f"student p = softmax_HW(P_s/{temperature:g})", p, MAP_CMAP, (0, top_q)),
         )
-        for ax, (title, m, cmap, (vmin, vmax)) in zip(axes[1], bottom, strict=False):
-            _show_matrix(ax, fig, m, title, cmap=cmap, vmin=vmin, vmax=vmax)
+        for ax, (heading, m, cmap, (vmin, vmax)) in zip(axes[1], bottom, strict=False):
+            _show_matrix(ax, fig, m, heading, cmap=cmap, vmin=vmin, vmax=vmax)
         _show_matrix(axes[1, 2], fig, q - p, "q − p", cmap=DIFF_CMAP, diverging=True)
         kl = float((q * (np.log(q + 1e-30) - np.log(p + 1e-30))).sum()) * temperature**2
         axes[1, 3].text(0.5, 0.5, f"L_AT for this image\nT²·KL(q‖p) = {kl:.4f}",
@@ -252,9 +252,9 @@ def compare_maps_figure(image: ImageLike, teacher_map: ImageLike, student_map: I
     s = _resize(to_map(student_map), rgb.shape)
     vmax = float(max(t.max(), s.max())) if vmax is None else vmax
     fig, axes = _subplots(1, 3, (2.9, 2.9))
-    for ax, m, title in ((axes[0, 0], t, titles[0]), (axes[0, 1], s, titles[1])):
+    for ax, m, heading in ((axes[0, 0], t, titles[0]), (axes[0, 1], s, titles[1])):
         artist = _draw_map(ax, rgb, m, alpha=alpha, cmap=MAP_CMAP, vmin=vmin, vmax=vmax)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(heading, fontsize=9)
     fig.colorbar(artist, ax=axes[0, :2], shrink=0.8)
     diff = t - s
     bound = float(np.abs(diff).max()) or 1.0
