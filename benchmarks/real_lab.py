@@ -70,6 +70,7 @@ ROWS: dict[str, Row] = {
     "alone-x0.7": Row("student alone, loss × 0.7 (control for 1 − α, α = 0.3)", "alone",
                       {"use_at": False, "use_sgm": False, "seg_weight": 0.7}),
     "sgm": Row("student + L_SGM only (= the public code's KDAS)", "distill", {"use_at": False}),
+    "at": Row("student + L_AT only (KDAS without L_SGM)", "distill", {"use_sgm": False}),
     "kdas": Row("KDAS, kdas_lite L_AT", "distill"),
     "kdas-fixed": Row("KDAS, public L_AT repaired (reference-fixed)", "distill",
                       {"at_mode": "reference-fixed"}),
@@ -86,8 +87,8 @@ ROWS: dict[str, Row] = {
                            {"at_mode": "reference-fixed", "alpha": 0.5}),
 }
 PHASES: list[list[str]] = [  # run order: each phase for every seed before the next phase
-    ["alone", "kdas", "kdas-fixed", "sgm", "alone-x0.7"],
-    ["pixel", "cwd"],
+    ["alone", "sgm", "at", "kdas", "cwd"],
+    ["kdas-fixed", "alone-x0.7", "pixel"],
     ["kdas-a0.1", "kdas-a0.5", "alone-x0.5"],
     ["kdas-fixed-a0.1", "kdas-fixed-a0.5"],
 ]
@@ -138,6 +139,7 @@ def run_one(args: argparse.Namespace, data_root: Path, row: str, seed: int) -> d
         "resumed": resumed, "train_s": train_s, "eval_s": time.perf_counter() - start,
         "best_epoch": result.best_epoch, "best_val_dice": result.best_val_dice,
         "table": table.to_dict(), "average": table.average(), "config": config.to_dict(),
+        "image_dice": table.image_dice,
         "history": result.history,
     }
     save_json(args.out / "results" / f"{run_name(row, seed)}.json", record)

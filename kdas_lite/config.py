@@ -43,6 +43,7 @@ OPTIMIZERS = ("adamw", "adam")
 SCHEDULERS = ("cosine", "poly", "constant")
 CLIP_MODES = ("value", "norm")
 AT_MODES = ("kdas", "reference", "reference-fixed")  # = kdas_lite.losses.AT_MODES
+SGM_FORMS = ("logits", "prob", "no-transpose", "teacher-std")  # = kdas_lite.losses.SGM_FORMS
 BASELINES = (None, "pixel", "cwd")
 CACHES = ("none", "memory", "disk")
 
@@ -111,6 +112,10 @@ class TrainConfig:
             ``"reference-fixed"`` (the public code's with only the softmax ``dim`` repaired).
         baseline: extra baseline KD term, ``None``, ``"pixel"`` (Hinton) or ``"cwd"``.
         sgm_pool_size: pooled side for L_SGM (None: full resolution, as the reference).
+        sgm_form: the form of L_SGM (:data:`kdas_lite.losses.SGM_FORMS`): ``"logits"`` (the
+            paper), or an intervention on it: ``"prob"``, ``"no-transpose"``,
+            ``"teacher-std"`` (:func:`kdas_lite.losses.sgm_loss`).
+        sgm_weight: extra factor w on L_SGM (its weight becomes ``α·w``; 1 = the paper).
         seg_weight: weight of ``ΣL_seg`` in supervised training (teacher, student alone;
             1 = paper Eq. 1). ``1 − α`` gives the control for distillation's ``(1 − α)``
             factor: the student alone with its loss scaled as Eq. 6 scales it. Distillation
@@ -167,6 +172,8 @@ class TrainConfig:
     at_mode: str = "kdas"
     baseline: str | None = None
     sgm_pool_size: int | None = None
+    sgm_form: str = "logits"
+    sgm_weight: float = 1.0
     seg_weight: float = 1.0
     # runtime
     seed: int = 0
@@ -250,6 +257,9 @@ class TrainConfig:
         choose("clip_mode", CLIP_MODES)
         choose("at_mode", AT_MODES)
         choose("baseline", BASELINES)
+        choose("sgm_form", SGM_FORMS)
+        if not (isinstance(self.sgm_weight, (int, float)) and self.sgm_weight > 0):
+            fail("sgm_weight", "must be a number > 0 (1 = the paper's weight α on L_SGM)")
         choose("cache", CACHES)
         device = self.device.split(":")
         if device[0] not in ("auto", "cpu", "cuda", "mps") or (

@@ -132,6 +132,9 @@ class EvaluationTable:
         device: where it ran, e.g. ``"cuda"`` or ``"cpu"`` (throughput depends on it).
         status: test set → :class:`~kdas_lite.data.SetStatus` (complete / partial / inferred /
             synthetic); a set without one is shown by its bare name.
+        image_dice: test set → ``{image stem: mDice of that image}`` (the mean of the image's
+            Dice curve over the 256 thresholds; a set's ``meanDic`` is their mean), filled by
+            :func:`evaluate` for paired per-image statistics; not part of :meth:`to_dict`.
     """
 
     rows: dict[str, dict[str, float]]
@@ -142,6 +145,7 @@ class EvaluationTable:
     size: int | None = None
     device: str | None = None
     status: dict[str, SetStatus] = field(default_factory=dict)
+    image_dice: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if set(self.rows) != set(self.n_images):
@@ -516,6 +520,7 @@ def evaluate(
     timer = _ForwardTimer(device)
     rows: dict[str, dict[str, float]] = {}
     n_images: dict[str, int] = {}
+    image_dice: dict[str, dict[str, float]] = {}
 
     def table() -> EvaluationTable:
         return EvaluationTable(
@@ -523,6 +528,7 @@ def evaluate(
             params=sum(p.numel() for p in model.parameters()),
             images_per_s=timer.images_per_s(), size=size, device=device.type,
             status={n: status[n] for n in rows},
+            image_dice={n: dict(image_dice[n]) for n in rows},
         )
 
     was_training = model.training
@@ -533,6 +539,7 @@ def evaluate(
                                 num_workers=num_workers, collate_fn=collate_test,
                                 pin_memory=device.type == "cuda")
             acc = MetricAccumulator()
+            image_dice[set_name] = {}
             for batch in tqdm(loader, desc=set_name, disable=not progress, leave=False):
                 images = batch["image"].to(device, non_blocking=True)
                 with torch.inference_mode():
@@ -541,7 +548,8 @@ def evaluate(
                         logits = _logits(timer.run(model, images), head)
                     maps = soft_maps(logits, [m.shape for m in batch["mask"]], minmax=minmax)
                 for pred, mask, stem in zip(maps, batch["mask"], batch["name"], strict=True):
-                    acc.add(pred, mask, label=f"{set_name}/{stem}")
+                    scores = acc.add(pred, mask, label=f"{set_name}/{stem}")
+                    image_dice[set_name][stem] = scores["meanDic"]
             rows[set_name] = acc.result()
             n_images[set_name] = len(acc)
     except KDASError as exc:  # e.g. a corrupt image: keep the test sets already scored

@@ -267,7 +267,9 @@ def make_objective(config: TrainConfig, teacher: nn.Module | None = None,
     loss = KDASLoss(alpha=config.alpha, temperature=config.temperature, use_at=config.use_at,
                     use_sgm=config.use_sgm, at_mode=config.at_mode,  # type: ignore[arg-type]
                     baseline=config.baseline,  # type: ignore[arg-type]
-                    sgm_pool_size=config.sgm_pool_size)
+                    sgm_pool_size=config.sgm_pool_size,
+                    sgm_form=config.sgm_form,  # type: ignore[arg-type]
+                    sgm_weight=config.sgm_weight)
     return DistillationObjective(teacher, loss, getattr(student, "input_mean", None),
                                  getattr(student, "input_std", None))
 
