@@ -36,10 +36,10 @@ AT_MODES: tuple[str, ...] = ("kdas", "reference", "reference-fixed")
 
 __all__ = [
     "AT_MODES",
+    "SGM_FORMS",
     "AtMode",
     "KDASLoss",
     "KDASLossOutput",
-    "SGM_FORMS",
     "SgmForm",
     "attention_kd_loss",
     "attention_target",
