@@ -52,24 +52,25 @@ __all__ = [
 DRIVE_FOLDER = "kdas_lite"
 """The folder in ``MyDrive`` that holds the course's runs and downloaded archives."""
 
-_STUDENTS_T4 = {"image_size": 352, "batch_size": 16, "epochs": 8, "max_train_images": None,
+_STUDENTS_T4 = {"image_size": 352, "batch_size": 16, "epochs": 12, "max_train_images": None,
                 "max_val_images": 100, "encoders": "pvt", "pretrained": None}
-_TEACHER_T4 = {"teacher_epochs": 20, "teacher_train_images": None}
+_TEACHER_T4 = {"teacher_epochs": 30, "teacher_train_images": None}
 
 COURSE_SETS: dict[str, dict[str, dict[str, Any]]] = {
     # the values of the notebooks' parameter cells (2-core CPU, 128 px, the offline pair where
     # the timm hub is unreachable): nothing is replaced
     "cpu-lab": {nb: {} for nb in ("01", "02", "03", "04", "05")},
-    # a Colab T4 (16 GB, fp16 + gradient scaler): the paper's PVTv2-b2 -> b0 pair with ImageNet
-    # weights at the paper's 352 px and batch 16 on all 1450 training images (less the
-    # validation split); the teacher trains 20 epochs, each student 8, and notebook 04 runs
-    # its five variants over two seeds. Times: notebooks/README.md (estimates).
+    # a Colab T4 (15 GB, fp16 + gradient scaler): the paper's PVTv2-b2 -> b0 pair with ImageNet
+    # weights at the paper's 352 px and batch 16 (the paper's step fits: docs/bench/colab.md)
+    # on all 1450 training images less the validation split; the teacher trains 30 epochs,
+    # each student 12, notebook 04 its five variants over three seeds as on the CPU. Times:
+    # notebooks/README.md (estimated from FLOPs until measured on a GPU).
     "colab-t4": {
         "01": {**{k: v for k, v in _STUDENTS_T4.items()
                   if k not in ("epochs", "max_train_images")}, **_TEACHER_T4},
         "02": dict(_STUDENTS_T4),
         "03": dict(_STUDENTS_T4),
-        "04": {**_STUDENTS_T4, **_TEACHER_T4, "seeds": [0, 1]},
+        "04": {**_STUDENTS_T4, **_TEACHER_T4},
         "05": dict(_STUDENTS_T4),
     },
 }
@@ -87,7 +88,9 @@ def warn_box(title: str, text: str, *, width: int = 92) -> str:
     also in the rendered HTML copies) and return what was printed."""
     lines = [f"┌─ ⚠ {title} " + "─" * max(0, width - len(title) - 5)]
     for paragraph in text.split("\n"):
-        lines += ["│ " + line for line in textwrap.wrap(paragraph, width - 2) or [""]]
+        wrapped = textwrap.wrap(paragraph, width - 2, break_long_words=False,
+                                break_on_hyphens=False)  # paths and names stay whole
+        lines += ["│ " + line for line in wrapped or [""]]
     lines.append("└" + "─" * (width - 1))
     box = "\n".join(lines)
     print(box, flush=True)

@@ -124,7 +124,8 @@ class TrainConfig:
     Runtime:
         seed: seeds model initialisation, shuffling and augmentation (a CPU run is repeatable).
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``…
-        amp: mixed precision on CUDA (bf16 where supported, else fp16 with a gradient scaler);
+        amp: mixed precision on CUDA (bf16 on GPUs of compute capability ≥ 8.0, else fp16 with
+            a gradient scaler: :func:`kdas_lite.train.amp_dtype_for`);
             ignored on CPU, which trains in float32.
         channels_last: NHWC memory layout on CUDA (faster convolutions with AMP).
         compile: wrap the model in ``torch.compile``.

@@ -23,8 +23,9 @@ training. (The public Polyp-PVT/KDAS code picked its best checkpoint by Dice on 
 which leaks the test set into model selection and inflates the reported numbers.)
 
 Devices: on CUDA the loop uses automatic mixed precision when ``config.amp`` (the default;
-the ``paper`` preset trains in float32 like the public script; bf16 where supported, else
-fp16 with a gradient scaler), channels-last tensors, pinned-memory loaders and optionally
+the ``paper`` preset trains in float32 like the public script; bf16 where the GPU has it
+natively, compute capability ≥ 8.0, else fp16 with a gradient scaler: :func:`amp_dtype_for`),
+channels-last tensors, pinned-memory loaders and optionally
 ``torch.compile``; on CPU the same code runs in float32. No device index is hard-coded (the
 reference code hard-coded ``cuda:1``).
 

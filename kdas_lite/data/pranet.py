@@ -118,7 +118,8 @@ def _download_archive(name: str, dest: Path, urls: Sequence[str] | None, limit: 
                                 "(`pip install gdown`; the notebooks' Colab cell installs it)"
                                 ) from None
         except Exception as exc:  # gdown raises its own types (quota, no public link, network)
-            reasons.append(f"{source}: {str(exc).strip().splitlines()[0] if str(exc) else exc!r}")
+            first_line = (str(exc).strip().splitlines() or [repr(exc)])[0]
+            reasons.append(f"{source}: {first_line}")
         finally:
             part.unlink(missing_ok=True)
     raise DownloadError(
