@@ -234,7 +234,8 @@ class EvaluationTable:
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write one line per test set: dataset, n_images, the metrics (full precision), then
         the model's name, params, images_per_s, size and device (repeated on every line, so
-        tables of several models can be concatenated), then the set's label, status
+        tables of several models can be concatenated), the precision of the forward pass,
+        then the set's label, status
         (complete / partial / inferred / synthetic) and benchmark size."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -242,15 +243,15 @@ class EvaluationTable:
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["dataset", "n_images", *METRIC_NAMES, *_META_COLUMNS,
-                             *_SET_COLUMNS, _PRECISION_COLUMN])
+                             _PRECISION_COLUMN, *_SET_COLUMNS])
             for d in self.rows:
                 values = [repr(float(self.rows[d][m])) for m in METRIC_NAMES]
                 status = self.status.get(d)
                 where = [self.label(d), status.status if status else "",
                          "" if status is None or status.expected is None else status.expected]
                 writer.writerow([d, self.n_images[d], *values,
-                                 *("" if v is None else v for v in meta), *where,
-                                 self.precision])
+                                 *("" if v is None else v for v in meta), self.precision,
+                                 *where])
         return path
 
     @classmethod

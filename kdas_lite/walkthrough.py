@@ -21,8 +21,9 @@ from kdas_lite.train import distill, train_teacher
 
 __all__ = ["describe_checkpoint", "walkthrough_checkpoints", "walkthrough_teacher"]
 
-_ELSEWHERE = ("On Colab, run it with drive = True (the default) so that its runs are kept on "
-              "Google Drive for this notebook.")
+def _run_first(notebook: str) -> str:
+    return (f"For the real one, run notebook {notebook} first: on Colab with drive = True (the "
+            "default), so that its runs are kept on Google Drive, where this notebook finds them.")
 
 
 def describe_checkpoint(path: str | os.PathLike[str]) -> str:
@@ -36,8 +37,9 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> str:
     config = state.get("train_config") or {} if isinstance(state, dict) else {}
     role = state.get("role", "model") if isinstance(state, dict) else "model"
     encoder = config.get("teacher_encoder" if role == "teacher" else "student_encoder", "?")
+    epochs = config.get("epochs", "?")
     parts = [str(encoder), f"{config.get('image_size', '?')} px",
-             f"{config.get('epochs', '?')} epochs"]
+             f"{epochs} epoch{'' if epochs == 1 else 's'}"]
     if isinstance(state, dict) and "epoch" in state:
         parts.append(f"best epoch {state['epoch']}")
     if isinstance(state, dict) and isinstance(state.get("val_dice"), float):
@@ -67,7 +69,7 @@ def walkthrough_teacher(config: TrainConfig, teacher: str | os.PathLike[str] | N
         return path
     warn_box("quick stand-in teacher", f"{path} not found: notebook 01 has not trained the "
              f"teacher here. Training a quick {quick_epochs}-epoch teacher instead; what this "
-             f"notebook shows is then far from the real teacher's. {_ELSEWHERE}")
+             f"notebook shows is then far from the real teacher's. {_run_first('01')}")
     return train_teacher(_quick(config, quick_epochs), resume=True, progress=progress).best_path
 
 
@@ -108,7 +110,7 @@ def walkthrough_checkpoints(config: TrainConfig,
         quick = _quick(config, quick_epochs)
         if teacher_path == quick.run_dir / "teacher" / "best.pth":
             warn_box("quick stand-in student", f"{student_path} not found: distilling a quick "
-                     f"{quick_epochs}-epoch student from the quick teacher. {_ELSEWHERE}")
+                     f"{quick_epochs}-epoch student from the quick teacher. {_run_first('01')}")
             run = quick
         else:
             print(f"{student_path} not found: distilling the KDAS student now, as notebook 04 "

@@ -473,3 +473,19 @@ def test_notebooks_readme_quotes_the_measured_budget_and_the_colab_set() -> None
             f"{t4['04']['epochs']}") in readme
     assert all(values["image_size"] == 352 and values["batch_size"] == 16
                for values in t4.values())
+
+
+def test_every_value_of_a_parameter_set_is_a_parameter_of_its_notebook() -> None:
+    import ast
+
+    from kdas_lite.colab import COURSE_SETS
+
+    for path in sorted((REPO / "notebooks").glob("0*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        source = next("".join(c["source"]) for c in cells
+                      if "parameters" in c.get("metadata", {}).get("tags", []))
+        declared = {target.id for node in ast.parse(source).body
+                    for target in node.targets}
+        for scale, notebooks in COURSE_SETS.items():
+            missing = set(notebooks[path.name[:2]]) - declared
+            assert not missing, f"{scale} sets {missing}, not parameters of {path.name}"
