@@ -210,6 +210,11 @@ def test_drive_refusal_names_the_reason_and_leaves_nothing(source_pairs, tmp_pat
     monkeypatch.setitem(sys.modules, "gdown", None)  # not installed
     with pytest.raises(DownloadError, match=r"needs gdown \(`pip install gdown`"):
         fetch_pranet(tmp_path / "data", progress=False)
+    page = tmp_path / "cache" / "TestDataset.zip"  # e.g. Drive's web page saved by hand
+    page.write_text("<html>quota</html>")
+    with pytest.raises(DownloadError, match="exists but is not a zip archive: delete it"):
+        fetch_pranet(tmp_path / "data", cache=tmp_path / "cache", progress=False)
+    assert page.read_text() == "<html>quota</html>"  # a file it did not write is kept
 
 
 def test_a_set_with_more_pairs_than_the_benchmark_is_refused(source_pairs, file_server,

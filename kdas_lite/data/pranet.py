@@ -13,7 +13,8 @@ people fetched is refused for a day: the *quota*), so they are fetched with
    a Google Drive folder, so a new runtime does not download again); otherwise gdown fetches
    each file id in turn (PraNet's current id first, the older one as a fallback) into a
    ``.part`` file that is renamed only when complete, and refused when it is larger than the
-   size cap (:func:`~kdas_lite.data.download.dataset_size_limit`);
+   size cap (:func:`~kdas_lite.data.download.dataset_size_limit`; gdown writes the file
+   itself, so the cap is checked when it is complete, before anything is extracted);
 2. **extraction**: the same safe extraction (zip slip, links, size and ratio caps) into a
    scratch folder inside the data root; the sets are moved into place only when all is well;
 3. **counts**: every set is counted against the registry before it is moved. A set with
@@ -91,8 +92,10 @@ def _download_archive(name: str, dest: Path, urls: Sequence[str] | None, limit: 
     """
     if zipfile.is_zipfile(dest):
         return dest
+    if dest.exists():  # this function only ever puts a checked zip there: not ours
+        raise DownloadError(f"{dest} exists but is not a zip archive: delete it, or replace it "
+                            f"with PraNet's {name}.zip downloaded in a browser.")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.unlink(missing_ok=True)  # not a zip: a broken copy written by an earlier run
     reasons = []
     sources = list(urls) if urls is not None else list(PRANET_DRIVE_FILES[name])
     for source in sources:
