@@ -94,6 +94,11 @@ class TrainConfig:
         multi_scale: scales of ``image_size`` trained on every batch, each rounded to a multiple
             of 32; one optimiser step per distinct size (see :attr:`train_sizes`).
         batch_size, epochs, lr, weight_decay: as usual (public script: 16, 99, 1e-4, 1e-4).
+        accumulate_steps: split every batch into this many micro-batches, each forward and
+            backward on its own, and step once: the gradient of the whole ``batch_size``
+            (each micro-batch's loss weighted by its share of the batch) in a fraction of the
+            activation memory. Only BatchNorm sees the smaller micro-batches (its batch
+            statistics), as with any gradient accumulation.
         optimizer: ``"adamw"`` (paper) or ``"adam"``.
         scheduler: per-step learning rate: ``"cosine"`` (linear warm-up over ``warmup_epochs``,
             at most the whole run but its last step, then cosine decay to ``min_lr``),
@@ -124,7 +129,8 @@ class TrainConfig:
     Runtime:
         seed: seeds model initialisation, shuffling and augmentation (a CPU run is repeatable).
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``…
-        amp: mixed precision on CUDA (bf16 where supported, else fp16 with a gradient scaler);
+        amp: mixed precision on CUDA (bf16 on GPUs of compute capability ≥ 8.0, else fp16 with
+            a gradient scaler: :func:`kdas_lite.train.amp_dtype_for`);
             ignored on CPU, which trains in float32.
         channels_last: NHWC memory layout on CUDA (faster convolutions with AMP).
         compile: wrap the model in ``torch.compile``.
@@ -154,6 +160,7 @@ class TrainConfig:
     image_size: int = 352
     multi_scale: tuple[float, ...] = (0.75, 1.0, 1.25)
     batch_size: int = 16
+    accumulate_steps: int = 1
     epochs: int = 100
     optimizer: str = "adamw"
     lr: float = 1e-4
@@ -201,7 +208,7 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 fail(name, f"must be one of {', '.join(map(repr, allowed))}")
 
-        for name in ("image_size", "batch_size", "epochs", "synthetic_images",
+        for name in ("image_size", "batch_size", "accumulate_steps", "epochs", "synthetic_images",
                      "synthetic_test_images", "synthetic_size", "num_workers", "seed"):
             if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
                 fail(name, "must be an integer")
@@ -216,9 +223,12 @@ class TrainConfig:
                                "32), e.g. 64, 160, 352")
         if not self.multi_scale or any(s <= 0 for s in self.multi_scale):
             fail("multi_scale", "must be a non-empty list of positive scales, e.g. [0.75, 1, 1.25]")
-        for name in ("batch_size", "epochs", "synthetic_images"):
+        for name in ("batch_size", "accumulate_steps", "epochs", "synthetic_images"):
             if getattr(self, name) < 1:
                 fail(name, "must be ≥ 1")
+        if self.accumulate_steps > self.batch_size:
+            fail("accumulate_steps", f"must be at most batch_size={self.batch_size} (each "
+                                     "micro-batch needs at least one image)")
         if self.synthetic_size < 32:
             fail("synthetic_size", "must be ≥ 32 px")
         for name in ("num_workers", "synthetic_test_images"):

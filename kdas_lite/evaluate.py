@@ -5,7 +5,9 @@ and then scores with :mod:`kdas_lite.metrics`:
 
 1. each test image is resized to ``size × size`` (352) and normalised with the model's
    ``input_mean`` / ``input_std``;
-2. the model (eval mode, ``torch.inference_mode``, float16 autocast on CUDA) returns the logits
+2. the model (eval mode, ``torch.inference_mode``, float32 as the public code scores; mixed
+   precision only when asked, ``precision="float16"``/``"bfloat16"``, and then named in the
+   table's caption and CSV) returns the logits
    ``(P1, P2)``; the map is built from **the sum of both heads' logits**, ``P1 + P2`` (the
    Polyp-PVT/KDAS convention; ``head="p1"``/``"p2"`` scores one head alone);
 3. the logits are resized **bilinearly to the mask's original size** (``align_corners=False``)
@@ -66,6 +68,7 @@ from kdas_lite.metrics import METRIC_NAMES, MetricAccumulator
 __all__ = [
     "PAPER_RESULTS",
     "PAPER_SOURCES",
+    "PRECISIONS",
     "SYNTHETIC_NOTE",
     "EvaluationTable",
     "compare_with_paper",
@@ -101,6 +104,9 @@ PAPER_SOURCES: dict[str, str] = {
 
 _META_COLUMNS = ("model", "params", "images_per_s", "size", "device")
 _SET_COLUMNS = ("label", "status", "expected")  # optional on reading (older tables lack them)
+_PRECISION_COLUMN = "precision"  # optional on reading: older tables were all scored in float32
+PRECISIONS = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+"""Precision of the forward pass of :func:`evaluate` → autocast dtype (None: plain float32)."""
 
 SYNTHETIC_NOTE = ("**SYNTHETIC data** (procedurally drawn, not real endoscopy): these scores "
                   "show that the pipeline works and say nothing about real polyps.")
@@ -135,6 +141,8 @@ class EvaluationTable:
         image_dice: test set → ``{image stem: mDice of that image}`` (the mean of the image's
             Dice curve over the 256 thresholds; a set's ``meanDic`` is their mean), filled by
             :func:`evaluate` for paired per-image statistics; not part of :meth:`to_dict`.
+        precision: the forward pass's precision, a key of :data:`PRECISIONS` (``"float32"``
+            unless mixed precision was asked for; the caption names any other).
     """
 
     rows: dict[str, dict[str, float]]
@@ -146,6 +154,7 @@ class EvaluationTable:
     device: str | None = None
     status: dict[str, SetStatus] = field(default_factory=dict)
     image_dice: dict[str, dict[str, float]] = field(default_factory=dict)
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         if set(self.rows) != set(self.n_images):
@@ -182,7 +191,7 @@ class EvaluationTable:
         """Plain, JSON-serialisable content."""
         return {
             "model": self.model_name, "params": self.params, "images_per_s": self.images_per_s,
-            "size": self.size, "device": self.device,
+            "size": self.size, "device": self.device, "precision": self.precision,
             "datasets": {d: {**self.rows[d], "n_images": self.n_images[d], "label": self.label(d),
                              "status": self.status[d].status if d in self.status else None,
                              "expected": self.status[d].expected if d in self.status else None}
@@ -198,6 +207,8 @@ class EvaluationTable:
             where = f" on {self.device}" if self.device else ""
             at = f" at {self.size}×{self.size}" if self.size else ""
             parts.append(f"{self.images_per_s:.1f} images/s{at}{where}")
+        if self.precision != "float32":
+            parts.append(f"mixed precision ({self.precision})")
         return " — ".join(parts)
 
     def to_markdown(self, digits: int = 3, average: bool = True) -> str:
@@ -227,7 +238,8 @@ class EvaluationTable:
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write one line per test set: dataset, n_images, the metrics (full precision), then
         the model's name, params, images_per_s, size and device (repeated on every line, so
-        tables of several models can be concatenated), then the set's label, status
+        tables of several models can be concatenated), the precision of the forward pass,
+        then the set's label, status
         (complete / partial / inferred / synthetic) and benchmark size."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -235,14 +247,15 @@ class EvaluationTable:
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["dataset", "n_images", *METRIC_NAMES, *_META_COLUMNS,
-                             *_SET_COLUMNS])
+                             _PRECISION_COLUMN, *_SET_COLUMNS])
             for d in self.rows:
                 values = [repr(float(self.rows[d][m])) for m in METRIC_NAMES]
                 status = self.status.get(d)
                 where = [self.label(d), status.status if status else "",
                          "" if status is None or status.expected is None else status.expected]
                 writer.writerow([d, self.n_images[d], *values,
-                                 *("" if v is None else v for v in meta), *where])
+                                 *("" if v is None else v for v in meta), self.precision,
+                                 *where])
         return path
 
     @classmethod
@@ -278,6 +291,7 @@ class EvaluationTable:
                 images_per_s=float(first["images_per_s"]) if first["images_per_s"] else None,
                 size=int(first["size"]) if first["size"] else None,
                 device=first["device"] or None, status=status,
+                precision=first.get(_PRECISION_COLUMN) or "float32",
             )
         except ValueError as exc:
             raise DataError(f"{path}: unreadable value in the evaluation table ({exc})") from exc
@@ -470,6 +484,7 @@ def evaluate(
     minmax: bool = True,
     num_workers: int = 0,
     name: str | None = None,
+    precision: str = "float32",
 ) -> EvaluationTable:
     """Evaluate a segmentation model on polyp test sets with the standard protocol.
 
@@ -492,6 +507,9 @@ def evaluate(
         minmax: min–max normalise each map as Polyp-PVT's ``Test.py`` (default True).
         num_workers: DataLoader workers decoding images.
         name: model name for the table (default: ``type(model).__name__``).
+        precision: ``"float32"`` (default: the public code and the papers' protocol score in
+            float32), or mixed precision, ``"float16"`` / ``"bfloat16"`` (autocast; faster on
+            a GPU, and the table's caption and CSV then name it).
 
     Returns:
         An :class:`EvaluationTable` with the metrics of every test set, each set's status
@@ -507,6 +525,9 @@ def evaluate(
     folders = _resolve_sets(data_root_or_sets, test_sets)
     if head not in ("sum", "p1", "p2"):
         raise ValueError(f"head must be 'sum', 'p1' or 'p2', got {head!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got "
+                         f"{precision!r}")
     try:
         mean, std = model.input_mean, model.input_std
     except AttributeError as exc:
@@ -527,7 +548,7 @@ def evaluate(
             dict(rows), dict(n_images), model_name=name or type(model).__name__,
             params=sum(p.numel() for p in model.parameters()),
             images_per_s=timer.images_per_s(), size=size, device=device.type,
-            status={n: status[n] for n in rows},
+            status={n: status[n] for n in rows}, precision=precision,
             image_dice={n: dict(image_dice[n]) for n in rows},
         )
 
@@ -543,8 +564,8 @@ def evaluate(
             for batch in tqdm(loader, desc=set_name, disable=not progress, leave=False):
                 images = batch["image"].to(device, non_blocking=True)
                 with torch.inference_mode():
-                    with torch.autocast(device_type=device.type, dtype=torch.float16,
-                                        enabled=device.type == "cuda"):
+                    with torch.autocast(device_type=device.type, dtype=PRECISIONS[precision],
+                                        enabled=PRECISIONS[precision] is not None):
                         logits = _logits(timer.run(model, images), head)
                     maps = soft_maps(logits, [m.shape for m in batch["mask"]], minmax=minmax)
                 for pred, mask, stem in zip(maps, batch["mask"], batch["name"], strict=True):

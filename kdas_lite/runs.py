@@ -41,7 +41,7 @@ CHECKPOINT_FORMAT = "kdas_lite.train/1"
 # Config fields that may change when resuming without changing what is computed (or, for
 # ``epochs``, to extend a finished run; the schedule then follows the new length).
 _RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "device", "output_dir", "data_root",
-                                "compile", "cache", "name"})
+                                "compile", "cache", "name", "accumulate_steps"})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,8 +23,9 @@ training. (The public Polyp-PVT/KDAS code picked its best checkpoint by Dice on 
 which leaks the test set into model selection and inflates the reported numbers.)
 
 Devices: on CUDA the loop uses automatic mixed precision when ``config.amp`` (the default;
-the ``paper`` preset trains in float32 like the public script; bf16 where supported, else
-fp16 with a gradient scaler), channels-last tensors, pinned-memory loaders and optionally
+the ``paper`` preset trains in float32 like the public script; bf16 where the GPU has it
+natively, compute capability ≥ 8.0, else fp16 with a gradient scaler: :func:`amp_dtype_for`),
+channels-last tensors, pinned-memory loaders and optionally
 ``torch.compile``; on CPU the same code runs in float32. No device index is hard-coded (the
 reference code hard-coded ``cuda:1``).
 
@@ -92,6 +93,7 @@ __all__ = [
     "SupervisedObjective",
     "TrainResult",
     "TrainStep",
+    "amp_dtype_for",
     "autocast_dtype",
     "build_dataloaders",
     "build_model",
@@ -136,12 +138,24 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     return device
 
 
+def amp_dtype_for(device: torch.device | str) -> torch.dtype:
+    """The mixed-precision dtype of a CUDA device: bf16 where the GPU computes it natively
+    (compute capability ≥ 8.0: A100, L4, H100, RTX 30xx+), else fp16, trained with a gradient
+    scaler (a T4 is 7.5, a V100 7.0).
+
+    ``torch.cuda.is_bf16_supported()`` is not used: by default it also answers True where bf16
+    is only *emulated* (a T4), which is slower than fp16 there.
+    """
+    major = torch.cuda.get_device_properties(torch.device(device)).major
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The mixed-precision dtype: bf16 on CUDA GPUs that support it, fp16 on older ones (with
-    a gradient scaler), None (float32) on CPU or with ``config.amp`` off."""
+    """The mixed-precision dtype of a run: :func:`amp_dtype_for` on CUDA with ``config.amp``;
+    None (float32) on CPU or with ``config.amp`` off."""
     if not config.amp or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return amp_dtype_for(device)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
@@ -333,7 +347,11 @@ class TrainStep:
     """One optimiser step: forward, loss, backward, clip, step, schedule.
 
     Calling it with a batch returns the detached loss values (:data:`LOSS_TERMS`) as floats and
-    raises :class:`TrainingError` if any is NaN/inf, *before* the weights are updated.
+    raises :class:`TrainingError` if any is NaN/inf, *before* the weights are updated. With
+    ``accumulate_steps`` = k the batch is split into k micro-batches, each run forward and
+    backward alone with its loss weighted by its share of the batch, then one step is taken:
+    the gradient of the whole batch (the losses are batch means) with about 1/k of the
+    activation memory.
 
     Attributes:
         model, objective, optimizer, scheduler: as built by :func:`fit`.
@@ -342,6 +360,7 @@ class TrainStep:
         amp_dtype: autocast dtype, or None for float32.
         clip, clip_mode: gradient clipping (see :class:`TrainConfig`).
         channels_last: convert the batch to NHWC.
+        accumulate_steps: micro-batches per optimiser step.
     """
 
     model: nn.Module
@@ -354,6 +373,7 @@ class TrainStep:
     clip: float | None = 0.5
     clip_mode: str = "value"
     channels_last: bool = False
+    accumulate_steps: int = 1
 
     def __call__(self, images: Tensor, masks: Tensor, where: str = "a training step"
                  ) -> dict[str, float]:
@@ -362,14 +382,22 @@ class TrainStep:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         self.optimizer.zero_grad(set_to_none=True)
-        with _autocast(self.device, self.amp_dtype):
-            out = self.objective(self.model, images, masks)
-        # One host sync per step for the five logged values (also the NaN check).
-        values = dict(zip(LOSS_TERMS, torch.stack(
-            [out.total.detach(), out.seg, out.at, out.sgm, out.kd]).float().tolist(), strict=True))
-        _check_finite(values, where)
         scaler = self.scaler or torch.amp.GradScaler(self.device.type, enabled=False)
-        scaler.scale(out.total).backward()
+        logged = torch.zeros(len(LOSS_TERMS), device=self.device)
+        for part_images, part_masks in zip(images.tensor_split(self.accumulate_steps),
+                                           masks.tensor_split(self.accumulate_steps),
+                                           strict=True):
+            if not len(part_images):  # a last batch smaller than accumulate_steps
+                continue
+            share = len(part_images) / len(images)
+            with _autocast(self.device, self.amp_dtype):
+                out = self.objective(self.model, part_images, part_masks)
+            logged += share * torch.stack(
+                [out.total.detach(), out.seg, out.at, out.sgm, out.kd]).float()
+            scaler.scale(out.total * share if share != 1 else out.total).backward()
+        # One host sync per step for the five logged values (also the NaN check).
+        values = dict(zip(LOSS_TERMS, logged.tolist(), strict=True))
+        _check_finite(values, where)
         if self.clip is not None:
             scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -657,7 +685,7 @@ def fit(
     scheduler = make_scheduler(optimizer, config, len(train_loader) * len(sizes))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     step = TrainStep(model, objective, optimizer, scheduler, scaler, device, amp_dtype,
-                     config.clip, config.clip_mode, channels_last)
+                     config.clip, config.clip_mode, channels_last, config.accumulate_steps)
 
     state: dict[str, Any] = {"history": [], "best_val_dice": -1.0, "best_epoch": 0,
                              "epoch": 0, "step": 0}

@@ -8,7 +8,8 @@ Read the submodules in this order:
 4. :mod:`~kdas_lite.data.dataset`    ``PolypDataset`` / ``PolypTestDataset``, split, cache
 5. :mod:`~kdas_lite.data.synthetic`  a SYNTHETIC look-alike dataset for CPU labs and tests
 6. :mod:`~kdas_lite.data.download`   verified downloads and zip extraction that cannot escape
-7. :mod:`~kdas_lite.data.prepare`    raw Kvasir-SEG → PraNet split; where a course's data comes from
+7. :mod:`~kdas_lite.data.pranet`     PraNet's full benchmark from Google Drive (gdown), counted
+8. :mod:`~kdas_lite.data.prepare`    raw Kvasir-SEG → PraNet split; where a course's data comes from
 
 Typical use::
 
@@ -39,6 +40,7 @@ from kdas_lite.data.io import (
     read_mask,
     read_pair,
 )
+from kdas_lite.data.pranet import PRANET_DRIVE_FILES, fetch_pranet
 from kdas_lite.data.prepare import course_data, prepare_kvasir_split
 from kdas_lite.data.registry import (
     DATASETS,
@@ -78,6 +80,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
+    "PRANET_DRIVE_FILES",
     "STYLES",
     "TEST_SETS",
     "TRAIN_SET",
@@ -98,6 +101,7 @@ __all__ = [
     "default_cache_dir",
     "download_dataset",
     "download_file",
+    "fetch_pranet",
     "find_layout",
     "find_shared_data",
     "image_mask_dirs",

@@ -14,9 +14,11 @@ Kvasir-SEG).
 
 1. a dataset already on disk (``data_root``, ``$KDAS_DATA``, ``../shared/data`` or ``./data``);
    a raw Kvasir-SEG folder there is split first;
-2. on a machine with a network (Colab), the real Kvasir-SEG download (≈ 46 MB, progress bar),
-   then the split;
-3. offline, the SYNTHETIC stand-in (:func:`~kdas_lite.data.make_synthetic_dataset`),
+2. where gdown is installed and Google Drive answers (Colab), the full PraNet benchmark
+   (:func:`~kdas_lite.data.fetch_pranet`: 1450 training images, the five test sets);
+3. when Drive refuses (its download quota) or gdown is missing, the Kvasir-SEG download
+   (≈ 46 MB, progress bar), then the split: one test set, Kvasir, and it says so;
+4. offline, the SYNTHETIC stand-in (:func:`~kdas_lite.data.make_synthetic_dataset`),
    announced as such.
 """
 
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from kdas_lite.data.download import download_dataset
 from kdas_lite.data.io import pair_files
+from kdas_lite.data.pranet import fetch_pranet
 from kdas_lite.data.registry import (
     DATASETS,
     TRAIN_SET,
@@ -135,6 +138,7 @@ def course_data(data_root: str | os.PathLike[str] | None = None,
                 synthetic_root: str | os.PathLike[str] = "runs/notebooks/synthetic-data",
                 synthetic_images: int = 240, synthetic_size: int = 192,
                 n_test_images: int = 40, seed: int = 0, url: str | None = None,
+                pranet: bool | None = None, cache: str | os.PathLike[str] | None = None,
                 progress: bool = True) -> DataLayout:
     """The dataset a notebook or lab uses: real data when it can be had, else SYNTHETIC.
 
@@ -146,6 +150,10 @@ def course_data(data_root: str | os.PathLike[str] | None = None,
         synthetic_root, synthetic_images, synthetic_size, n_test_images, seed: where and how
             the synthetic stand-in is generated.
         url: override the Kvasir-SEG download address (a mirror; the tests use a local server).
+        pranet: try PraNet's full benchmark from Google Drive first (needs gdown; skipped
+            without it); None: only when ``url`` is not given (a Kvasir-SEG mirror).
+        cache: a folder that keeps PraNet's downloaded zips for the next run (on Colab, a
+            Google Drive folder: :func:`kdas_lite.colab.course_setup`); None: not kept.
         progress: show the download's progress bar.
 
     Returns:
@@ -161,8 +169,13 @@ def course_data(data_root: str | os.PathLike[str] | None = None,
         layout = _local_data(root)
         if layout is None and data_root is not None:
             find_layout(root)  # raises the DataError that explains the expected layout
+        if layout is None and (pranet or (pranet is None and url is None)):
+            layout = _download_pranet(root, cache, progress)
         if layout is None:
             layout = _download_kvasir(root, url, progress, required=use_synthetic is False)
+            if layout is not None:
+                print("only Kvasir-SEG is available: PraNet's split of it (the Kvasir test set "
+                      "only); notebook 05's cross-dataset tables have one column")
     if layout is None:
         synthetic = make_synthetic_dataset(synthetic_root, n_train=synthetic_images,
                                            n_test=n_test_images, size=synthetic_size, seed=seed)
@@ -184,6 +197,22 @@ def _local_data(root: Path) -> DataLayout | None:
     if layout.kind == "kvasir-seg":
         return prepare_kvasir_split(layout.train, root)
     return layout
+
+
+def _download_pranet(root: Path, cache: str | os.PathLike[str] | None, progress: bool
+                     ) -> DataLayout | None:
+    """PraNet's benchmark from Google Drive into ``root``; None (with the reason printed) when
+    gdown is missing or Drive refuses, so that the caller falls back to Kvasir-SEG."""
+    try:
+        import gdown  # noqa: F401  (the Colab cell installs it; elsewhere it may be absent)
+    except ImportError:
+        return None
+    try:
+        return fetch_pranet(root, cache=cache, progress=progress)
+    except (KDASError, OSError) as exc:
+        print(f"PraNet's benchmark could not be fetched from Google Drive: {exc}\n"
+              "falling back to the Kvasir-SEG download", flush=True)
+        return None
 
 
 def _download_kvasir(root: Path, url: str | None, progress: bool,

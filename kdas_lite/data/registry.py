@@ -66,8 +66,10 @@ __all__ = [
     "training_source",
 ]
 
-PRANET_TRAIN_URL = "https://drive.google.com/file/d/1lODorfB33jbd-im-qrtUgWnZXxB94F55/view"
-PRANET_TEST_URL = "https://drive.google.com/file/d/1o8OfBvYE6K-EpDyvzsmMPndnUMwb540R/view"
+PRANET_TRAIN_URL = "https://drive.google.com/file/d/1YiGHLw4iTvKdvbT6MgwO9zcCv8zJ_Bnb/view"
+PRANET_TEST_URL = "https://drive.google.com/file/d/1Y2z7FD5p5y31vkZwQQomXFRB0HutHyao/view"
+# (the older files 1lODorfB33jbd-im-qrtUgWnZXxB94F55 / 1o8OfBvYE6K-EpDyvzsmMPndnUMwb540R are the
+# fallbacks of kdas_lite.data.pranet.PRANET_DRIVE_FILES)
 _PRANET_NOTE = (
     "Part of the PraNet split (github.com/DengPingFan/PraNet, 'Downloading necessary data'); "
     "Google Drive has no stable direct link, so download the zip in a browser (or with gdown) "
@@ -111,11 +113,10 @@ class DatasetInfo:
 
 
 # Archive sizes. kvasir-seg.zip is ~46 MB (Simula's download page, datasets/README.md).
-# PraNet publishes no sizes; these are estimates from the files they hold (Kvasir frames as
-# lossless PNG at full resolution, CVC/ETIS PNG as in the course's shared copy, ETIS scaled to 196
-# frames), rounded up; SIZE_MARGIN absorbs the error.
-_PRANET_TRAIN_BYTES = 450 * 10**6
-_PRANET_TEST_BYTES = 350 * 10**6
+# PraNet's Google Drive files as Drive lists them: TrainDataset.zip 399.5 MB, TestDataset.zip
+# 327.2 MB, rounded up; SIZE_MARGIN absorbs a change upstream.
+_PRANET_TRAIN_BYTES = 400 * 10**6
+_PRANET_TEST_BYTES = 328 * 10**6
 _KVASIR_SEG_BYTES = 46 * 10**6
 
 _RESEARCH_ONLY = "Research and education use only; cite the paper; no redistribution."
