@@ -158,17 +158,24 @@ def equal_grad_weight(args: argparse.Namespace, data_root: Path, seed: int) -> f
     cache = args.out / "equal_grad" / f"seed{seed}.json"
     if cache.exists():
         return float(json.loads(cache.read_text(encoding="utf-8"))["sgm_weight"])
-    config = run_config(args, data_root, "sgm-equal-grad", seed)
-    student = build_model(config.student_encoder, config)
-    objective = make_objective(config, load_trained(teacher_checkpoint(args)), student)
-    _, val_loader, _ = build_dataloaders(config, student.input_mean, student.input_std,
-                                         progress=False)
-    with torch.random.fork_rng():
-        images, masks = next(iter(val_loader))
-    weight = equalizing_weight(student, objective, images, masks, "sgm")
+    weight = first_step_weight(run_config(args, data_root, "sgm-equal-grad", seed),
+                               teacher_checkpoint(args))
     save_json(cache, {"seed": seed, "sgm_weight": weight,
                       "measured_on": "untrained student, first validation batch"})
     return weight
+
+
+def first_step_weight(config: TrainConfig, teacher: Path) -> float:
+    """:func:`~kdas_lite.gradients.equalizing_weight` of L_SGM for the student that
+    ``config`` initialises (``build_model`` seeds it), on the first batch of its validation
+    loader (unshuffled; the random state is restored afterwards)."""
+    student = build_model(config.student_encoder, config)
+    objective = make_objective(config, load_trained(teacher), student)
+    with torch.random.fork_rng():
+        _, val_loader, _ = build_dataloaders(config, student.input_mean, student.input_std,
+                                             progress=False)
+        images, masks = next(iter(val_loader))
+    return equalizing_weight(student, objective, images, masks, "sgm")
 
 
 def run_one(args: argparse.Namespace, data_root: Path, row: str, seed: int,

@@ -174,3 +174,26 @@ def test_every_row_has_a_valid_config_that_differs_from_kdas_only_in_its_switche
                 changed -= {"use_at"}
             assert changed <= {"name", "output_dir", *real_lab.ROWS[row].overrides}, row
     assert real_lab.run_config(args, tmp_path, "kdas-a0.5", 1).alpha == 0.5
+
+
+def test_first_step_weight_equalises_the_untrained_students_gradients(tmp_path):
+    from training_helpers import tiny_config, tiny_dataset
+
+    from kdas_lite.gradients import term_gradients
+    from kdas_lite.runs import load_trained
+    from kdas_lite.train import build_dataloaders, build_model, make_objective, train_teacher
+
+    data = tiny_dataset(tmp_path)
+    teacher = train_teacher(tiny_config(data, tmp_path / "t", student_encoder="pvt_v2_b0"),
+                            progress=False).best_path
+    config = tiny_config(data, tmp_path / "s", student_encoder="pvt_v2_b0", use_at=False,
+                         seed=3)
+    weight = real_lab.first_step_weight(config, teacher)
+    assert weight == real_lab.first_step_weight(config, teacher)  # reproducible
+    student = build_model(config.student_encoder, config)
+    _, loader, _ = build_dataloaders(config, student.input_mean, student.input_std,
+                                     progress=False)
+    images, masks = next(iter(loader))
+    weighted = make_objective(config.replace(sgm_weight=weight), load_trained(teacher), student)
+    grads = term_gradients(student, weighted, images, masks)
+    assert grads["grad_sgm"] == pytest.approx(grads["grad_seg"], rel=1e-4)
