@@ -74,7 +74,7 @@ from kdas_lite.config import TrainConfig, encoder_pair, get_preset
 from kdas_lite.data import TEST_SETS, find_layout, find_shared_data
 from kdas_lite.evaluate import evaluate
 from kdas_lite.gradients import equalizing_weight
-from kdas_lite.lab_results import bootstrap_all_images, interval_table, t_interval
+from kdas_lite.lab_results import bootstrap_all_images, interval_table, reading, t_interval
 from kdas_lite.runs import load_trained
 from kdas_lite.train import build_dataloaders, build_model, distill, make_objective, train_teacher
 
@@ -518,7 +518,10 @@ def lab_markdown(args: argparse.Namespace, lab: dict[str, Any], labels: dict[str
               "freedom; the seeds column gives n); last column: a paired bootstrap over the "
               "test images of the all-images Δ (images resampled within each test set, "
               "given these seeds; re-run rows only):", "",
-              interval_table(lab, [r for r in order if r != "teacher"], args.records)]
+              interval_table(lab, [r for r in order if r != "teacher"], args.records),
+              "", "Generated reading (`kdas_lite.lab_results.reading`; a row is above or below "
+              "the student alone on a set only where its 95 % t-interval excludes 0):", "",
+              reading(lab, [r for r in order if r != "teacher"], args.records)]
     sets = [s for s in lab["test_sets"] if s in floor]
     lines += ["", "*Floor* (the trivial map \"every pixel is polyp\"): " + ", ".join(
         f"{labels.get(s, s)} {floor[s][0]:.3f}" for s in sets) + "."]
@@ -538,7 +541,9 @@ def mechanism_markdown(args: argparse.Namespace, mech: dict[str, Any],
     lab = {**mech, "_path": str(args.mechanism_json), "records": args.records.name}
     lines += ["", "Paired Δ against the student alone, 95 % t-intervals over seeds:", "",
               interval_table(lab, [r for r in ("sgm", *MECHANISM) if r in mech["rows"]],
-                             args.records)]
+                             args.records), "",
+              reading(lab, [r for r in ("sgm", *MECHANISM) if r in mech["rows"]],
+                      args.records)]
     if weights:
         lines += ["", "Equal-gradient weights w (‖∇α·w·L_SGM‖ = ‖∇(1 − α)·ΣL_seg‖ for the "
                   "untrained student on its first validation batch): " + ", ".join(
