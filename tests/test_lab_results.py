@@ -125,7 +125,7 @@ def test_reads_the_committed_lab_summary() -> None:
 
 def test_reading_of_a_single_seed_and_of_a_row_kept_from_earlier_runs(tmp_path) -> None:
     lab = _lab(tmp_path, {"new": {"Kvasir": [0.02], "avg": [-0.01]},
-                          "old": {"Kvasir": [0.01, 0.02, 0.03]}})
+                          "old": {"Kvasir": [0.019, 0.02, 0.021]}})
     lab["rows"]["old"]["rerun"] = False
     text = reading(lab)
     assert "- **NEW** (1 seed): no t-interval yet (Kvasir Δ +0.020; all images Δ -0.010)." \
