@@ -213,13 +213,13 @@ def record_name(row: str, seed: int | None) -> str:
 
 def portable_config(config: dict[str, Any], out: Path) -> dict[str, Any]:
     """A config dict without machine paths: the data root as :data:`DATA_LABEL`, the output
-    folder, when absolute, relative to ``out`` (``runs/seed0/alone``)."""
+    folder relative to ``out`` (``runs/seed0/alone``) when it lies under it."""
     output = Path(config["output_dir"]) if config.get("output_dir") else None
-    if output is not None and output.is_absolute():
+    if output is not None:
         try:
-            output = output.relative_to(out.resolve())
+            output = output.resolve().relative_to(out.resolve())
         except ValueError:
-            output = Path(output.name)
+            output = Path(output.name) if output.is_absolute() else output
     return {**config, "data_root": DATA_LABEL,
             "output_dir": None if output is None else output.as_posix()}
 
