@@ -266,8 +266,17 @@ def reading(lab: dict[str, Any], rows: Sequence[str] | None = None,
         below = [labels.get(s, s) for s in sets if s in intervals and intervals[s].excludes_zero
                  and intervals[s].mean < 0]
         label = lab["rows"][row]["label"]
+        if lab["rows"][row].get("rerun") is False:
+            label += " — earlier runs, 2026-12-01"
+        kvasir, avg = intervals.get("Kvasir"), intervals.get("avg")
+        detail = "; ".join(f"{labels.get(k, k)} Δ {iv.format()}" for k, iv in
+                           (("Kvasir", kvasir), ("avg", avg)) if iv is not None)
+        boot = bootstrap_all_images(lab, row, records)
+        if boot is not None:
+            detail += (f"; over the test images (bootstrap, {boot.n} images): "
+                       f"{boot.format()}")
         if n < 2:
-            lines.append(f"- **{label}** ({n} seed): no interval yet.")
+            lines.append(f"- **{label}** ({n} seed): no t-interval yet ({detail}).")
             continue
         parts = []
         if above:
@@ -278,14 +287,6 @@ def reading(lab: dict[str, Any], rows: Sequence[str] | None = None,
                 and not intervals[s].excludes_zero]
         if rest:
             parts.append("not distinguishable from it on " + ", ".join(rest))
-        kvasir = intervals.get("Kvasir")
-        avg = intervals.get("avg")
-        detail = "; ".join(f"{labels.get(k, k)} Δ {iv.format()}" for k, iv in
-                           (("Kvasir", kvasir), ("avg", avg)) if iv is not None)
-        boot = bootstrap_all_images(lab, row, records)
-        if boot is not None:
-            detail += (f"; over the test images (bootstrap, {boot.n} images): "
-                       f"{boot.format()}")
         lines.append(f"- **{label}** ({n} seeds): " + "; ".join(parts)
                      + f" (95 % t-intervals over seeds: {detail}).")
     return "\n".join(lines)

@@ -121,3 +121,14 @@ def test_reads_the_committed_lab_summary() -> None:
     assert text.count("\n- ") + 1 == len([r for r in lab["rows"]
                                           if r not in ("alone", "teacher")])
     assert "CWD" in text and "95 % t-intervals over seeds" in text
+
+
+def test_reading_of_a_single_seed_and_of_a_row_kept_from_earlier_runs(tmp_path) -> None:
+    lab = _lab(tmp_path, {"new": {"Kvasir": [0.02], "avg": [-0.01]},
+                          "old": {"Kvasir": [0.019, 0.02, 0.021]}})
+    lab["rows"]["old"]["rerun"] = False
+    text = reading(lab)
+    assert "- **NEW** (1 seed): no t-interval yet (Kvasir Δ +0.020; all images Δ -0.010)." \
+        in text
+    assert "- **OLD — earlier runs, 2026-12-01** (3 seeds): above the student alone on " \
+           "Kvasir" in text
