@@ -314,15 +314,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _check_finite(values: dict[str, float], where: str) -> None:
+def _check_finite(values: dict[str, float], where: str, saved: bool | None = None) -> None:
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     if bad:
         names = {"loss": "total", "seg": "L_seg", "at": "L_AT", "sgm": "L_SGM", "kd": "L_KD"}
         terms = ", ".join(f"{names[k]}={v}" for k, v in bad.items())
+        kept = {True: "The last completed epoch's checkpoint (last.pth, best.pth) is intact. ",
+                False: "No epoch had completed, so no checkpoint was written. ", None: ""}
         raise TrainingError(
-            f"the loss became non-finite at {where} ({terms}); training stopped. The last "
-            "completed epoch's checkpoint (last.pth, best.pth) is intact. Try a lower --lr, "
-            "--no-amp, or check the data for corrupt images."
+            f"the loss became non-finite at {where} ({terms}); training stopped. {kept[saved]}"
+            "Try a lower --lr, --no-amp, or check the data for corrupt images."
         )
 
 
@@ -353,8 +354,8 @@ class TrainStep:
     clip_mode: str = "value"
     channels_last: bool = False
 
-    def __call__(self, images: Tensor, masks: Tensor, where: str = "a training step"
-                 ) -> dict[str, float]:
+    def __call__(self, images: Tensor, masks: Tensor, where: str = "a training step",
+                 saved: bool | None = None) -> dict[str, float]:
         images = images.to(self.device, non_blocking=True)
         masks = masks.to(self.device, non_blocking=True)
         if self.channels_last:
@@ -365,7 +366,7 @@ class TrainStep:
         # One host sync per step for the five logged values (also the NaN check).
         values = dict(zip(LOSS_TERMS, torch.stack(
             [out.total.detach(), out.seg, out.at, out.sgm, out.kd]).float().tolist(), strict=True))
-        _check_finite(values, where)
+        _check_finite(values, where, saved)  # saved: a completed epoch's checkpoint exists
         scaler = self.scaler or torch.amp.GradScaler(self.device.type, enabled=False)
         scaler.scale(out.total).backward()
         if self.clip is not None:
@@ -762,7 +763,8 @@ def _train_epoch(step: TrainStep, loader: DataLoader, sizes: Sequence[int], epoc
     for batch, (images, masks) in enumerate(bar, start=1):
         for size in sizes:
             values = step(*_rescale(images, masks, size, config.soft_masks),
-                          where=f"epoch {epoch}, batch {batch}, size {size}px")
+                          where=f"epoch {epoch}, batch {batch}, size {size}px",
+                          saved=epoch > 1)
             steps += 1
             for key in LOSS_TERMS:
                 sums[key] += values[key]
