@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import re
 import struct
 import time
 import zlib
@@ -244,18 +243,38 @@ def test_a_video_given_to_predict_says_how_to_extract_frames(capsys, tmp_path, t
 # ---------------------------------------------------------------------------------------------
 # item 3: export never destroys a good file; options are checked up front
 # ---------------------------------------------------------------------------------------------
+class TwoHeads(torch.nn.Module):
+    """A tiny stand-in segmentation model: ``(P1, P2)``."""
+
+    input_mean = input_std = (0.5, 0.5, 0.5)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 1, 1)
+
+    def forward(self, x):
+        return self.conv(x), 2 * self.conv(x)
+
+
 @pytest.mark.parametrize(("flags", "fragment"), [
     (["--atol", "-1"], "--atol: must be a finite number > 0, got -1"),
     (["--atol", "nan"], "--atol: must be a finite number, got 'nan'"),
     (["--opset", "99"], "--opset 99: the installed exporter writes ONNX opsets 7 to"),
     (["--opset", "0"], "--opset 0: the installed exporter writes ONNX opsets 7 to"),
 ])
-def test_bad_export_options_are_refused_before_anything(capsys, tmp_path, flags, fragment):
+def test_bad_export_options_are_refused_before_anything(capsys, tmp_path, monkeypatch, flags,
+                                                        fragment):
+    loaded = []
+    monkeypatch.setattr("kdas_lite.train.load_trained",
+                        lambda path, *a, **k: loaded.append(path) or TwoHeads())
+    torch.save({"train_config": {"image_size": 32}}, tmp_path / "m.pth")
     good = tmp_path / "y.onnx"
     good.write_bytes(b"a good earlier export")
-    status, _, err = run(capsys, "export", str(tmp_path / "none.pth"), str(good), *flags)
-    one_line_error(status, err, fragment)  # before the checkpoint is even looked at
-    assert snapshot(tmp_path) == {"y.onnx": b"a good earlier export"}
+    before = snapshot(tmp_path)
+    status, _, err = run(capsys, "export", str(tmp_path / "m.pth"), str(good), *flags)
+    one_line_error(status, err, fragment)
+    assert not loaded  # refused before the checkpoint is loaded
+    assert snapshot(tmp_path) == before  # today --atol -1 leaves only y.unfaithful.onnx
 
 
 def test_export_never_replaces_a_file_it_did_not_write(capsys, tmp_path, toy):
@@ -275,19 +294,6 @@ def test_export_never_replaces_a_file_it_did_not_write(capsys, tmp_path, toy):
     with pytest.raises(ExportError, match="--atol nan"):
         export_onnx(torch.nn.Conv2d(3, 1, 1), tmp_path / "new.onnx", 32, atol=math.nan)
     assert not (tmp_path / "new.onnx").exists()
-
-
-class TwoHeads(torch.nn.Module):
-    """A tiny stand-in segmentation model: ``(P1, P2)``."""
-
-    input_mean = input_std = (0.5, 0.5, 0.5)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 1, 1)
-
-    def forward(self, x):
-        return self.conv(x), 2 * self.conv(x)
 
 
 @pytest.mark.slow
@@ -364,14 +370,26 @@ def test_the_config_refuses_nan_and_inf(field):
         TrainConfig(seed=-1)
 
 
-def test_the_nan_message_claims_no_checkpoint_before_the_first_epoch():
-    from kdas_lite.train import _check_finite
+def test_a_nan_loss_in_the_first_epoch_claims_no_checkpoint(tmp_path, monkeypatch):
+    from training_helpers import tiny_config, tiny_dataset
 
-    for saved, claim in ((False, "No epoch had completed, so no checkpoint was written"),
-                         (True, "checkpoint (last.pth, best.pth) is intact")):
-        with pytest.raises(Exception, match=re.escape(claim)) as info:
-            _check_finite({"loss": math.nan}, "epoch 1, batch 1, size 64px", saved)
-        assert ("intact" in str(info.value)) == saved
+    from kdas_lite.errors import TrainingError
+    from kdas_lite.train import SupervisedObjective, train_teacher
+
+    config = tiny_config(tiny_dataset(tmp_path), tmp_path / "run", max_train_images=2)
+    original = SupervisedObjective.forward
+
+    def nan_at_once(self, model, images, masks):
+        out = original(self, model, images, masks)
+        out.total = out.total * float("nan")
+        return out
+
+    monkeypatch.setattr(SupervisedObjective, "forward", nan_at_once)
+    with pytest.raises(TrainingError, match="epoch 1, batch 1") as info:
+        train_teacher(config, progress=False)
+    assert "No epoch had completed, so no checkpoint was written" in str(info.value)
+    assert "intact" not in str(info.value)
+    assert not list((tmp_path / "run" / "teacher").glob("*.pth"))
 
 
 def test_make_synthetic_refuses_a_huge_size_in_one_line(capsys, tmp_path):
