@@ -386,6 +386,9 @@ def predict_folder(model: Any, input_dir: str | os.PathLike[str],
     _check_arguments(size, threshold, batch_size, max_pixels)
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     paths, unnamed, ignored = _list_inputs(input_dir)
+    out = output_dir.resolve()  # the output folder and its files may sit among the inputs
+    ignored = {path: why for path, why in ignored.items() if path.resolve() not in
+               {out, *(out / name for name in (*_MANAGED, _README, _MANIFEST))}}
     _prepare_output(output_dir, overwrite)
     torch_device = resolve_device(device)
     model = model.to(torch_device).eval()

@@ -332,7 +332,8 @@ class TrainStep:
     """One optimiser step: forward, loss, backward, clip, step, schedule.
 
     Calling it with a batch returns the detached loss values (:data:`LOSS_TERMS`) as floats and
-    raises :class:`TrainingError` if any is NaN/inf, *before* the weights are updated.
+    raises :class:`TrainingError` if any is NaN/inf, *before* the weights are updated (its
+    ``saved`` argument, whether a completed epoch's checkpoint exists, shapes that message).
 
     Attributes:
         model, objective, optimizer, scheduler: as built by :func:`fit`.

@@ -224,6 +224,10 @@ def test_sub_folders_videos_and_other_files_are_listed_not_silently_dropped(caps
     assert listed["clip.mp4"][0] == "ignored" and "ffmpeg -i" in listed["clip.mp4"][1]
     assert listed["notes.txt"][0] == "ignored"
     assert "kdas-lite: warning: ignored " in err and "more: a sub-folder" in err
+    # predicting a folder into itself: its own outputs are not listed as ignored inputs
+    report = predict_folder(RednessModel(), folder, folder, size=64)
+    report = predict_folder(RednessModel(), folder, folder, size=64, overwrite=True)
+    assert sorted(p.name for p in report.ignored) == ["clip.mp4", "more", "notes.txt"]
     # a folder of sub-folders only: the refusal says where the images are
     disc_image(tmp_path / "only" / "more" / "b.png")
     with pytest.raises(DataError, match=r"no images in .*holds 1 sub-folder\(s\), e\.g\. more"):
