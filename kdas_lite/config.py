@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,16 @@ class TrainConfig:
                      "amp", "channels_last", "compile"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "must be true or false")
+        for name in ("val_fraction", "lr", "weight_decay", "warmup_epochs", "min_lr",
+                     "poly_power", "clip", "alpha", "temperature", "seg_weight"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(
+                    value, (int, float)) or not math.isfinite(value)):
+                fail(name, "must be a finite number (not nan or inf)")
+        if not all(math.isfinite(s) for s in self.multi_scale):
+            fail("multi_scale", "must hold finite scales, e.g. [0.75, 1, 1.25]")
+        if not 0 <= self.seed < 2**63:
+            fail("seed", "must be an integer from 0 to 2**63 - 1")
         if not self.name or "/" in self.name or "\\" in self.name:
             fail("name", "must be a non-empty name without slashes (it names the run folder)")
         if self.image_size < 32 or self.image_size % 32:

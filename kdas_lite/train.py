@@ -330,15 +330,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _check_finite(values: dict[str, float], where: str) -> None:
+def _check_finite(values: dict[str, float], where: str, saved: bool | None = None) -> None:
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     if bad:
         names = {"loss": "total", "seg": "L_seg", "at": "L_AT", "sgm": "L_SGM", "kd": "L_KD"}
         terms = ", ".join(f"{names[k]}={v}" for k, v in bad.items())
+        kept = {True: "The last completed epoch's checkpoint (last.pth, best.pth) is intact. ",
+                False: "No epoch had completed, so no checkpoint was written. ", None: ""}
         raise TrainingError(
-            f"the loss became non-finite at {where} ({terms}); training stopped. The last "
-            "completed epoch's checkpoint (last.pth, best.pth) is intact. Try a lower --lr, "
-            "--no-amp, or check the data for corrupt images."
+            f"the loss became non-finite at {where} ({terms}); training stopped. {kept[saved]}"
+            "Try a lower --lr, --no-amp, or check the data for corrupt images."
         )
 
 
@@ -351,7 +352,8 @@ class TrainStep:
     ``accumulate_steps`` = k the batch is split into k micro-batches, each run forward and
     backward alone with its loss weighted by its share of the batch, then one step is taken:
     the gradient of the whole batch (the losses are batch means) with about 1/k of the
-    activation memory.
+    activation memory. Its ``saved`` argument (whether a completed epoch's checkpoint exists)
+    shapes the NaN message.
 
     Attributes:
         model, objective, optimizer, scheduler: as built by :func:`fit`.
@@ -375,8 +377,8 @@ class TrainStep:
     channels_last: bool = False
     accumulate_steps: int = 1
 
-    def __call__(self, images: Tensor, masks: Tensor, where: str = "a training step"
-                 ) -> dict[str, float]:
+    def __call__(self, images: Tensor, masks: Tensor, where: str = "a training step",
+                 saved: bool | None = None) -> dict[str, float]:
         images = images.to(self.device, non_blocking=True)
         masks = masks.to(self.device, non_blocking=True)
         if self.channels_last:
@@ -397,7 +399,7 @@ class TrainStep:
             scaler.scale(out.total * share if share != 1 else out.total).backward()
         # One host sync per step for the five logged values (also the NaN check).
         values = dict(zip(LOSS_TERMS, logged.tolist(), strict=True))
-        _check_finite(values, where)
+        _check_finite(values, where, saved)  # saved: a completed epoch's checkpoint exists
         if self.clip is not None:
             scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -792,7 +794,8 @@ def _train_epoch(step: TrainStep, loader: DataLoader, sizes: Sequence[int], epoc
     for batch, (images, masks) in enumerate(bar, start=1):
         for size in sizes:
             values = step(*_rescale(images, masks, size, config.soft_masks),
-                          where=f"epoch {epoch}, batch {batch}, size {size}px")
+                          where=f"epoch {epoch}, batch {batch}, size {size}px",
+                          saved=epoch > 1)
             steps += 1
             for key in LOSS_TERMS:
                 sums[key] += values[key]
