@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from training_helpers import tiny_config
 
@@ -35,8 +36,7 @@ from kdas_lite.data import (
     safe_extract,
 )
 from kdas_lite.errors import CheckpointError, DataError, DownloadError
-from kdas_lite.runs import data_identity
-from kdas_lite.train import build_dataloaders, train_teacher
+from kdas_lite.train import build_dataloaders, fit
 
 TEST_NAMES = sorted(pranet_kvasir_test_names())[:3]
 OWN = [f"cju{k:04d}trainonly" for k in range(4)]
@@ -127,14 +127,29 @@ def test_the_shared_data_has_no_test_image_in_training():
     assert find_layout(shared).exclude == frozenset()
 
 
+class TwoMaps(torch.nn.Module):
+    """A tiny "segmenter" (a 1×1 conv, two logit maps) that trains in milliseconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p1, p2 = self.conv(x).split(1, dim=1)
+        return p1, p2
+
+
 def test_resume_on_other_data_is_refused(tmp_path):
     first = make_synthetic_dataset(tmp_path / "a", n_train=6, n_test=0, size=64, seed=0)
     other = make_synthetic_dataset(tmp_path / "b", n_train=6, n_test=0, size=64, seed=1)
     config = tiny_config(first, tmp_path / "runs", epochs=2, cache="none")
-    train_teacher(config, stop_after_epoch=1, progress=False)
+    fit(TwoMaps(), config, role="teacher", stop_after_epoch=1, progress=False)
     refused = rf"trained on {esc(first)}.*given now is {esc(other)}"
     with pytest.raises(CheckpointError, match=refused):
-        train_teacher(config.replace(data_root=str(other)), resume=True, progress=False)
+        fit(TwoMaps(), config.replace(data_root=str(other)), role="teacher", resume=True,
+            progress=False)
+    from kdas_lite.runs import data_identity
+
     moved = shutil.copytree(first, tmp_path / "moved")  # the same files elsewhere: resumable
     identity = [data_identity(root, pair_files(root / "TrainDataset" / "images",
                                                root / "TrainDataset" / "masks"))

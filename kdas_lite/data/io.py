@@ -149,7 +149,7 @@ def list_folder(folder: str | os.PathLike[str]) -> tuple[list[Path], list[str]]:
     names of everything else in it: sub-folders as ``name/``, and FIFOs, sockets, devices
     and broken links as ``name (not a regular file)``.
 
-    Every reader of data lists folders through this function: opening a FIFO blocks until
+    The dataset readers list folders through this function: opening a FIFO blocks until
     another process writes to it, so a ``x.png`` FIFO among the images would hang a command
     forever; it is skipped and named instead.
 
@@ -189,7 +189,7 @@ def _list_images(folder: Path) -> dict[str, Path]:
             )
         images[path.stem] = path
     if ignored:
-        ignored.sort()
+        ignored.sort(key=lambda name: (not name.endswith(" (not a regular file)"), name))
         warnings.warn(
             f"ignored {len(ignored)} non-image entr{'y' if len(ignored) == 1 else 'ies'} in "
             f"{folder}: {_summary(ignored)}",
