@@ -330,21 +330,21 @@ def _evaluate_models(models: Mapping[str, Any], data: Any, args: argparse.Namesp
 def _test_sets_to_evaluate(data: Path, requested: Sequence[str] | None) -> list[str]:
     """``--sets`` as given (each must exist), else every test set present under ``data``,
     printing one line that names the standard test sets that are missing."""
-    from kdas_lite.data import TEST_SETS, find_layout
+    from kdas_lite.data import TEST_SETS, find_test_sets, is_synthetic
 
     if requested:
         return list(requested)
-    layout = find_layout(data)
-    if layout.synthetic:
+    tests = find_test_sets(data)  # a root with TestDataset/ only is fine: no training set needed
+    if is_synthetic(data):
         print("SYNTHETIC data: these scores only show that the pipeline works")
-    missing = [name for name in TEST_SETS if name not in layout.test]
-    if not layout.test:
+    missing = [name for name in TEST_SETS if name not in tests]
+    if not tests:
         raise DataError(f"no test set under {data} (expected {data}/TestDataset/<name>/images "
                         "and .../masks; datasets/README.md says where to get them)")
     if missing:
-        print(f"evaluating the {len(layout.test)} test sets present under {data}; missing: "
+        print(f"evaluating the {len(tests)} test sets present under {data}; missing: "
               f"{', '.join(missing)}")
-    return list(layout.test)
+    return list(tests)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

@@ -370,6 +370,15 @@ def comparison_table(tables: Mapping[str, EvaluationTable], metric: str = "meanD
 # ---------------------------------------------------------------------------------------------
 # Running a model
 # ---------------------------------------------------------------------------------------------
+def _present_sets(root: Path) -> list[str]:
+    """Every test set folder under ``root`` (``TestDataset/<name>`` or ``<name>``): the
+    standard ones in table order, then any other folder of ``TestDataset/``."""
+    known = [n for n in TEST_SETS if (root / "TestDataset" / n).is_dir() or (root / n).is_dir()]
+    extra = root / "TestDataset"
+    return known + (sorted(p.name for p in extra.iterdir() if p.is_dir() and p.name not in known)
+                    if extra.is_dir() else [])
+
+
 def _resolve_sets(data_root_or_sets: str | os.PathLike[str] | Mapping[str, Any],
                   test_sets: Sequence[str] | None) -> dict[str, Path]:
     """Test set name → folder with ``images/`` and ``masks/``."""
@@ -394,7 +403,7 @@ def _resolve_sets(data_root_or_sets: str | os.PathLike[str] | Mapping[str, Any],
         where = (f"expected {root}/TestDataset/<name>/images and .../masks (PraNet layout; "
                  "datasets/README.md says where to get each set)")
         if missing and (test_sets is not None or not chosen):
-            present = ", ".join(chosen) or "none"
+            present = ", ".join(_present_sets(root)) or "none"
             raise DataError(f"test set(s) {', '.join(missing)} not found under {root}: {where}. "
                             f"Test sets present: {present}.")
         if missing:

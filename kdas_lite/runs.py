@@ -9,7 +9,8 @@ history, counters; :data:`CHECKPOINT_FORMAT`), ``config.json``, ``history.json``
   settings differ in anything that changes what is computed, or when the teacher differs:
   a student run records its teacher's identity (:func:`teacher_identity`: encoder, parameter
   count, a SHA-256 of the weights and of the file), and a "teacher" no larger than the student
-  is refused unless asked for by name.
+  is refused unless asked for by name. So is resuming on other data (:func:`data_identity`:
+  the training files' names and sizes).
 - :func:`load_trained` rebuilds the model a checkpoint was saved from;
   :func:`trained_image_size` reads the size it was trained at, so inference uses it.
 """
@@ -24,6 +25,7 @@ import json
 import os
 import random
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,8 @@ from kdas_lite.checkpoint import load_checkpoint
 from kdas_lite.config import TrainConfig
 from kdas_lite.errors import CheckpointError, TrainingError
 
-__all__ = ["CHECKPOINT_FORMAT", "load_trained", "teacher_identity", "trained_image_size"]
+__all__ = ["CHECKPOINT_FORMAT", "data_identity", "load_trained", "teacher_identity",
+           "trained_image_size"]
 
 CHECKPOINT_FORMAT = "kdas_lite.train/1"
 # Config fields that may change when resuming without changing what is computed (or, for
@@ -101,7 +104,7 @@ def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 def _check_resumable(state: dict[str, Any], config: TrainConfig, role: str, path: Path,
-                     teacher: dict[str, Any] | None) -> None:
+                     teacher: dict[str, Any] | None, data: dict[str, Any] | None = None) -> None:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or not (
             {"model", "optimizer", "scheduler", "scaler", "rng"} <= state.keys()):
         raise CheckpointError(f"{path} is not a kdas_lite training checkpoint (last.pth); "
@@ -119,6 +122,7 @@ def _check_resumable(state: dict[str, Any], config: TrainConfig, role: str, path
             f"({'; '.join(changed)}). Resume with the same settings, start a new run in "
             "another --output folder, or replace this one with --overwrite."
         )
+    _check_same_data(state, config, path, data)
     saved_teacher = state.get("teacher")
     if saved_teacher is not None and (teacher is None or saved_teacher.get("weights_sha256")
                                       != teacher.get("weights_sha256")):
@@ -127,6 +131,48 @@ def _check_resumable(state: dict[str, Any], config: TrainConfig, role: str, path
             f"({_describe_teacher(saved_teacher)}) than the one given now "
             f"({_describe_teacher(teacher)}). Resume with the run's own teacher, or start a "
             "new run in another --output folder (or replace this one with --overwrite)."
+        )
+
+
+def data_identity(root: str | os.PathLike[str], pairs: Sequence[tuple[Path, Path]]
+                  ) -> dict[str, Any]:
+    """What identifies the data a run trains on (stored in its checkpoints, compared on
+    resume).
+
+    Args:
+        root: the data root.
+        pairs: the ``(image, mask)`` files used for training and validation.
+
+    Returns:
+        ``root``, ``pairs`` (count) and ``sha256`` over the files' names and byte sizes: the
+        same files moved to another folder keep it, other images change it.
+    """
+    digest = hashlib.sha256()
+    for pair in sorted(pairs):
+        for path in pair:
+            digest.update(f"{Path(path).name}|{Path(path).stat().st_size}\n".encode())
+    return {"root": str(root), "pairs": len(pairs), "sha256": digest.hexdigest()}
+
+
+def _check_same_data(state: dict[str, Any], config: TrainConfig, path: Path,
+                     data: dict[str, Any] | None) -> None:
+    """Refuse to resume on other data: the run would mix two datasets, and images of the
+    new data's test sets may have been trained on before the interruption."""
+    saved = state.get("data")
+    if isinstance(saved, dict) and data is not None:
+        same = saved.get("sha256") == data["sha256"]
+        then = f"{saved.get('root')} ({saved.get('pairs')} images)"
+        now = f"{data['root']} ({data['pairs']} images, other files)"
+    else:  # a checkpoint written before data identities were recorded: compare the roots
+        then = state.get("train_config", {}).get("data_root")
+        now = config.data_root
+        same = then is None or now is None or \
+            Path(then).expanduser().resolve() == Path(now).expanduser().resolve()
+    if not same:
+        raise CheckpointError(
+            f"cannot resume {path}: it was trained on {then}, the data given now is {now}. "
+            f"Resume with the run's own data (--data), start a new run in another --output "
+            "folder, or replace this one with --overwrite."
         )
 
 

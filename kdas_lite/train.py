@@ -80,6 +80,7 @@ from kdas_lite.runs import (
     _set_rng_state,
     _write_history,
     _write_text,
+    data_identity,
     load_trained,
     teacher_identity,
     trained_image_size,
@@ -480,8 +481,8 @@ def data_summary(layout: Any, train: Sequence[tuple[Path, Path]],
     """The run header's data line: real or SYNTHETIC, and how many of how many images.
 
     Example: ``data: /data (real data); train 200 of 1305 images (CVC-ClinicDB 76,
-    Kvasir-SEG 124), val 40 of 145``; ``excluded`` counts the test images left out of a raw
-    Kvasir-SEG folder.
+    Kvasir-SEG 124), val 40 of 145``; ``excluded`` counts the test images left out of the
+    training folder (``layout.exclude``).
     """
     from kdas_lite.data import training_source
 
@@ -489,7 +490,8 @@ def data_summary(layout: Any, train: Sequence[tuple[Path, Path]],
     mix = f" ({', '.join(f'{k} {v}' for k, v in sorted(sources.items()))})" \
         if layout.kind == "pranet" and not layout.synthetic and len(sources) > 1 else ""
     kind = "SYNTHETIC stand-in" if layout.synthetic else "real data"
-    left_out = f"; {excluded} PraNet test images left out" if excluded else ""
+    what = "PraNet test images" if layout.kind == "kvasir-seg" else "test images"
+    left_out = f"; {excluded} {what} left out" if excluded else ""
     return (f"data: {layout.root} ({kind}); train {len(train)} of {len(all_train)} images{mix}, "
             f"val {len(val)} of {len(all_val)}{left_out}")
 
@@ -501,7 +503,8 @@ def build_dataloaders(config: TrainConfig, mean: Sequence[float], std: Sequence[
 
     The training folder is split by :func:`kdas_lite.data.train_val_split` (``val_fraction``,
     seeded by ``config.seed``); the test sets are not touched, and the files of
-    ``layout.exclude`` (the PraNet Kvasir test images inside a raw Kvasir-SEG folder) are
+    ``layout.exclude`` (test images inside the training folder: the PraNet Kvasir test images
+    of a raw Kvasir-SEG folder, or those :func:`kdas_lite.data.leaked_test_images` finds) are
     dropped before the split. ``max_train_images`` / ``max_val_images`` then keep a seeded
     random subset of each split with the sources' proportions
     (:func:`kdas_lite.data.subsample`). Training images are augmented (if ``config.augment``)
@@ -643,8 +646,8 @@ def fit(
 
     Raises:
         TrainingError: the loss became NaN/inf (the last completed epoch's checkpoints stay).
-        CheckpointError: ``resume`` with a checkpoint from different settings or another
-            teacher.
+        CheckpointError: ``resume`` with a checkpoint from different settings, other data or
+            another teacher.
         TrainingError: the run folder holds a run and neither ``resume`` nor ``overwrite`` is
             set (or both are).
         DataError: the data cannot be found or read.
@@ -674,6 +677,7 @@ def fit(
     std = getattr(model, "input_std", IMAGENET_STD)
     train_loader, val_loader, layout = build_dataloaders(config, mean, std, device,
                                                          progress=progress)
+    data = data_identity(layout.root, train_loader.dataset.pairs + val_loader.dataset.pairs)
     sizes = config.train_sizes
 
     memory_format = torch.channels_last if channels_last else torch.preserve_format
@@ -693,7 +697,7 @@ def fit(
                              "epoch": 0, "step": 0}
     if resume and last_path.exists():
         state = load_checkpoint(last_path)
-        _check_resumable(state, config, role, last_path, teacher)
+        _check_resumable(state, config, role, last_path, teacher, data)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -713,7 +717,7 @@ def fit(
     history: list[dict[str, Any]] = state["history"]
     best_val, best_epoch, global_step = state["best_val_dice"], state["best_epoch"], state["step"]
     common = {"format": CHECKPOINT_FORMAT, "role": role, "arch": _model_config(model),
-              "train_config": config.to_dict(), "teacher": teacher}
+              "train_config": config.to_dict(), "teacher": teacher, "data": data}
     for epoch in range(state["epoch"] + 1, min(config.epochs, stop_after_epoch or
                                                config.epochs) + 1):
         probe = _probe(model, objective, val_loader, device) if probe_gradients else {}
