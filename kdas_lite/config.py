@@ -36,8 +36,8 @@ from typing import Any
 
 from kdas_lite.errors import KDASError
 
-__all__ = ["ENCODER_PAIRS", "PRESETS", "ConfigError", "TrainConfig", "encoder_pair",
-           "get_preset"]
+__all__ = ["ENCODER_PAIRS", "MAX_IMAGE_SIZE", "PRESETS", "ConfigError", "TrainConfig",
+           "encoder_pair", "get_preset"]
 
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULERS = ("cosine", "poly", "constant")
@@ -45,6 +45,9 @@ CLIP_MODES = ("value", "norm")
 AT_MODES = ("kdas", "reference", "reference-fixed")  # = kdas_lite.losses.AT_MODES
 BASELINES = (None, "pixel", "cwd")
 CACHES = ("none", "memory", "disk")
+MAX_IMAGE_SIZE = 1024
+"""Largest training side (px); a checkpoint recording more is refused as damaged
+(:func:`kdas_lite.runs.trained_image_size`), since inference would run at that size."""
 
 
 class ConfigError(KDASError, ValueError):
@@ -204,9 +207,9 @@ class TrainConfig:
                 fail(name, "must be true or false")
         if not self.name or "/" in self.name or "\\" in self.name:
             fail("name", "must be a non-empty name without slashes (it names the run folder)")
-        if self.image_size < 32 or self.image_size % 32:
-            fail("image_size", "must be a positive multiple of 32 (the encoders downsample by "
-                               "32), e.g. 64, 160, 352")
+        if not 32 <= self.image_size <= MAX_IMAGE_SIZE or self.image_size % 32:
+            fail("image_size", f"must be a multiple of 32 from 32 to {MAX_IMAGE_SIZE} (the "
+                               "encoders downsample by 32), e.g. 64, 160, 352")
         if not self.multi_scale or any(s <= 0 for s in self.multi_scale):
             fail("multi_scale", "must be a non-empty list of positive scales, e.g. [0.75, 1, 1.25]")
         for name in ("batch_size", "epochs", "synthetic_images"):
