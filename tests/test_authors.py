@@ -49,9 +49,12 @@ def test_fetch_tells_teacher_from_student_and_loads_them(released, file_server, 
     with torch.inference_mode():
         for role, model in models.items():
             torch.testing.assert_close(model(x), released[role](x))
-    # A second call finds the files in place and downloads nothing.
+    # A second call finds the files in place and downloads nothing; another file there that
+    # is not a checkpoint is left alone, as nothing needs fetching.
     (served / "a.pth").unlink()
+    (tmp_path / "authors" / "mine.pth").write_text("my notes")
     assert fetch_authors_checkpoints(tmp_path / "authors") == paths
+    assert (tmp_path / "authors" / "mine.pth").read_text() == "my notes"
 
 
 def test_wrong_files_and_missing_gdown_are_explained(released, file_server, tmp_path,

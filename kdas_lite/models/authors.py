@@ -140,8 +140,8 @@ def fetch_authors_checkpoints(dest: str | os.PathLike[str], *,
     Files already in ``dest`` that load as the teacher and student are not downloaded again.
     Every ``.pth`` / ``.pt`` file is checked by loading it: one that was just downloaded and
     does not load is deleted; one that was already there and does not load is moved to
-    ``<name>.rejected`` (with a warning) and fetched again. Downloads stop at
-    :data:`MAX_DOWNLOAD_BYTES`.
+    ``<name>.rejected`` (with a warning) and fetched again. Direct URLs stop at
+    :data:`MAX_DOWNLOAD_BYTES`; a larger file from gdown is refused once downloaded.
 
     Args:
         dest: folder for the ``.pth`` files.
@@ -166,40 +166,41 @@ def fetch_authors_checkpoints(dest: str | os.PathLike[str], *,
     found: dict[str, Path] = {}
     problems: list[str] = []
 
-    def check(path: Path, downloaded: bool) -> bool:
-        """Record ``path``'s role; a file that does not load is deleted (``downloaded``) or
-        set aside. Returns whether it loaded."""
+    def check(path: Path) -> CheckpointError | None:
+        """Record ``path``'s role, or return why it does not load."""
         try:
             role, _ = _load_role(path)
         except CheckpointError as exc:
-            if downloaded:
-                path.unlink(missing_ok=True)
-                problems.append(f"{path.name} does not load and was deleted "
-                                f"({_first_line(exc).rstrip('.')})")
-            else:
-                _set_aside(path, exc)
-            return False
-        found.setdefault(role, path)
-        return True
+            return exc
+        if found.setdefault(role, path) != path:
+            problems.append(f"{path.name} is the {role} again (as {found[role].name})")
+        return None
 
-    def fetch(name: str, url: str) -> None:
-        path = dest / name
-        if _is_weights(path) and path.is_file() and check(path, downloaded=False):
-            return
-        download_file(url, path, progress=progress, max_bytes=MAX_DOWNLOAD_BYTES)
-        if _is_weights(path):
-            check(path, downloaded=True)
+    def check_download(path: Path) -> None:
+        """Check a file this call downloaded; one that does not load is deleted."""
+        if _is_weights(path) and (exc := check(path)) is not None:
+            path.unlink(missing_ok=True)
+            problems.append(f"{path.name} does not load and was deleted "
+                            f"({_first_line(exc).rstrip('.')})")
 
     if urls is not None:
         for name, url in urls.items():
-            fetch(name, url)
+            path = dest / name
+            if _is_weights(path) and path.is_file():
+                if (exc := check(path)) is None:
+                    continue
+                _set_aside(path, exc)
+            download_file(url, path, progress=progress, max_bytes=MAX_DOWNLOAD_BYTES)
+            check_download(path)
     else:
-        for path in sorted(p for p in dest.iterdir() if _is_weights(p) and p.is_file()):
-            check(path, downloaded=False)
-        if len(found) < len(_BUILDERS):
+        bad = {path: exc for path in sorted(dest.iterdir())
+               if _is_weights(path) and path.is_file() and (exc := check(path)) is not None}
+        if len(found) < len(_BUILDERS):  # fetch the folder again, past the files that fail
+            for path, exc in bad.items():
+                _set_aside(path, exc)
             for path in _download_drive_folder(folder_url, dest, progress):
-                if _is_weights(path) and path not in found.values():
-                    check(path, downloaded=True)
+                if path not in found.values():
+                    check_download(path)
     missing = [role for role in _BUILDERS if role not in found]
     if missing:
         wanted = " and ".join(f"{role} ({AUTHORS_ENCODERS[role]})" for role in missing)
