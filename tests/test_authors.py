@@ -231,6 +231,14 @@ def test_the_released_plain_state_dicts_run_in_the_cli(released, original_bytes,
            "authors' released student" in out
     assert "352 px, the paper's size" in out and "wrote 2 masks" in out
 
+    from kdas_lite.data import make_synthetic_dataset
+
+    data = make_synthetic_dataset(tmp_path / "data", n_train=1, n_test=1, size=64)
+    status = main(["evaluate", str(student), "--data", str(data), "--sets", "Kvasir", "--quiet"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert "the KDAS student, Polyp-PVT on pvt_v2_b0" in out and "| Kvasir" in out
+
     exported = {}
 
     def fake_export(model, path, image_size, **kwargs):
