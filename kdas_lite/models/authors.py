@@ -56,11 +56,11 @@ MAX_DOWNLOAD_BYTES = 3 * AUTHORS_FILE_BYTES["teacher"]
 endless stream stops here instead of filling the disk)."""
 
 _BUILDERS = {"teacher": build_teacher, "student": build_student}
+_PART = re.compile(r"^\..+\.[0-9a-f]{12}\.part$")  # download_file's temporary files
 
 
 class _OtherModel(CheckpointError):
-    """A readable Polyp-PVT-or-other state dict that is neither released model."""
-_PART = re.compile(r"^\..+\.[0-9a-f]{12}\.part$")  # download_file's temporary files
+    """A readable file whose weights are neither released model."""
 
 
 def _load_role(path: Path) -> tuple[str, nn.Module]:
