@@ -388,9 +388,12 @@ def _inference_size(checkpoint: str | os.PathLike[str], given: int | None) -> in
     """The input side for ``checkpoint``: ``--image-size`` if given, else the size it was
     trained at (``train_config.image_size``), else 352 (the paper's) for a file without a
     training config. Prints which, so a size never changes silently."""
+    from kdas_lite.runs import describe_plain_checkpoint
     from kdas_lite.train import trained_image_size
 
     trained = trained_image_size(checkpoint)
+    if trained is None and (what := describe_plain_checkpoint(checkpoint)) is not None:
+        print(f"{checkpoint}: {what}")
     if given is not None:
         note = ("" if trained in (None, given) else
                 f"; it was trained at {trained} px, which usually scores better")

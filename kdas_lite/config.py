@@ -37,8 +37,8 @@ from typing import Any
 
 from kdas_lite.errors import KDASError
 
-__all__ = ["ENCODER_PAIRS", "PRESETS", "ConfigError", "TrainConfig", "encoder_pair",
-           "get_preset"]
+__all__ = ["ENCODER_PAIRS", "MAX_IMAGE_SIZE", "PRESETS", "ConfigError", "TrainConfig",
+           "encoder_pair", "get_preset"]
 
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULERS = ("cosine", "poly", "constant")
@@ -47,6 +47,9 @@ AT_MODES = ("kdas", "reference", "reference-fixed")  # = kdas_lite.losses.AT_MOD
 SGM_FORMS = ("logits", "prob", "no-transpose", "teacher-std")  # = kdas_lite.losses.SGM_FORMS
 BASELINES = (None, "pixel", "cwd")
 CACHES = ("none", "memory", "disk")
+MAX_IMAGE_SIZE = 1024
+"""Largest training side (px); a checkpoint recording more is refused as damaged
+(:func:`kdas_lite.runs.trained_image_size`), since inference would run at that size."""
 
 
 class ConfigError(KDASError, ValueError):
@@ -229,9 +232,9 @@ class TrainConfig:
             fail("seed", "must be an integer from 0 to 2**63 - 1")
         if not self.name or "/" in self.name or "\\" in self.name:
             fail("name", "must be a non-empty name without slashes (it names the run folder)")
-        if self.image_size < 32 or self.image_size % 32:
-            fail("image_size", "must be a positive multiple of 32 (the encoders downsample by "
-                               "32), e.g. 64, 160, 352")
+        if not 32 <= self.image_size <= MAX_IMAGE_SIZE or self.image_size % 32:
+            fail("image_size", f"must be a multiple of 32 from 32 to {MAX_IMAGE_SIZE} (the "
+                               "encoders downsample by 32), e.g. 64, 160, 352")
         if not self.multi_scale or any(s <= 0 for s in self.multi_scale):
             fail("multi_scale", "must be a non-empty list of positive scales, e.g. [0.75, 1, 1.25]")
         for name in ("batch_size", "accumulate_steps", "epochs", "synthetic_images"):
