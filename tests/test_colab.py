@@ -86,7 +86,7 @@ def _zip(entries: dict[str, Path]) -> bytes:
 def _pranet_zips(pairs: dict[str, list[tuple[Path, Path]]], extra_kvasir: int = 0
                  ) -> dict[str, bytes]:
     """TrainDataset.zip and TestDataset.zip in PraNet's layout (test: five sets)."""
-    train = {f"TrainDataset/{sub}/{i}{path.suffix}": path
+    train = {f"TrainDataset/{sub}/train-{i}{path.suffix}": path  # names unlike any test image
              for i, pair in enumerate(pairs["TrainDataset"])
              for sub, path in zip(("images", "masks"), pair, strict=True)}
     test = {}
