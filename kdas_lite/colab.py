@@ -14,9 +14,10 @@ What this module does for a notebook (its setup cell calls :func:`course_setup`)
    ``drive=False`` everything stays in the runtime, and a warning says that the next notebook
    will not find it.
 3. **The parameter set.** :data:`COURSE_SETS` names the sets of the course: ``"cpu-lab"`` (the
-   values written in the notebooks' parameter cells: a 2-core CPU runs 01 → 05 in about
-   45 minutes, measured) and ``"colab-t4"`` (a Colab T4 GPU runs 01 → 05 in a 90-minute lab,
-   estimated from measured FLOPs: ``benchmarks/colab_budget.py``, docs/bench/colab.md).
+   values written in the notebooks' parameter cells: a 2-core CPU runs 01 → 05 within a
+   90-minute lab, measured) and ``"colab-t4"`` (a Colab T4 GPU runs 01 → 05 within a 90-minute
+   lab, estimated from measured FLOPs: ``benchmarks/colab_budget.py``, docs/bench/colab.md);
+   notebooks/README.md gives both tables.
    ``scale=None`` takes ``"colab-t4"`` on a CUDA GPU and ``"cpu-lab"`` elsewhere.
 
 Everything works off Colab too: there the run folder stays as given and nothing is mounted.
