@@ -242,6 +242,10 @@ def config_from_args(args: argparse.Namespace, base: Mapping[str, Any] | None = 
 # Subcommands
 # ---------------------------------------------------------------------------------------------
 def _print_result(what: str, result: Any) -> None:
+    from kdas_lite.distributed import is_main_process
+
+    if not is_main_process():  # torchrun: the other processes trained the same run
+        return
     print(f"{what}: best validation Dice {result.best_val_dice:.4f} at epoch "
           f"{result.best_epoch}" + (" (SYNTHETIC data)" if result.synthetic else ""))
     print(f"  best checkpoint: {result.best_path}\n  run folder:      {result.run_dir}")

@@ -39,9 +39,11 @@ __all__ = ["CHECKPOINT_FORMAT", "load_trained", "teacher_identity", "trained_ima
 
 CHECKPOINT_FORMAT = "kdas_lite.train/1"
 # Config fields that may change when resuming without changing what is computed (or, for
-# ``epochs``, to extend a finished run; the schedule then follows the new length).
+# ``epochs``, to extend a finished run; the schedule then follows the new length; for
+# ``world_size``, the number of torchrun processes, the same global batches are split another
+# way, which changes only the data order, the augmentation draws and float rounding).
 _RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "device", "output_dir", "data_root",
-                                "compile", "cache", "name"})
+                                "compile", "cache", "name", "world_size"})
 
 
 # ---------------------------------------------------------------------------------------------
