@@ -3,6 +3,7 @@ process on the whole batch; a 2-process CLI run writes one complete run folder a
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ from distributed_helpers import val_loader as make_val_loader
 
 from kdas_lite.checkpoint import load_checkpoint
 from kdas_lite.config import TrainConfig
-from kdas_lite.distributed import SINGLE, Distributed, join
+from kdas_lite.distributed import SINGLE, CPUSyncBatchNorm, Distributed, join
 from kdas_lite.errors import TrainingError
 from kdas_lite.train import build_dataloaders, validation_dice
 
@@ -69,6 +70,23 @@ def test_the_global_batch_must_split_evenly(tmp_path):
     config = TrainConfig(data_root=str(tmp_path), batch_size=3)
     with pytest.raises(TrainingError, match=r"batch_size 3 is the global batch.*2 processes"):
         build_dataloaders(config, (0.5,) * 3, (0.5,) * 3, parallel=Distributed(0, 2))
+
+
+def test_synchronised_batch_norm_shares_the_layer_and_keeps_a_fused_activation():
+    from timm.layers import BatchNormAct2d
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 5, 5)
+    for bn in (torch.nn.BatchNorm2d(8), BatchNormAct2d(8, act_layer=torch.nn.ReLU6)):
+        torch.nn.init.normal_(bn.weight)
+        shared = CPUSyncBatchNorm.sharing(bn)
+        assert shared.weight is bn.weight and shared.running_mean is bn.running_mean
+        reference = copy.deepcopy(bn)
+        for mode in (True, False):  # one process: an ordinary batch norm (+ its activation)
+            torch.testing.assert_close(shared.train(mode)(x), reference.train(mode)(x))
+        torch.testing.assert_close(bn.running_var, reference.running_var)  # updated in place
+    with pytest.raises(TrainingError, match="cannot synchronise the batch norm LazyBatchNorm2d"):
+        CPUSyncBatchNorm.sharing(torch.nn.LazyBatchNorm2d())
 
 
 def test_world_size_is_recorded_not_set():
