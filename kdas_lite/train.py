@@ -511,6 +511,10 @@ def fit(
             nothing in the training itself.
         progress: show tqdm bars and a summary line per epoch.
 
+    Under torchrun every process calls ``fit`` with the same arguments
+    (:mod:`kdas_lite.distributed`); each gets the same history and result, ``on_epoch_end``
+    runs on each, and process 0 alone writes files and shows progress.
+
     Returns:
         A :class:`TrainResult` with the best weights loaded into ``model`` (in eval mode).
 
