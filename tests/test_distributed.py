@@ -121,6 +121,9 @@ def test_torchrun_cli_writes_one_run_and_resumes(tmp_path):
         "best.pth", "config.json", "history.csv", "history.json", "last.pth"]
     config = json.loads((folder / "config.json").read_text())
     assert config["world_size"] == 2 and config["batch_size"] == 2
+    history = json.loads((folder / "history.json").read_text())
+    # one validation image: process 1 scores none of it, the all-reduced mean is still defined
+    assert 0 <= history[0]["val_dice"] <= 1
     last = load_checkpoint(folder / "last.pth")
     # 8 training images, a global batch of 2 (1 per process): 4 steps, as with one process
     assert last["epoch"] == 1 and last["step"] == 4
