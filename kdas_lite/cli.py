@@ -153,8 +153,13 @@ def _set_threads(threads: int | None) -> None:
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: Any = None, line: str | None = None) -> None:
-    """Print kdas_lite's own warnings as ``kdas-lite: warning: ...`` (others as usual)."""
+    """Print kdas_lite's own warnings as ``kdas-lite: warning: ...`` (others as usual), once
+    per torchrun job (by process 0)."""
+    from kdas_lite.distributed import is_main_process
+
     if "kdas_lite" in Path(filename).parts:
+        if not is_main_process():
+            return
         print(f"kdas-lite: warning: {_one_line(Exception(str(message)))}", file=sys.stderr)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
@@ -273,6 +278,10 @@ def config_from_args(args: argparse.Namespace, base: Mapping[str, Any] | None = 
 # Subcommands
 # ---------------------------------------------------------------------------------------------
 def _print_result(what: str, result: Any) -> None:
+    from kdas_lite.distributed import is_main_process
+
+    if not is_main_process():  # torchrun: the other processes trained the same run
+        return
     print(f"{what}: best validation Dice {result.best_val_dice:.4f} at epoch "
           f"{result.best_epoch}" + (" (SYNTHETIC data)" if result.synthetic else ""))
     print(f"  best checkpoint: {result.best_path}\n  run folder:      {result.run_dir}")

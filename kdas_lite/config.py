@@ -138,6 +138,9 @@ class TrainConfig:
             ignored on CPU, which trains in float32.
         channels_last: NHWC memory layout on CUDA (faster convolutions with AMP).
         compile: wrap the model in ``torch.compile``.
+        world_size: the number of processes that trained the run (``torchrun
+            --nproc_per_node N``; :mod:`kdas_lite.distributed`). Not a setting:
+            :func:`kdas_lite.train.fit` records the actual number, whatever is given here.
         name: run name; the default output folder is ``runs/<name>``.
         output_dir: where checkpoints, ``config.json`` and the history are written.
     """
@@ -192,6 +195,7 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
+    world_size: int = 1
     output_dir: str | None = field(default=None)
 
     def __post_init__(self) -> None:
@@ -213,7 +217,8 @@ class TrainConfig:
                 fail(name, f"must be one of {', '.join(map(repr, allowed))}")
 
         for name in ("image_size", "batch_size", "accumulate_steps", "epochs", "synthetic_images",
-                     "synthetic_test_images", "synthetic_size", "num_workers", "seed"):
+                     "synthetic_test_images", "synthetic_size", "num_workers", "seed",
+                     "world_size"):
             if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
                 fail(name, "must be an integer")
         for name in ("use_at", "use_sgm", "augment", "soft_masks", "pretrained", "synthetic",
@@ -237,7 +242,7 @@ class TrainConfig:
                                "encoders downsample by 32), e.g. 64, 160, 352")
         if not self.multi_scale or any(s <= 0 for s in self.multi_scale):
             fail("multi_scale", "must be a non-empty list of positive scales, e.g. [0.75, 1, 1.25]")
-        for name in ("batch_size", "accumulate_steps", "epochs", "synthetic_images"):
+        for name in ("batch_size", "accumulate_steps", "epochs", "synthetic_images", "world_size"):
             if getattr(self, name) < 1:
                 fail(name, "must be ≥ 1")
         if self.accumulate_steps > self.batch_size:

@@ -45,9 +45,12 @@ __all__ = ["CHECKPOINT_FORMAT", "data_identity", "describe_plain_checkpoint", "l
 
 CHECKPOINT_FORMAT = "kdas_lite.train/1"
 # Config fields that may change when resuming without changing what is computed (or, for
-# ``epochs``, to extend a finished run; the schedule then follows the new length).
+# ``epochs``, to extend a finished run; the schedule then follows the new length; for
+# ``world_size``, the number of torchrun processes, the same global batches are split another
+# way, which changes only the data order, the augmentation draws and float rounding).
 _RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "device", "output_dir", "data_root",
-                                "compile", "cache", "name", "accumulate_steps"})
+                                "compile", "cache", "name", "accumulate_steps",
+                                "world_size"})
 
 
 # ---------------------------------------------------------------------------------------------
