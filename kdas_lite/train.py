@@ -586,7 +586,9 @@ def fit(
     std = getattr(model, "input_std", IMAGENET_STD)
     train_loader, val_loader, layout = build_dataloaders(config, mean, std, device,
                                                          progress=progress, parallel=parallel)
-    data = data_identity(layout.root, train_loader.dataset.pairs + val_loader.dataset.pairs)
+    val_set = val_loader.dataset  # under torchrun a Subset: this process's share of it
+    data = data_identity(layout.root, train_loader.dataset.pairs
+                         + getattr(val_set, "dataset", val_set).pairs)
     sizes = config.train_sizes
 
     memory_format = torch.channels_last if channels_last else torch.preserve_format
