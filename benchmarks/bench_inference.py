@@ -4,7 +4,7 @@ Three set-ups run side by side in one process on the same random input:
 
 - the teacher (Polyp-PVT on PVTv2-b2, or EfficientNet-Lite2 with ``--pair offline``) and the
   student (PVTv2-b0 / EfficientNet-Lite0) in PyTorch: eval mode, ``torch.inference_mode``; on
-  CUDA with AMP (bf16 where supported, else fp16) and channels-last, timed with
+  CUDA with AMP (bf16 from compute capability 8.0, else fp16) and channels-last, timed with
   ``torch.cuda.synchronize``; on CPU in float32;
 - the student exported with :func:`kdas_lite.export.export_onnx` (checked against PyTorch)
   and run by onnxruntime (CUDA execution provider when available and asked for, else CPU).
@@ -40,7 +40,7 @@ import torch
 
 from kdas_lite.export import export_onnx
 from kdas_lite.models import PolypPVT, count_parameters
-from kdas_lite.train import resolve_device
+from kdas_lite.train import amp_dtype_for, resolve_device
 
 PAIRS = {"pvt": ("pvt_v2_b2", "pvt_v2_b0"),
          "offline": ("tf_efficientnet_lite2", "tf_efficientnet_lite0")}
@@ -63,7 +63,7 @@ def torch_call(model: torch.nn.Module, x: torch.Tensor, device: torch.device
                ) -> Callable[[], object]:
     """One blocking forward pass: AMP + channels-last on CUDA, float32 on CPU."""
     cuda = device.type == "cuda"
-    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    dtype = amp_dtype_for(device) if cuda else torch.float16  # bf16 only where native
     memory_format = torch.channels_last if cuda else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format).eval()
     x = x.to(device).contiguous(memory_format=memory_format)
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> str:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     repeats = args.repeats or (50 if device.type == "cuda" else 7)
-    precision = ("AMP " + ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    precision = ("AMP " + ("bf16" if amp_dtype_for(device) == torch.bfloat16 else "fp16")
                  if device.type == "cuda" else "float32")
     teacher_name, student_name = PAIRS[args.pair]
     torch.manual_seed(0)

@@ -187,7 +187,8 @@ def record_done(path: Path, config: TrainConfig) -> bool:
     """True when the record ``path`` exists; exits if it was made with another config."""
     if not path.exists():
         return False
-    if json.loads(path.read_text(encoding="utf-8"))["config"] != config.to_dict():
+    recorded = TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8"))["config"])
+    if recorded.to_dict() != config.to_dict():  # fields added since the record: defaults
         sys.exit(f"{path} was made with other settings than this command's; use another --out "
                  "folder (or delete it) to run with the new settings.")
     return True

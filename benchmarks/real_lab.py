@@ -22,6 +22,12 @@ kdas-fixed          KDAS with the public code's L_AT repaired only where it is b
 pixel, cwd          ``(1 − α)·ΣL_seg + α·ΣL_KD``: pixel-wise KD (Hinton) / channel-wise KD
 kdas-a0.1 …         KDAS (or ``kdas-fixed``) at another α, and ``alone-x0.5`` the control of
                     α = 0.5
+at                  ``(1 − α)·ΣL_seg + α·ΣL_AT``: KDAS without L_SGM
+sgm-prob …          the L_SGM mechanism rows: ``sgm`` with one property of L_SGM changed
+                    (``sgm_form`` prob / no-transpose / teacher-std,
+                    :func:`kdas_lite.losses.sgm_loss`), or ``sgm-equal-grad``: its weight set
+                    so that ‖∇α·w·L_SGM‖ = ‖∇(1 − α)·ΣL_seg‖ for the untrained student on the
+                    first validation batch (:func:`kdas_lite.gradients.equalizing_weight`)
 ==================  ==========================================================================
 
 Every model is scored on the five PraNet test sets with the paper protocol
@@ -29,16 +35,23 @@ Every model is scored on the five PraNet test sets with the paper protocol
 mask's native resolution); each set carries its status label (CVC-300 inferred, ETIS a subset).
 
 The run is incremental: each finished run writes ``<out>/results/<run>.json`` (config, table,
-wall times, history) and is skipped when the same command runs again (a record made with other
-settings stops the script); an interrupted training resumes from its last completed epoch;
-``--budget-minutes`` stops before a run that would not finish in time. The runs go in order of
-importance: the headline rows for every seed first, then the baselines, then the α sweep. After
-every run the tables are rewritten to ``<out>/results.md``, the block between the
-``real-lab`` markers of ``--docs`` (docs/RESULTS.md) and ``--json`` (docs/results/real_lab.json).
+wall times, history, each test image's Dice) and a compact copy that is committed,
+``--records``/``<row>-s<seed>.json`` (docs/results/lab_runs/: relative paths only, the data
+root as the label ``shared/data``); a run with either record is skipped when the same command
+runs again (a record made with other settings stops the script); an interrupted training
+resumes from its last completed epoch; ``--budget-minutes`` stops before a run that would not
+finish in time. The runs go in order of importance, interleaved by seed so that a partial
+result stays balanced: the five headline rows (alone, sgm, at, kdas, cwd) of seed 0, then of
+seed 1, …; then the L_SGM mechanism rows for ``--mechanism-seeds``; then any earlier row asked
+for with ``--rows``. After every run the tables are rewritten to ``<out>/results.md``, the
+block between the ``real-lab`` markers of ``--docs`` (docs/RESULTS.md), ``--json``
+(docs/results/real_lab.json: rows re-run now replace their earlier summary, which is kept
+under ``earlier``; rows not re-run keep their earlier summary, marked ``"rerun": false``) and
+``--mechanism-json`` (docs/results/sgm_mechanism.json).
 
 Usage (the command of docs/RESULTS.md; the defaults are its settings)::
 
-    .venv/bin/python benchmarks/real_lab.py --threads 1
+    .venv/bin/python benchmarks/real_lab.py --threads 1 --out runs/real-lab
     # pipeline check at a tiny size (a few minutes; writes nothing under docs/)
     .venv/bin/python benchmarks/real_lab.py --dry-run --out /tmp/real-lab-dry
 """
@@ -55,12 +68,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lab_experiment import Row, floor_scores, machine, record_done, save_json, spread
+from lab_experiment import Row, floor_scores, machine, save_json, spread
 
 from kdas_lite.config import TrainConfig, encoder_pair, get_preset
 from kdas_lite.data import TEST_SETS, find_layout, find_shared_data
 from kdas_lite.evaluate import evaluate
-from kdas_lite.train import distill, train_teacher
+from kdas_lite.gradients import equalizing_weight
+from kdas_lite.lab_results import bootstrap_all_images, interval_table, reading, t_interval
+from kdas_lite.runs import load_trained
+from kdas_lite.train import build_dataloaders, build_model, distill, make_objective, train_teacher
 
 ALPHA = 0.3  # the paper's α: every distilled row's, unless the row's name gives another
 
@@ -70,6 +86,7 @@ ROWS: dict[str, Row] = {
     "alone-x0.7": Row("student alone, loss × 0.7 (control for 1 − α, α = 0.3)", "alone",
                       {"use_at": False, "use_sgm": False, "seg_weight": 0.7}),
     "sgm": Row("student + L_SGM only (= the public code's KDAS)", "distill", {"use_at": False}),
+    "at": Row("student + L_AT only (KDAS without L_SGM)", "distill", {"use_sgm": False}),
     "kdas": Row("KDAS, kdas_lite L_AT", "distill"),
     "kdas-fixed": Row("KDAS, public L_AT repaired (reference-fixed)", "distill",
                       {"at_mode": "reference-fixed"}),
@@ -84,15 +101,26 @@ ROWS: dict[str, Row] = {
                            {"at_mode": "reference-fixed", "alpha": 0.1}),
     "kdas-fixed-a0.5": Row("KDAS, reference-fixed L_AT, α = 0.5", "distill",
                            {"at_mode": "reference-fixed", "alpha": 0.5}),
+    "sgm-prob": Row("+ L_SGM on probabilities σ(P)", "distill",
+                    {"use_at": False, "sgm_form": "prob"}),
+    "sgm-no-transpose": Row("+ L_SGM without the transpose (P + P: pooled logit MSE)",
+                            "distill", {"use_at": False, "sgm_form": "no-transpose"}),
+    "sgm-teacher-std": Row("+ L_SGM on logits / the teacher's per-image std", "distill",
+                           {"use_at": False, "sgm_form": "teacher-std"}),
+    "sgm-equal-grad": Row("+ L_SGM weighted to L_seg's gradient norm at the first step",
+                          "distill", {"use_at": False}),
 }
-PHASES: list[list[str]] = [  # run order: each phase for every seed before the next phase
-    ["alone", "kdas", "kdas-fixed", "sgm", "alone-x0.7"],
-    ["pixel", "cwd"],
-    ["kdas-a0.1", "kdas-a0.5", "alone-x0.5"],
-    ["kdas-fixed-a0.1", "kdas-fixed-a0.5"],
-]
+HEADLINE = ["alone", "sgm", "at", "kdas", "cwd"]
+MECHANISM = ["sgm-prob", "sgm-no-transpose", "sgm-teacher-std", "sgm-equal-grad"]
+EARLIER = [row for row in ROWS if row not in ("teacher", *HEADLINE, *MECHANISM)]
+DATA_LABEL = "shared/data"  # how records name the data root (never a machine path)
+EARLIER_NOTE = ("runs of 2026-12-01 (benchmarks/real_lab.py, the same settings, an earlier "
+                "training of the same teacher; their per-run records were lost, only this "
+                "summary remains; Δ against that day's student alone)")
 START = "<!-- real-lab: begin (written by benchmarks/real_lab.py) -->"
 END = "<!-- real-lab: end -->"
+MECH_START = "<!-- sgm-mechanism: begin (written by benchmarks/real_lab.py) -->"
+MECH_END = "<!-- sgm-mechanism: end -->"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,9 +131,11 @@ def run_name(row: str, seed: int | None) -> str:
     return "teacher" if row == "teacher" else f"seed{seed}/{row}"
 
 
-def run_config(args: argparse.Namespace, data_root: Path, row: str, seed: int) -> TrainConfig:
+def run_config(args: argparse.Namespace, data_root: Path, row: str, seed: int,
+               sgm_weight: float | None = None) -> TrainConfig:
     """The cpu-lab preset with the offline pair; students differ only in their row's switches
-    (and the seed); the teacher has its own size, epochs, image counts and seed."""
+    (and the seed); the teacher has its own size, epochs, image counts and seed.
+    ``sgm_weight`` (the ``sgm-equal-grad`` row's measured factor) overrides the row's."""
     teacher = row == "teacher"
     size = args.teacher_size if teacher else args.size
     epochs = args.teacher_epochs if teacher else args.epochs
@@ -116,12 +146,42 @@ def run_config(args: argparse.Namespace, data_root: Path, row: str, seed: int) -
         max_train_images=args.teacher_train_images if teacher else args.train_images,
         max_val_images=args.val_images, batch_size=args.batch_size, lr=args.lr,
         warmup_epochs=min(1.0, epochs / 4), seed=args.teacher_seed if teacher else seed,
-        device="cpu", **{"alpha": ALPHA, **ROWS[row].overrides})
+        device="cpu", **{"alpha": ALPHA, **ROWS[row].overrides,
+                         **({} if sgm_weight is None else {"sgm_weight": sgm_weight})})
 
 
-def run_one(args: argparse.Namespace, data_root: Path, row: str, seed: int) -> dict[str, Any]:
-    """Train and evaluate one run; write and return its record."""
-    config = run_config(args, data_root, row, seed)
+def equal_grad_weight(args: argparse.Namespace, data_root: Path, seed: int) -> float:
+    """The ``sgm-equal-grad`` row's factor w for ``seed``: ‖∇α·L_SGM‖ scaled to
+    ‖∇(1 − α)·ΣL_seg‖ for the untrained student (the seed's initial weights) on its first
+    validation batch, the batch on which the gradient probe measures epoch 1. Cached in
+    ``<out>/equal_grad/seed<S>.json``."""
+    cache = args.out / "equal_grad" / f"seed{seed}.json"
+    if cache.exists():
+        return float(json.loads(cache.read_text(encoding="utf-8"))["sgm_weight"])
+    weight = first_step_weight(run_config(args, data_root, "sgm-equal-grad", seed),
+                               teacher_checkpoint(args))
+    save_json(cache, {"seed": seed, "sgm_weight": weight,
+                      "measured_on": "untrained student, first validation batch"})
+    return weight
+
+
+def first_step_weight(config: TrainConfig, teacher: Path) -> float:
+    """:func:`~kdas_lite.gradients.equalizing_weight` of L_SGM for the student that
+    ``config`` initialises (``build_model`` seeds it), on the first batch of its validation
+    loader (unshuffled; the random state is restored afterwards)."""
+    student = build_model(config.student_encoder, config)
+    objective = make_objective(config, load_trained(teacher), student)
+    with torch.random.fork_rng():
+        _, val_loader, _ = build_dataloaders(config, student.input_mean, student.input_std,
+                                             progress=False)
+        images, masks = next(iter(val_loader))
+    return equalizing_weight(student, objective, images, masks, "sgm")
+
+
+def run_one(args: argparse.Namespace, data_root: Path, row: str, seed: int,
+            config: TrainConfig) -> dict[str, Any]:
+    """Train and evaluate one run; write its full record under ``<out>/results`` and its
+    compact record under ``--records``; return the full one."""
     role = "teacher" if row == "teacher" else "student"
     resumed = (config.run_dir / role / "last.pth").exists()
     start = time.perf_counter()
@@ -138,10 +198,84 @@ def run_one(args: argparse.Namespace, data_root: Path, row: str, seed: int) -> d
         "resumed": resumed, "train_s": train_s, "eval_s": time.perf_counter() - start,
         "best_epoch": result.best_epoch, "best_val_dice": result.best_val_dice,
         "table": table.to_dict(), "average": table.average(), "config": config.to_dict(),
+        "image_dice": table.image_dice,
         "history": result.history,
     }
     save_json(args.out / "results" / f"{run_name(row, seed)}.json", record)
+    save_compact(args, record)
     return record
+
+
+def record_name(row: str, seed: int | None) -> str:
+    """``teacher`` or ``<row>-s<seed>``: the compact record's file stem."""
+    return "teacher" if row == "teacher" else f"{row}-s{seed}"
+
+
+def portable_config(config: dict[str, Any], out: Path) -> dict[str, Any]:
+    """A config dict without machine paths: the data root as :data:`DATA_LABEL`, the output
+    folder relative to ``out`` (``runs/seed0/alone``) when it lies under it."""
+    output = Path(config["output_dir"]) if config.get("output_dir") else None
+    if output is not None:
+        try:
+            output = output.resolve().relative_to(out.resolve())
+        except ValueError:
+            output = Path(output.name) if output.is_absolute() else output
+    return {**config, "data_root": DATA_LABEL,
+            "output_dir": None if output is None else output.as_posix()}
+
+
+def compact(record: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The committed form of a run record: no history of machine paths; each test image's
+    Dice as a list in the order of its sorted file stems (``test_images.json``), 5 decimals."""
+    return {
+        "row": record["row"], "label": record["label"], "seed": record["seed"],
+        "train_s": record["train_s"], "eval_s": record["eval_s"],
+        "best_epoch": record["best_epoch"], "best_val_dice": record["best_val_dice"],
+        "table": record["table"], "average": record["average"],
+        "config": portable_config(record["config"], out),
+        "history": record["history"],
+        "image_dice": {name: [round(d[stem], 5) for stem in sorted(d)]
+                       for name, d in record.get("image_dice", {}).items()},
+    }
+
+
+def save_compact(args: argparse.Namespace, record: dict[str, Any]) -> None:
+    """Write the compact record and (once) the image order ``test_images.json``; a different
+    image order than the one already written stops the script."""
+    order = {name: sorted(d) for name, d in record.get("image_dice", {}).items()}
+    index = args.records / "test_images.json"
+    if not order:  # a record from before the per-image Dice was kept (the teacher of today)
+        pass
+    elif index.exists():
+        if json.loads(index.read_text(encoding="utf-8")) != order:
+            sys.exit(f"{index} lists other test images than this run scored; use another "
+                     "--records folder for other data")
+    else:
+        save_json(index, order)
+    save_json(args.records / f"{record_name(record['row'], record['seed'])}.json",
+              compact(record, args.out))
+
+
+def run_done(args: argparse.Namespace, row: str, seed: int, config: TrainConfig | None
+             ) -> bool:
+    """True when the run has a full or a compact record. A record made with other settings
+    stops the script; ``config`` None (the equal-grad weight not measured yet) compares
+    nothing but the existence of a compact record."""
+    full = args.out / "results" / f"{run_name(row, seed)}.json"
+    small = args.records / f"{record_name(row, seed)}.json"
+    for path in (small, full):
+        if not path.exists():
+            continue
+        if config is None:
+            return True
+        recorded = TrainConfig.from_dict({**json.loads(path.read_text(encoding="utf-8"))[
+            "config"], "data_root": DATA_LABEL, "output_dir": None})
+        expected = config.replace(data_root=DATA_LABEL, output_dir=None)
+        if recorded.to_dict() != expected.to_dict():  # fields added since: their defaults
+            sys.exit(f"{path} was made with other settings than this command's; use another "
+                     "--out and --records folder (or delete it) to run with the new settings.")
+        return True
+    return False
 
 
 def teacher_checkpoint(args: argparse.Namespace) -> Path:
@@ -152,6 +286,13 @@ def load_records(out: Path) -> list[dict[str, Any]]:
     """Every finished run under ``out``, the teacher first."""
     paths = sorted((out / "results").glob("teacher.json")) + sorted(
         (out / "results").glob("seed*/*.json"))
+    return [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+
+
+def load_compact(records: Path) -> list[dict[str, Any]]:
+    """Every compact record under ``records``, the teacher first."""
+    paths = sorted(records.glob("teacher.json")) + sorted(
+        p for p in records.glob("*-s*.json") if p.stem.rsplit("-s", 1)[-1].isdigit())
     return [json.loads(p.read_text(encoding="utf-8")) for p in paths]
 
 
@@ -191,10 +332,12 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             per_seed = paired_deltas(records, row, test_set)
             if per_seed and row != "alone":
                 values = list(per_seed.values())
+                interval = t_interval(values)
                 deltas[test_set] = {
                     "per_seed": {str(s): d for s, d in sorted(per_seed.items())},
                     "mean": statistics.fmean(values),
-                    "std": statistics.stdev(values) if len(values) > 1 else None}
+                    "std": statistics.stdev(values) if len(values) > 1 else None,
+                    "ci95_t": None if interval.lo is None else [interval.lo, interval.hi]}
         rows[row] = {
             "label": ROWS[row].label,
             "runs": [{"seed": r["seed"], "mDice": {s: mdice(r, s) for s in sets},
@@ -247,61 +390,177 @@ def markdown_tables(stats: dict[str, Any], labels: dict[str, str]) -> str:
 # ---------------------------------------------------------------------------------------------
 def write_outputs(args: argparse.Namespace, data_root: Path, records: list[dict[str, Any]],
                   missing: list[str], wall_s: float, floor: dict[str, Any]) -> str:
-    """Write ``<out>/results.md``, and (unless ``--dry-run``) the JSON summary and the
-    ``real-lab`` block of ``--docs``; return the Markdown."""
+    """Write ``<out>/results.md``, and (unless ``--dry-run``) the two JSON summaries and the
+    ``real-lab`` / ``sgm-mechanism`` blocks of ``--docs``; return the Markdown."""
     layout = find_layout(data_root)
     labels = {name: status.label for name, status in layout.status.items()}
-    stats = summary(records)
     compute_s = sum(r["train_s"] + r["eval_s"] for r in records)
-    speed = {r["row"]: (r["table"]["params"], r["table"]["images_per_s"], r["config"]["image_size"])
-             for r in records if r["row"] in ("teacher", "alone")}
-    lines = [f"command: `{args.command}`", "",
-             f"machine: {machine()}", "",
-             f"data: {layout.describe()}", "",
-             f"runs finished: {len(records)}; their training + evaluation time: "
-             f"{compute_s / 60:.1f} min (this invocation: {wall_s / 60:.1f} min wall)", ""]
+    head = [f"command: `{args.command}`", "", f"machine: {machine()}", "",
+            f"data: `{DATA_LABEL}` — {layout.describe().split(' ', 1)[1]}", "",
+            f"runs with a record: {len(records)}; their training + evaluation time: "
+            f"{compute_s / 60:.1f} min (this invocation: {wall_s / 60:.1f} min wall)", ""]
     if missing:
-        lines += [f"**PARTIAL**: {len(missing)} run(s) not done yet: {', '.join(missing)}. "
-                  "Run the same command again to continue.", ""]
-    lines.append(markdown_tables(stats, labels))
-    sets = [s for s in stats["test_sets"] if s in floor]
-    lines += ["", "*Floor* (the trivial map \"every pixel is polyp\"): " + ", ".join(
-        f"{labels.get(s, s)} {floor[s][0]:.3f}" for s in sets) + "."]
-    for row, (params, ips, size) in speed.items():
-        lines.append(f"- {ROWS[row].label}: {params / 1e6:.2f} M parameters, {ips:.1f} images/s "
-                     f"on the CPU during its evaluation at {size} px (batch 8; shared machine)")
-    notes = [status.caveat for name, status in layout.status.items()
-             if name in stats["test_sets"] and status.caveat]
-    lines += [""] + [f"- {note}" for note in notes]
-    text = "\n".join(lines) + "\n"
-    (args.out / "results.md").write_text(text, encoding="utf-8")
+        head += [f"**PARTIAL**: {len(missing)} run(s) of this command not done yet: "
+                 f"{', '.join(missing)}. Run the same command again to continue.", ""]
+    lab_rows = [r for r in records if r["row"] not in MECHANISM]
+    lab = lab_summary(args, layout, labels, summary(lab_rows), floor, missing, compute_s)
+    lab_text = "\n".join(head) + lab_markdown(args, lab, labels, floor, layout)
+    mech_records = [r for r in records if r["row"] in ("alone", "sgm", *MECHANISM)
+                    and r["seed"] in args.mechanism_seeds]
+    mech = summary(mech_records)
+    mech_text = ""
+    if any(r["row"] in MECHANISM for r in records):
+        mech_text = "\n".join(head) + mechanism_markdown(args, mech, labels)
+    (args.out / "results.md").write_text(lab_text + "\n" + mech_text, encoding="utf-8")
     if args.dry_run:
-        return text
-    save_json(args.json, {
+        return lab_text
+    lab.pop("_path", None)
+    save_json(args.json, lab)
+    if mech_text:
+        previous = json.loads(args.mechanism_json.read_text(encoding="utf-8")) \
+            if args.mechanism_json.exists() else {}
+        save_json(args.mechanism_json, {
+            **previous,  # keeps what benchmarks/sgm_map_stats.py added ("map_statistics")
+            "question": "why does L_SGM lower the student? one property of it changed per row",
+            "command": args.command, "machine": machine(),
+            "partial": any(m.split("/")[-1] in MECHANISM for m in missing),
+            "missing": [m for m in missing if m.split("/")[-1] in (*MECHANISM, "alone", "sgm")
+                        and int(m.split("/")[0][4:]) in args.mechanism_seeds],
+            "data_root": DATA_LABEL, "records": relative_records(args, args.mechanism_json),
+            "seeds": args.mechanism_seeds, "equal_grad_weights": equal_grad_weights(args),
+            **mech})
+    if args.docs is not None:
+        replace_block(args.docs, lab_text)
+        if mech_text:
+            replace_block(args.docs, mech_text, MECH_START, MECH_END)
+    return lab_text
+
+
+def relative_records(args: argparse.Namespace, json_path: Path) -> str:
+    """The records folder as seen from the JSON's folder (``lab_runs``)."""
+    try:
+        return args.records.resolve().relative_to(json_path.resolve().parent).as_posix()
+    except ValueError:
+        return args.records.name
+
+
+def equal_grad_weights(args: argparse.Namespace) -> dict[str, float]:
+    return {path.stem[4:]: json.loads(path.read_text(encoding="utf-8"))["sgm_weight"]
+            for path in sorted((args.out / "equal_grad").glob("seed*.json"))}
+
+
+def lab_summary(args: argparse.Namespace, layout: Any, labels: dict[str, str],
+                stats: dict[str, Any], floor: dict[str, Any], missing: list[str],
+                compute_s: float) -> dict[str, Any]:
+    """real_lab.json: the rows with records now (``"rerun": true``; an earlier summary of the
+    row moves under ``earlier``), then the rows kept from the earlier summary in ``--json``
+    (``"rerun": false``), each with its paired Δ and 95 % t-intervals; and, per re-run row,
+    the bootstrap over test images of the all-images Δ."""
+    previous = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else {}
+    old_rows = previous.get("rows", {})
+    rows: dict[str, Any] = {}
+    for row, entry in stats["rows"].items():
+        old = old_rows.get(row)
+        earlier = None if old is None else (old.get("earlier") if old.get("rerun") else {
+            "note": EARLIER_NOTE, "delta_vs_alone": old["delta_vs_alone"],
+            "runs": [{**run, "config": portable_config(run["config"], args.out)}
+                     for run in old["runs"]]})
+        rows[row] = {**entry, "rerun": True, **({"earlier": earlier} if earlier else {})}
+    for row, old in old_rows.items():
+        if row not in rows and row in ROWS:
+            rows[row] = {**old, "rerun": old.get("rerun", False),
+                         **({} if old.get("rerun") else {"note": EARLIER_NOTE}),
+                         "runs": [{**run, "config": portable_config(run["config"], args.out)}
+                                  for run in old["runs"]]}
+    for entry in rows.values():  # t-intervals for the kept rows too
+        for delta in entry.get("delta_vs_alone", {}).values():
+            interval = t_interval(list(delta["per_seed"].values()))
+            delta["ci95_t"] = None if interval.lo is None else [interval.lo, interval.hi]
+    sets = [s for s in TEST_SETS if s in layout.status]
+    lab = {
         "question": "does distillation help a small student on real polyp data?",
         "command": args.command, "machine": machine(), "partial": bool(missing),
         "missing": missing, "compute_minutes": round(compute_s / 60, 1),
-        "data_root": str(data_root),
-        "test_sets": {s: {"label": labels.get(s, s), "status": layout.status[s].status,
-                          "pairs": layout.status[s].pairs, "expected": layout.status[s].expected}
-                      for s in stats["test_sets"] if s in layout.status},
-        "floor_mDice": {s: floor[s][0] for s in sets},
-        **stats,
-    })
-    if args.docs is not None:
-        replace_block(args.docs, text)
-    return text
+        "data_root": DATA_LABEL, "records": relative_records(args, args.json),
+        "rerun_rows": [r for r, e in rows.items() if e["rerun"]],
+        "test_set_info": {s: {"label": labels.get(s, s), "status": layout.status[s].status,
+                              "pairs": layout.status[s].pairs,
+                              "expected": layout.status[s].expected} for s in sets},
+        "floor_mDice": {s: floor[s][0] for s in sets if s in floor},
+        "test_sets": [*sets, "avg"], "rows": rows, "_path": str(args.json)}
+    for row, entry in rows.items():
+        if entry["rerun"] and row not in ("alone", "teacher"):
+            boot = bootstrap_all_images(lab, row, args.records)
+            entry["bootstrap_avg"] = None if boot is None else {
+                "mean": boot.mean, "ci95": [boot.lo, boot.hi], "n_images": boot.n,
+                "method": "paired, images resampled within each test set, 4000 resamples, "
+                          "Δ per image averaged over the seeds both rows have"}
+    return lab
 
 
-def replace_block(path: Path, text: str) -> None:
-    """Put ``text`` between the ``real-lab`` markers of ``path`` (warn when they are missing)."""
+def lab_markdown(args: argparse.Namespace, lab: dict[str, Any], labels: dict[str, str],
+                 floor: dict[str, Any], layout: Any) -> str:
+    """The real-lab block: mDice (mean ± std, runs per row), the paired Δ with 95 %
+    intervals, the per-seed Δ, the floor and the notes."""
+    order = [r for r in ROWS if r in lab["rows"]]
+    stats = {"test_sets": lab["test_sets"], "rows": {r: lab["rows"][r] for r in order}}
+    rerun = [lab["rows"][r]["label"] for r in order if lab["rows"][r]["rerun"]]
+    kept = [lab["rows"][r]["label"] for r in order if not lab["rows"][r]["rerun"]]
+    lines = [f"Rows run by this command (their records in `docs/results/{lab['records']}`): "
+             + "; ".join(rerun) + ".", ""]
+    if kept:
+        lines += ["Rows kept from the runs of 2026-12-01 (3 seeds, records lost, summary "
+                  "only; their Δ is against that day's student alone): " + "; ".join(kept)
+                  + ".", ""]
+    lines.append(markdown_tables(stats, labels))
+    lines += ["", "Paired Δ against the student alone with 95 % intervals: per test set "
+              "`mean [lo, hi]` from the t distribution over the seeds (n − 1 degrees of "
+              "freedom; the seeds column gives n); last column: a paired bootstrap over the "
+              "test images of the all-images Δ (images resampled within each test set, "
+              "given these seeds; re-run rows only):", "",
+              interval_table(lab, [r for r in order if r != "teacher"], args.records),
+              "", "Generated reading (`kdas_lite.lab_results.reading`; a row is above or below "
+              "the student alone on a set only where its 95 % t-interval excludes 0):", "",
+              reading(lab, [r for r in order if r != "teacher"], args.records)]
+    sets = [s for s in lab["test_sets"] if s in floor]
+    lines += ["", "*Floor* (the trivial map \"every pixel is polyp\"): " + ", ".join(
+        f"{labels.get(s, s)} {floor[s][0]:.3f}" for s in sets) + "."]
+    notes = [status.caveat for name, status in layout.status.items()
+             if name in lab["test_sets"] and status.caveat]
+    lines += [""] + [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def mechanism_markdown(args: argparse.Namespace, mech: dict[str, Any],
+                       labels: dict[str, str]) -> str:
+    """The sgm-mechanism block: the mechanism rows beside alone and + L_SGM, same seeds."""
+    weights = equal_grad_weights(args)
+    lines = [f"Seeds {', '.join(map(str, args.mechanism_seeds))} (rows with fewer runs are "
+             "partial); every row is `(1 − α)·ΣL_seg + α·w·L_SGM'` with one property of L_SGM "
+             "changed, α = 0.3.", "", markdown_tables(mech, labels)]
+    lab = {**mech, "_path": str(args.mechanism_json), "records": args.records.name}
+    lines += ["", "Paired Δ against the student alone, 95 % t-intervals over seeds:", "",
+              interval_table(lab, [r for r in ("sgm", *MECHANISM) if r in mech["rows"]],
+                             args.records), "",
+              reading(lab, [r for r in ("sgm", *MECHANISM) if r in mech["rows"]],
+                      args.records)]
+    if weights:
+        lines += ["", "Equal-gradient weights w (‖∇α·w·L_SGM‖ = ‖∇(1 − α)·ΣL_seg‖ for the "
+                  "untrained student on its first validation batch): " + ", ".join(
+                      f"seed {s}: {w:.4f}" for s, w in weights.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def replace_block(path: Path, text: str, start: str = START, end: str = END) -> None:
+    """Put ``text`` between the ``start``/``end`` markers of ``path`` (warn when they are
+    missing)."""
     doc = path.read_text(encoding="utf-8")
-    if START not in doc or END not in doc:
-        print(f"warning: {path} has no {START} … {END} block; tables not copied there",
+    if start not in doc or end not in doc:
+        print(f"warning: {path} has no {start} … {end} block; tables not copied there",
               file=sys.stderr)
         return
-    head, rest = doc.split(START, 1)
-    path.write_text(head + START + "\n" + text + rest[rest.index(END):], encoding="utf-8")
+    head, rest = doc.split(start, 1)
+    path.write_text(head + start + "\n" + text + rest[rest.index(end):], encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,10 +568,14 @@ def replace_block(path: Path, text: str) -> None:
 # ---------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/real-lab"), help="output folder")
+    parser.add_argument("--out", type=Path, default=Path("runs/real-lab"),
+                        help="output folder (checkpoints, full records)")
     parser.add_argument("--data", type=Path, help="PraNet data root (default: the shared data)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4],
+                        help="seeds of the headline rows (and of any earlier row asked for)")
+    parser.add_argument("--mechanism-seeds", nargs="+", type=int, default=[0, 1, 2],
+                        help="seeds of the L_SGM mechanism rows")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=HEADLINE + MECHANISM)
     parser.add_argument("--budget-minutes", type=float, default=600.0,
                         help="stop before a run that would end after this")
     parser.add_argument("--size", type=int, default=128, help="students' px (multiple of 32)")
@@ -329,36 +592,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch CPU threads (1: steadiest when other processes share the "
                         "cores; 2 contended threads trained the teacher ~5x slower)")
     parser.add_argument("--json", type=Path, default=Path("docs/results/real_lab.json"))
+    parser.add_argument("--mechanism-json", type=Path,
+                        default=Path("docs/results/sgm_mechanism.json"))
+    parser.add_argument("--records", type=Path, default=Path("docs/results/lab_runs"),
+                        help="folder of the compact per-run records (committed)")
     parser.add_argument("--docs", type=Path, default=Path("docs/RESULTS.md"),
-                        help="Markdown file whose real-lab block gets the tables")
+                        help="Markdown file whose real-lab / sgm-mechanism blocks get the tables")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: rewrite the tables and the JSON from the records")
     parser.add_argument("--dry-run", action="store_true",
                         help="tiny settings (64 px, 1 epoch, 16 images, seed 0, 3 rows); "
                         "writes only under --out")
     args = parser.parse_args(argv)
-    args.command = shlex.join(["python", "benchmarks/real_lab.py",
-                               *(sys.argv[1:] if argv is None else argv)])
+    args.command = shlex.join(["python", "benchmarks/real_lab.py", *(
+        f"<outside the repository>/{Path(a).name}" if a.startswith("/") else a
+        for a in (sys.argv[1:] if argv is None else argv))])  # no machine path in a record
     if args.dry_run:
         args.size = args.teacher_size = 64
         args.epochs = args.teacher_epochs = 1
         args.train_images = args.teacher_train_images = 16
-        args.val_images, args.seeds, args.rows = 4, [0], ["teacher", "alone", "kdas"]
+        args.val_images, args.seeds, args.mechanism_seeds = 4, [0], [0]
+        args.rows = ["alone", "kdas", "sgm-equal-grad"]
+        args.records = args.out / "records"
     return args
 
 
+def plan_runs(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """Teacher; headline rows interleaved by seed; mechanism rows by mechanism seed; then any
+    earlier row asked for, by seed."""
+    plan = [("teacher", args.teacher_seed)]
+    plan += [(row, seed) for seed in args.seeds for row in HEADLINE if row in args.rows]
+    plan += [(row, seed) for seed in args.mechanism_seeds for row in MECHANISM
+             if row in args.rows]
+    plan += [(row, seed) for seed in args.seeds for row in EARLIER if row in args.rows]
+    return plan
+
+
 def missing_runs(args: argparse.Namespace, plan: list[tuple[str, int]]) -> list[str]:
-    """The runs of ``plan`` without a record yet."""
-    done = {(r["row"], args.teacher_seed if r["row"] == "teacher" else r["seed"])
-            for r in load_records(args.out)}
-    return [run_name(row, seed) for row, seed in plan if (row, seed) not in done]
+    """The runs of ``plan`` without a compact record yet."""
+    return [run_name(row, seed) for row, seed in plan
+            if not (args.records / f"{record_name(row, seed)}.json").exists()]
 
 
 def report(args: argparse.Namespace, data_root: Path, plan: list[tuple[str, int]],
            wall_s: float, floor: dict[str, Any]) -> str:
-    """Rewrite every output from the records of this command's rows and seeds."""
-    records = [r for r in load_records(args.out)
-               if r["row"] == "teacher" or (r["row"] in args.rows and r["seed"] in args.seeds)]
+    """Rewrite every output from the compact records of this command's rows and seeds."""
+    seeds = {*args.seeds, *args.mechanism_seeds}
+    records = [r for r in load_compact(args.records)
+               if r["row"] == "teacher" or (r["row"] in args.rows and r["seed"] in seeds)]
     return write_outputs(args, data_root, records, missing_runs(args, plan), wall_s, floor)
 
 
@@ -374,26 +655,31 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"real data: {find_layout(data_root).describe()}", flush=True)
     floor = floor_scores(data_root)
-    plan = [("teacher", args.teacher_seed)] + [
-        (row, seed) for phase in PHASES for seed in args.seeds for row in phase
-        if row in args.rows]
+    plan = plan_runs(args)
     stopped = False
     for row, seed in [] if args.report_only else plan:
-        if record_done(args.out / "results" / f"{run_name(row, seed)}.json",
-                       run_config(args, data_root, row, seed)):
+        weight = None
+        if row == "sgm-equal-grad" and not run_done(args, row, seed, None):
+            weight = equal_grad_weight(args, data_root, seed)
+        config = run_config(args, data_root, row, seed, weight)
+        if run_done(args, row, seed, None if row == "sgm-equal-grad" and weight is None
+                    else config):
+            full = args.out / "results" / f"{run_name(row, seed)}.json"
+            small = args.records / f"{record_name(row, seed)}.json"
+            if full.exists() and not small.exists():  # a run finished before --records
+                save_compact(args, json.loads(full.read_text(encoding="utf-8")))
             continue
-        records = load_records(args.out)
-        same_kind = [r["train_s"] + r["eval_s"] for r in records
-                     if ROWS[r["row"]].kind == ROWS[row].kind and not r["resumed"]]
+        times = [r["train_s"] + r["eval_s"] for r in load_records(args.out)
+                 if ROWS[r["row"]].kind == ROWS[row].kind and not r["resumed"]]
         elapsed = time.perf_counter() - started
-        if same_kind and elapsed + statistics.fmean(same_kind) > args.budget_minutes * 60:
+        if times and elapsed + statistics.fmean(times) > args.budget_minutes * 60:
             print(f"budget: {run_name(row, seed)} would not end within {args.budget_minutes:g} "
                   "min; stopping. Run the same command again to continue.", flush=True)
             stopped = True
             break
         print(f"[{elapsed / 60:6.1f} min] {run_name(row, seed)}: {ROWS[row].label} ...",
               flush=True)
-        record = run_one(args, data_root, row, seed)
+        record = run_one(args, data_root, row, seed, config)
         print(f"    Kvasir mDice {mdice(record, 'Kvasir'):.3f}, avg {mdice(record, 'avg'):.3f} "
               f"(train {record['train_s'] / 60:.1f} min, eval {record['eval_s'] / 60:.1f} min)",
               flush=True)

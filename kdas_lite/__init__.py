@@ -13,6 +13,7 @@ Modules, one concept each:
 - :mod:`kdas_lite.train`    teacher training and KDAS distillation loops (CUDA + AMP, or CPU)
 - :mod:`kdas_lite.predict`  masks and labelled overlays for a folder of frames (research use)
 - :mod:`kdas_lite.viz`      figures and the interactive teacher/student attention explorer
+- :mod:`kdas_lite.colab`    the notebooks' setup: device report, Google Drive, parameter sets
 - :mod:`kdas_lite.cli`      the ``kdas-lite`` command
 """
 

@@ -22,6 +22,7 @@ was trained at unless ``--image-size`` says otherwise; ``--threads`` sets the CP
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import warnings
@@ -79,6 +80,36 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _finite_float(text: str) -> float:
+    """argparse type: a finite number (not nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    """argparse type: a random seed, an integer from 0 to 2**63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**63 - 1, got {value}")
+    return value
+
+
 def _image_size(text: str) -> int:
     """argparse type: a positive multiple of 32 (the encoders downsample by 32)."""
     value = _positive_int(text)
@@ -122,8 +153,13 @@ def _set_threads(threads: int | None) -> None:
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: Any = None, line: str | None = None) -> None:
-    """Print kdas_lite's own warnings as ``kdas-lite: warning: ...`` (others as usual)."""
+    """Print kdas_lite's own warnings as ``kdas-lite: warning: ...`` (others as usual), once
+    per torchrun job (by process 0)."""
+    from kdas_lite.distributed import is_main_process
+
     if "kdas_lite" in Path(filename).parts:
+        if not is_main_process():
+            return
         print(f"kdas-lite: warning: {_one_line(Exception(str(message)))}", file=sys.stderr)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
@@ -157,10 +193,10 @@ def _add_training_flags(parser: argparse.ArgumentParser, distill: bool) -> None:
     group.add_argument("--epochs", type=int)
     group.add_argument("--image-size", type=int, metavar="PX", help="multiple of 32")
     group.add_argument("--batch-size", type=int)
-    group.add_argument("--lr", type=float, help="learning rate (paper 1e-4)")
+    group.add_argument("--lr", type=_finite_float, help="learning rate (paper 1e-4)")
     group.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     group.add_argument("--workers", type=int, help="DataLoader worker processes")
-    group.add_argument("--seed", type=int)
+    group.add_argument("--seed", type=_seed)
     group.add_argument("--cache", choices=("none", "memory", "disk"),
                        help="keep decoded images in memory or on disk")
     group.add_argument("--max-train-images", type=int, metavar="N")
@@ -187,8 +223,8 @@ def _add_training_flags(parser: argparse.ArgumentParser, distill: bool) -> None:
                         help="reference: the public code's L_AT (zero student gradient); "
                         "reference-fixed: its softmax dim repaired (docs/RECIPES.md)")
         kd.add_argument("--baseline", choices=("pixel", "cwd"), help="add a baseline KD term")
-        kd.add_argument("--alpha", type=float, help="distillation weight α (paper 0.3)")
-        kd.add_argument("--temperature", type=float, help="T (paper 2)")
+        kd.add_argument("--alpha", type=_finite_float, help="distillation weight α (paper 0.3)")
+        kd.add_argument("--temperature", type=_finite_float, help="T (paper 2)")
         kd.add_argument("--sgm-pool-size", type=int, metavar="PX")
     run = parser.add_argument_group("run")
     again = run.add_mutually_exclusive_group()
@@ -242,6 +278,10 @@ def config_from_args(args: argparse.Namespace, base: Mapping[str, Any] | None = 
 # Subcommands
 # ---------------------------------------------------------------------------------------------
 def _print_result(what: str, result: Any) -> None:
+    from kdas_lite.distributed import is_main_process
+
+    if not is_main_process():  # torchrun: the other processes trained the same run
+        return
     print(f"{what}: best validation Dice {result.best_val_dice:.4f} at epoch "
           f"{result.best_epoch}" + (" (SYNTHETIC data)" if result.synthetic else ""))
     print(f"  best checkpoint: {result.best_path}\n  run folder:      {result.run_dir}")
@@ -282,36 +322,43 @@ def _evaluate_models(models: Mapping[str, Any], data: Any, args: argparse.Namesp
     tables = {}
     for label, model in models.items():
         size = image_size if isinstance(image_size, int) else image_size[label]
-        tables[label] = evaluate(model, data, size=size, device=device,
-                                 batch_size=args.batch_size or 8,
-                                 test_sets=getattr(args, "sets", None), progress=not args.quiet,
-                                 name=label, resize=getattr(args, "resize", "opencv"))
+        try:
+            tables[label] = evaluate(model, data, size=size, device=device,
+                                     batch_size=args.batch_size or 8,
+                                     test_sets=getattr(args, "sets", None),
+                                     progress=not args.quiet, name=label,
+                                     resize=getattr(args, "resize", "opencv"))
+        except KDASError as exc:  # e.g. a corrupt image: the caller shows what finished
+            partial = getattr(exc, "partial_table", None)
+            if partial is not None and partial.rows:
+                tables[label] = partial
+            exc.finished_tables = tables  # type: ignore[attr-defined]
+            raise
     return tables
 
 
 def _test_sets_to_evaluate(data: Path, requested: Sequence[str] | None) -> list[str]:
     """``--sets`` as given (each must exist), else every test set present under ``data``,
     printing one line that names the standard test sets that are missing."""
-    from kdas_lite.data import TEST_SETS, find_layout
+    from kdas_lite.data import TEST_SETS, find_test_sets, is_synthetic
 
     if requested:
         return list(requested)
-    layout = find_layout(data)
-    if layout.synthetic:
+    tests = find_test_sets(data)  # a root with TestDataset/ only is fine: no training set needed
+    if is_synthetic(data):
         print("SYNTHETIC data: these scores only show that the pipeline works")
-    missing = [name for name in TEST_SETS if name not in layout.test]
-    if not layout.test:
+    missing = [name for name in TEST_SETS if name not in tests]
+    if not tests:
         raise DataError(f"no test set under {data} (expected {data}/TestDataset/<name>/images "
                         "and .../masks; datasets/README.md says where to get them)")
     if missing:
-        print(f"evaluating the {len(layout.test)} test sets present under {data}; missing: "
+        print(f"evaluating the {len(tests)} test sets present under {data}; missing: "
               f"{', '.join(missing)}")
-    return list(layout.test)
+    return list(tests)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from kdas_lite.data import resolve_data_root
-    from kdas_lite.evaluate import comparison_table
     from kdas_lite.train import load_trained
 
     models, sizes = {}, {}
@@ -321,25 +368,42 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         models[label], sizes[label] = model, _inference_size(path, args.image_size)
     data = resolve_data_root(args.data)
     args.sets = _test_sets_to_evaluate(data, args.sets)
-    tables = _evaluate_models(models, data, args, sizes)
+    try:
+        tables = _evaluate_models(models, data, args, sizes)
+    except KDASError as exc:  # keep what finished: print (and write) it, then the one error
+        finished = getattr(exc, "finished_tables", {})
+        if finished:
+            print("evaluation stopped by the error below; the test sets that finished:\n")
+            _show_tables(finished, args.csv)
+        raise
+    _show_tables(tables, args.csv)
+    return 0
+
+
+def _show_tables(tables: Mapping[str, Any], csv: Path | None) -> None:
+    """Print each EvaluationTable (and the comparison of several); write them to ``csv``."""
+    from kdas_lite.evaluate import comparison_table
+
     for table in tables.values():
         print(table.to_markdown(), end="\n\n")
     if len(tables) > 1:
         print("mean Dice per test set:\n" + comparison_table(tables))
-    if args.csv is not None:
+    if csv is not None:
         for index, table in enumerate(tables.values()):
-            out = args.csv if len(tables) == 1 else args.csv.with_stem(f"{args.csv.stem}_{index}")
+            out = csv if len(tables) == 1 else csv.with_stem(f"{csv.stem}_{index}")
             print(f"wrote {table.to_csv(out)}")
-    return 0
 
 
 def _inference_size(checkpoint: str | os.PathLike[str], given: int | None) -> int:
     """The input side for ``checkpoint``: ``--image-size`` if given, else the size it was
     trained at (``train_config.image_size``), else 352 (the paper's) for a file without a
     training config. Prints which, so a size never changes silently."""
+    from kdas_lite.runs import describe_plain_checkpoint
     from kdas_lite.train import trained_image_size
 
     trained = trained_image_size(checkpoint)
+    if trained is None and (what := describe_plain_checkpoint(checkpoint)) is not None:
+        print(f"{checkpoint}: {what}")
     if given is not None:
         note = ("" if trained in (None, given) else
                 f"; it was trained at {trained} px, which usually scores better")
@@ -354,7 +418,7 @@ def _inference_size(checkpoint: str | os.PathLike[str], given: int | None) -> in
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from kdas_lite.predict import predict_folder
+    from kdas_lite.predict import predict_folder, shown
     from kdas_lite.train import load_trained
 
     model = load_trained(args.checkpoint)
@@ -363,33 +427,44 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     report = predict_folder(model, args.images, args.output, size=size,
                             threshold=args.threshold, device=args.device or "auto",
                             batch_size=args.batch_size, overwrite=args.overwrite, label=label,
-                            progress=not args.quiet)
+                            progress=not args.quiet,
+                            **({} if args.max_pixels is None else {"max_pixels": args.max_pixels}))
     print(f"wrote {len(report.written)} masks to {report.output_dir / 'masks'} and overlays "
           f"to {report.output_dir / 'overlays'}; every input is listed in {report.manifest}. "
           "Research use only: not a diagnosis.")
+    for index, (path, reason) in enumerate(report.ignored.items()):
+        if index == 5:
+            print(f"kdas-lite: warning: ignored {len(report.ignored) - 5} more entries of "
+                  f"{shown(args.images)} (listed in {report.manifest})", file=sys.stderr)
+            break
+        print(f"kdas-lite: warning: ignored {shown(path)}: {reason}", file=sys.stderr)
     if report.skipped:
         for path, reason in report.skipped.items():
-            print(f"kdas-lite: skipped {path}: {reason}", file=sys.stderr)
+            print(f"kdas-lite: skipped {shown(path)}: {reason}", file=sys.stderr)
         print(f"kdas-lite: {len(report.skipped)} of "
-              f"{len(report.skipped) + len(report.written)} images could not be read and were "
-              "skipped (exit status 1)", file=sys.stderr)
+              f"{len(report.skipped) + len(report.written)} images were skipped (not read, "
+              "listed above and in predictions.csv; exit status 1)", file=sys.stderr)
         return 1
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from kdas_lite.export import export_onnx, verify_onnx
+    from kdas_lite.export import check_export, export_onnx
     from kdas_lite.train import load_trained
 
+    out = args.output or Path(args.checkpoint).with_suffix(".onnx")
+    check_export(out, args.opset, args.atol)  # before loading anything
     model = load_trained(args.checkpoint)
     size = _inference_size(args.checkpoint, args.image_size)
-    out = args.output or Path(args.checkpoint).with_suffix(".onnx")
-    path = export_onnx(model, out, size, opset=args.opset, verify=False)
+    # Written under a temporary name, checked, then moved into place: a failed export leaves
+    # a previous file at `out` as it was.
+    path = export_onnx(model, out, size, opset=args.opset, verify=not args.no_verify,
+                       atol=args.atol)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, input 'image' (N, 3, "
           f"{size}, {size}), outputs 'p1', 'p2' logits)")
     if not args.no_verify:
-        diff = verify_onnx(model, path, size, atol=args.atol)
-        print(f"onnxruntime check: max |ONNX − PyTorch| = {diff:.2e} on the logits (OK)")
+        print(f"onnxruntime check: the ONNX logits match PyTorch's within --atol {args.atol:g} "
+              "(OK)")
     return 0
 
 
@@ -571,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--train", type=int, default=200, help="training pairs (default 200)")
     synth.add_argument("--test", type=int, default=40, help="pairs per test set (default 40)")
     synth.add_argument("--size", type=int, default=256, help="image side in px (default 256)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=_seed, default=0)
     synth.set_defaults(func=_cmd_make_synthetic)
 
     teacher = sub.add_parser("train-teacher", help="train the Polyp-PVT teacher")
@@ -616,6 +691,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--threshold", type=_probability, default=0.5,
                     help="probability threshold in (0, 1) (default 0.5)")
     pr.add_argument("--batch-size", type=_positive_int, default=8)
+    pr.add_argument("--max-pixels", type=_positive_int, metavar="N",
+                    help="skip larger images (read from the header, before decoding) and hold "
+                    "at most N pixels per batch: bounded memory (default 25000000, 25 "
+                    "megapixels; endoscopy frames have about 2)")
     pr.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     _add_threads_flag(pr)
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -625,8 +704,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("checkpoint", metavar="CKPT")
     ex.add_argument("output", type=Path, nargs="?", help="the .onnx file (default next to CKPT)")
     ex.add_argument("--image-size", type=_image_size, metavar="PX", help=SIZE_HELP)
-    ex.add_argument("--opset", type=int, default=18)
-    ex.add_argument("--atol", type=float, default=1e-3, help="tolerance of the check")
+    ex.add_argument("--opset", type=int, default=18,
+                    help="ONNX opset (default 18, the exporter's own; others are converted)")
+    ex.add_argument("--atol", type=_positive_float, default=1e-3,
+                    help="tolerance of the check, a finite number > 0 (default 1e-3)")
     ex.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
     _add_threads_flag(ex)
     ex.set_defaults(func=_cmd_export)

@@ -30,21 +30,26 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from kdas_lite.errors import KDASError
 
-__all__ = ["ENCODER_PAIRS", "PRESETS", "ConfigError", "TrainConfig", "encoder_pair",
-           "get_preset"]
+__all__ = ["ENCODER_PAIRS", "MAX_IMAGE_SIZE", "PRESETS", "ConfigError", "TrainConfig",
+           "encoder_pair", "get_preset"]
 
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULERS = ("cosine", "poly", "constant")
 CLIP_MODES = ("value", "norm")
 AT_MODES = ("kdas", "reference", "reference-fixed")  # = kdas_lite.losses.AT_MODES
+SGM_FORMS = ("logits", "prob", "no-transpose", "teacher-std")  # = kdas_lite.losses.SGM_FORMS
 BASELINES = (None, "pixel", "cwd")
 CACHES = ("none", "memory", "disk")
+MAX_IMAGE_SIZE = 1024
+"""Largest training side (px); a checkpoint recording more is refused as damaged
+(:func:`kdas_lite.runs.trained_image_size`), since inference would run at that size."""
 
 
 class ConfigError(KDASError, ValueError):
@@ -93,6 +98,11 @@ class TrainConfig:
         multi_scale: scales of ``image_size`` trained on every batch, each rounded to a multiple
             of 32; one optimiser step per distinct size (see :attr:`train_sizes`).
         batch_size, epochs, lr, weight_decay: as usual (public script: 16, 99, 1e-4, 1e-4).
+        accumulate_steps: split every batch into this many micro-batches, each forward and
+            backward on its own, and step once: the gradient of the whole ``batch_size``
+            (each micro-batch's loss weighted by its share of the batch) in a fraction of the
+            activation memory. Only BatchNorm sees the smaller micro-batches (its batch
+            statistics), as with any gradient accumulation.
         optimizer: ``"adamw"`` (paper) or ``"adam"``.
         scheduler: per-step learning rate: ``"cosine"`` (linear warm-up over ``warmup_epochs``,
             at most the whole run but its last step, then cosine decay to ``min_lr``),
@@ -111,6 +121,10 @@ class TrainConfig:
             ``"reference-fixed"`` (the public code's with only the softmax ``dim`` repaired).
         baseline: extra baseline KD term, ``None``, ``"pixel"`` (Hinton) or ``"cwd"``.
         sgm_pool_size: pooled side for L_SGM (None: full resolution, as the reference).
+        sgm_form: the form of L_SGM (:data:`kdas_lite.losses.SGM_FORMS`): ``"logits"`` (the
+            paper), or an intervention on it: ``"prob"``, ``"no-transpose"``,
+            ``"teacher-std"`` (:func:`kdas_lite.losses.sgm_loss`).
+        sgm_weight: extra factor w on L_SGM (its weight becomes ``α·w``; 1 = the paper).
         seg_weight: weight of ``ΣL_seg`` in supervised training (teacher, student alone;
             1 = paper Eq. 1). ``1 − α`` gives the control for distillation's ``(1 − α)``
             factor: the student alone with its loss scaled as Eq. 6 scales it. Distillation
@@ -119,10 +133,14 @@ class TrainConfig:
     Runtime:
         seed: seeds model initialisation, shuffling and augmentation (a CPU run is repeatable).
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``…
-        amp: mixed precision on CUDA (bf16 where supported, else fp16 with a gradient scaler);
+        amp: mixed precision on CUDA (bf16 on GPUs of compute capability ≥ 8.0, else fp16 with
+            a gradient scaler: :func:`kdas_lite.train.amp_dtype_for`);
             ignored on CPU, which trains in float32.
         channels_last: NHWC memory layout on CUDA (faster convolutions with AMP).
         compile: wrap the model in ``torch.compile``.
+        world_size: the number of processes that trained the run (``torchrun
+            --nproc_per_node N``; :mod:`kdas_lite.distributed`). Not a setting:
+            :func:`kdas_lite.train.fit` records the actual number, whatever is given here.
         name: run name; the default output folder is ``runs/<name>``.
         output_dir: where checkpoints, ``config.json`` and the history are written.
     """
@@ -149,6 +167,7 @@ class TrainConfig:
     image_size: int = 352
     multi_scale: tuple[float, ...] = (0.75, 1.0, 1.25)
     batch_size: int = 16
+    accumulate_steps: int = 1
     epochs: int = 100
     optimizer: str = "adamw"
     lr: float = 1e-4
@@ -167,6 +186,8 @@ class TrainConfig:
     at_mode: str = "kdas"
     baseline: str | None = None
     sgm_pool_size: int | None = None
+    sgm_form: str = "logits"
+    sgm_weight: float = 1.0
     seg_weight: float = 1.0
     # runtime
     seed: int = 0
@@ -174,6 +195,7 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
+    world_size: int = 1
     output_dir: str | None = field(default=None)
 
     def __post_init__(self) -> None:
@@ -194,24 +216,38 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 fail(name, f"must be one of {', '.join(map(repr, allowed))}")
 
-        for name in ("image_size", "batch_size", "epochs", "synthetic_images",
-                     "synthetic_test_images", "synthetic_size", "num_workers", "seed"):
+        for name in ("image_size", "batch_size", "accumulate_steps", "epochs", "synthetic_images",
+                     "synthetic_test_images", "synthetic_size", "num_workers", "seed",
+                     "world_size"):
             if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
                 fail(name, "must be an integer")
         for name in ("use_at", "use_sgm", "augment", "soft_masks", "pretrained", "synthetic",
                      "amp", "channels_last", "compile"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "must be true or false")
+        for name in ("val_fraction", "lr", "weight_decay", "warmup_epochs", "min_lr",
+                     "poly_power", "clip", "alpha", "temperature", "seg_weight"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(
+                    value, (int, float)) or not math.isfinite(value)):
+                fail(name, "must be a finite number (not nan or inf)")
+        if not all(math.isfinite(s) for s in self.multi_scale):
+            fail("multi_scale", "must hold finite scales, e.g. [0.75, 1, 1.25]")
+        if not 0 <= self.seed < 2**63:
+            fail("seed", "must be an integer from 0 to 2**63 - 1")
         if not self.name or "/" in self.name or "\\" in self.name:
             fail("name", "must be a non-empty name without slashes (it names the run folder)")
-        if self.image_size < 32 or self.image_size % 32:
-            fail("image_size", "must be a positive multiple of 32 (the encoders downsample by "
-                               "32), e.g. 64, 160, 352")
+        if not 32 <= self.image_size <= MAX_IMAGE_SIZE or self.image_size % 32:
+            fail("image_size", f"must be a multiple of 32 from 32 to {MAX_IMAGE_SIZE} (the "
+                               "encoders downsample by 32), e.g. 64, 160, 352")
         if not self.multi_scale or any(s <= 0 for s in self.multi_scale):
             fail("multi_scale", "must be a non-empty list of positive scales, e.g. [0.75, 1, 1.25]")
-        for name in ("batch_size", "epochs", "synthetic_images"):
+        for name in ("batch_size", "accumulate_steps", "epochs", "synthetic_images", "world_size"):
             if getattr(self, name) < 1:
                 fail(name, "must be ≥ 1")
+        if self.accumulate_steps > self.batch_size:
+            fail("accumulate_steps", f"must be at most batch_size={self.batch_size} (each "
+                                     "micro-batch needs at least one image)")
         if self.synthetic_size < 32:
             fail("synthetic_size", "must be ≥ 32 px")
         for name in ("num_workers", "synthetic_test_images"):
@@ -250,6 +286,9 @@ class TrainConfig:
         choose("clip_mode", CLIP_MODES)
         choose("at_mode", AT_MODES)
         choose("baseline", BASELINES)
+        choose("sgm_form", SGM_FORMS)
+        if not (isinstance(self.sgm_weight, (int, float)) and self.sgm_weight > 0):
+            fail("sgm_weight", "must be a number > 0 (1 = the paper's weight α on L_SGM)")
         choose("cache", CACHES)
         device = self.device.split(":")
         if device[0] not in ("auto", "cpu", "cuda", "mps") or (

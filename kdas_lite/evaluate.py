@@ -11,8 +11,9 @@ and then scores with :mod:`kdas_lite.metrics`:
    PraNet's ``utils/dataloader.py``, which Polyp-PVT's and KDAS's ``Test.py`` import). Use
    ``"pil"`` to score the authors' released checkpoints as they were scored. On a downscale
    the two differ (OpenCV samples 2×2 pixels, PIL averages the whole footprint);
-2. the model (eval mode, ``torch.inference_mode``; under **float16 autocast on CUDA**, where
-   the public ``Test.py`` runs in float32 — on CPU everything is float32) returns the logits
+2. the model (eval mode, ``torch.inference_mode``, float32 as the public code scores; mixed
+   precision only when asked, ``precision="float16"``/``"bfloat16"``, and then named in the
+   table's caption and CSV) returns the logits
    ``(P1, P2)``; the map is built from **the sum of both heads' logits**, ``P1 + P2`` (the
    Polyp-PVT/KDAS convention; ``head="p1"``/``"p2"`` scores one head alone);
 3. the logits are resized **bilinearly to the mask's original size** (``align_corners=False``)
@@ -76,6 +77,7 @@ from kdas_lite.metrics import METRIC_NAMES, MetricAccumulator
 __all__ = [
     "PAPER_RESULTS",
     "PAPER_SOURCES",
+    "PRECISIONS",
     "RESIZE_LABELS",
     "SYNTHETIC_NOTE",
     "EvaluationTable",
@@ -120,6 +122,9 @@ PAPER_SOURCES: dict[str, str] = {
 _META_COLUMNS = ("model", "params", "images_per_s", "size", "device")
 _SET_COLUMNS = ("label", "status", "expected")  # optional on reading (older tables lack them)
 _RESIZE_COLUMN = "resize"  # optional on reading too
+_PRECISION_COLUMN = "precision"  # optional on reading: older tables were all scored in float32
+PRECISIONS = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+"""Precision of the forward pass of :func:`evaluate` → autocast dtype (None: plain float32)."""
 
 SYNTHETIC_NOTE = ("**SYNTHETIC data** (procedurally drawn, not real endoscopy): these scores "
                   "show that the pipeline works and say nothing about real polyps.")
@@ -153,6 +158,11 @@ class EvaluationTable:
             synthetic); a set without one is shown by its bare name.
         resize: how the images were resized to ``size`` (a key of :data:`RESIZE_LABELS`;
             None: unknown, e.g. a table read from an older CSV).
+        image_dice: test set → ``{image stem: mDice of that image}`` (the mean of the image's
+            Dice curve over the 256 thresholds; a set's ``meanDic`` is their mean), filled by
+            :func:`evaluate` for paired per-image statistics; not part of :meth:`to_dict`.
+        precision: the forward pass's precision, a key of :data:`PRECISIONS` (``"float32"``
+            unless mixed precision was asked for; the caption names any other).
     """
 
     rows: dict[str, dict[str, float]]
@@ -163,6 +173,8 @@ class EvaluationTable:
     size: int | None = None
     device: str | None = None
     status: dict[str, SetStatus] = field(default_factory=dict)
+    image_dice: dict[str, dict[str, float]] = field(default_factory=dict)
+    precision: str = "float32"
     resize: str | None = None
 
     def __post_init__(self) -> None:
@@ -200,7 +212,8 @@ class EvaluationTable:
         """Plain, JSON-serialisable content."""
         return {
             "model": self.model_name, "params": self.params, "images_per_s": self.images_per_s,
-            "size": self.size, "device": self.device, "resize": self.resize,
+            "size": self.size, "device": self.device, "precision": self.precision,
+            "resize": self.resize,
             "datasets": {d: {**self.rows[d], "n_images": self.n_images[d], "label": self.label(d),
                              "status": self.status[d].status if d in self.status else None,
                              "expected": self.status[d].expected if d in self.status else None}
@@ -218,6 +231,8 @@ class EvaluationTable:
             parts.append(f"{self.images_per_s:.1f} images/s{at}{where}")
         if self.resize is not None:
             parts.append(f"resize: {RESIZE_LABELS.get(self.resize, self.resize)}")
+        if self.precision != "float32":
+            parts.append(f"mixed precision ({self.precision})")
         return " — ".join(parts)
 
     def to_markdown(self, digits: int = 3, average: bool = True) -> str:
@@ -247,7 +262,8 @@ class EvaluationTable:
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write one line per test set: dataset, n_images, the metrics (full precision), then
         the model's name, params, images_per_s, size and device (repeated on every line, so
-        tables of several models can be concatenated), then the set's label, status
+        tables of several models can be concatenated), the precision of the forward pass,
+        then the set's label, status
         (complete / partial / inferred / synthetic) and benchmark size, and the resize."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,15 +271,15 @@ class EvaluationTable:
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["dataset", "n_images", *METRIC_NAMES, *_META_COLUMNS,
-                             *_SET_COLUMNS, _RESIZE_COLUMN])
+                             _PRECISION_COLUMN, *_SET_COLUMNS, _RESIZE_COLUMN])
             for d in self.rows:
                 values = [repr(float(self.rows[d][m])) for m in METRIC_NAMES]
                 status = self.status.get(d)
                 where = [self.label(d), status.status if status else "",
                          "" if status is None or status.expected is None else status.expected]
                 writer.writerow([d, self.n_images[d], *values,
-                                 *("" if v is None else v for v in meta), *where,
-                                 self.resize or ""])
+                                 *("" if v is None else v for v in meta), self.precision,
+                                 *where, self.resize or ""])
         return path
 
     @classmethod
@@ -300,6 +316,7 @@ class EvaluationTable:
                 size=int(first["size"]) if first["size"] else None,
                 device=first["device"] or None, status=status,
                 resize=first.get(_RESIZE_COLUMN) or None,
+                precision=first.get(_PRECISION_COLUMN) or "float32",
             )
         except ValueError as exc:
             raise DataError(f"{path}: unreadable value in the evaluation table ({exc})") from exc
@@ -384,6 +401,15 @@ def comparison_table(tables: Mapping[str, EvaluationTable], metric: str = "meanD
 # ---------------------------------------------------------------------------------------------
 # Running a model
 # ---------------------------------------------------------------------------------------------
+def _present_sets(root: Path) -> list[str]:
+    """Every test set folder under ``root`` (``TestDataset/<name>`` or ``<name>``): the
+    standard ones in table order, then any other folder of ``TestDataset/``."""
+    known = [n for n in TEST_SETS if (root / "TestDataset" / n).is_dir() or (root / n).is_dir()]
+    extra = root / "TestDataset"
+    return known + (sorted(p.name for p in extra.iterdir() if p.is_dir() and p.name not in known)
+                    if extra.is_dir() else [])
+
+
 def _resolve_sets(data_root_or_sets: str | os.PathLike[str] | Mapping[str, Any],
                   test_sets: Sequence[str] | None) -> dict[str, Path]:
     """Test set name → folder with ``images/`` and ``masks/``."""
@@ -408,7 +434,7 @@ def _resolve_sets(data_root_or_sets: str | os.PathLike[str] | Mapping[str, Any],
         where = (f"expected {root}/TestDataset/<name>/images and .../masks (PraNet layout; "
                  "datasets/README.md says where to get each set)")
         if missing and (test_sets is not None or not chosen):
-            present = ", ".join(chosen) or "none"
+            present = ", ".join(_present_sets(root)) or "none"
             raise DataError(f"test set(s) {', '.join(missing)} not found under {root}: {where}. "
                             f"Test sets present: {present}.")
         if missing:
@@ -519,6 +545,7 @@ def evaluate(
     minmax: bool = True,
     num_workers: int = 0,
     name: str | None = None,
+    precision: str = "float32",
     resize: Resize = "opencv",
 ) -> EvaluationTable:
     """Evaluate a segmentation model on polyp test sets with the standard protocol.
@@ -546,6 +573,9 @@ def evaluate(
             ``"opencv"`` (bilinear, no antialiasing; kdas_lite's training resize) or
             ``"pil"`` (PIL's antialiased bilinear, as the public test loader: use it for the
             authors' released checkpoints). The table names it.
+        precision: ``"float32"`` (default: the public code and the papers' protocol score in
+            float32), or mixed precision, ``"float16"`` / ``"bfloat16"`` (autocast; faster on
+            a GPU, and the table's caption and CSV then name it).
 
     Returns:
         An :class:`EvaluationTable` with the metrics of every test set, each set's status
@@ -563,6 +593,9 @@ def evaluate(
         raise ValueError(f"head must be 'sum', 'p1' or 'p2', got {head!r}")
     if resize not in RESIZE_LABELS:
         raise ValueError(f"resize must be one of {sorted(RESIZE_LABELS)}, got {resize!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got "
+                         f"{precision!r}")
     try:
         mean, std = model.input_mean, model.input_std
     except AttributeError as exc:
@@ -579,13 +612,15 @@ def evaluate(
     timer = _ForwardTimer(device)
     rows: dict[str, dict[str, float]] = {}
     n_images: dict[str, int] = {}
+    image_dice: dict[str, dict[str, float]] = {}
 
     def table() -> EvaluationTable:
         return EvaluationTable(
             dict(rows), dict(n_images), model_name=name or type(model).__name__,
             params=sum(p.numel() for p in model.parameters()),
             images_per_s=timer.images_per_s(), size=size, device=device.type,
-            status={n: status[n] for n in rows}, resize=resize,
+            status={n: status[n] for n in rows}, precision=precision, resize=resize,
+            image_dice={n: dict(image_dice[n]) for n in rows},
         )
 
     was_training = model.training
@@ -596,15 +631,17 @@ def evaluate(
                                 num_workers=num_workers, collate_fn=collate_test,
                                 pin_memory=device.type == "cuda")
             acc = MetricAccumulator()
+            image_dice[set_name] = {}
             for batch in tqdm(loader, desc=set_name, disable=not progress, leave=False):
                 images = batch["image"].to(device, non_blocking=True)
                 with torch.inference_mode():
-                    with torch.autocast(device_type=device.type, dtype=torch.float16,
-                                        enabled=device.type == "cuda"):
+                    with torch.autocast(device_type=device.type, dtype=PRECISIONS[precision],
+                                        enabled=PRECISIONS[precision] is not None):
                         logits = _logits(timer.run(model, images), head)
                     maps = soft_maps(logits, [m.shape for m in batch["mask"]], minmax=minmax)
                 for pred, mask, stem in zip(maps, batch["mask"], batch["name"], strict=True):
-                    acc.add(pred, mask, label=f"{set_name}/{stem}")
+                    scores = acc.add(pred, mask, label=f"{set_name}/{stem}")
+                    image_dice[set_name][stem] = scores["meanDic"]
             rows[set_name] = acc.result()
             n_images[set_name] = len(acc)
     except KDASError as exc:  # e.g. a corrupt image: keep the test sets already scored

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from kdas_lite.train import Objective
 
-__all__ = ["term_gradients"]
+__all__ = ["equalizing_weight", "term_gradients"]
 
 
 def term_gradients(model: nn.Module, objective: Objective, images: Tensor, masks: Tensor,
@@ -81,3 +81,28 @@ def term_gradients(model: nn.Module, objective: Objective, images: Tensor, masks
         key = f"cos_{a}" if b == "seg" else f"cos_{a}_{b}"
         result[key] = float(flat[a] @ flat[b]) / denominator if denominator > 0 else 0.0
     return result
+
+
+def equalizing_weight(model: nn.Module, objective: Objective, images: Tensor, masks: Tensor,
+                      term: str = "sgm") -> float:
+    """The factor w on ``term`` that makes its weighted gradient as large as L_seg's here.
+
+    With the norms of :func:`term_gradients` on this batch, ``w = ‖g_seg‖ / ‖g_term‖``: the
+    term multiplied by w (for L_SGM, ``KDASLoss(sgm_weight=w)``, ``TrainConfig.sgm_weight``)
+    has ``‖∇ w·α·term‖ = ‖∇ (1 − α)·ΣL_seg‖`` on this batch and this model. The weight
+    already on the term in ``objective`` is part of ``g_term``, so the result is relative to it.
+
+    Args:
+        model, objective, images, masks: as :func:`term_gradients`.
+        term: the summand to equalise ("sgm", "at" or "kd"; it must be switched on).
+
+    Raises:
+        ValueError: ``term`` is not a term of ``objective``, or its gradient is zero.
+    """
+    grads = term_gradients(model, objective, images, masks)
+    if f"grad_{term}" not in grads:
+        raise ValueError(f"term {term!r} is not switched on in this objective (its terms: "
+                         f"{', '.join(k[5:] for k in grads if k.startswith('grad_'))})")
+    if grads[f"grad_{term}"] == 0.0:
+        raise ValueError(f"the gradient of {term!r} is zero: no weight can equalise it")
+    return grads["grad_seg"] / grads[f"grad_{term}"]

@@ -36,9 +36,11 @@ AT_MODES: tuple[str, ...] = ("kdas", "reference", "reference-fixed")
 
 __all__ = [
     "AT_MODES",
+    "SGM_FORMS",
     "AtMode",
     "KDASLoss",
     "KDASLossOutput",
+    "SgmForm",
     "attention_kd_loss",
     "attention_target",
     "boundary_weight",
@@ -271,26 +273,57 @@ def symmetric_form(pred: Tensor) -> Tensor:
     return pred + pred.transpose(-1, -2)
 
 
-def sgm_loss(student: Tensor, teacher: Tensor, pool_size: int | None = None) -> Tensor:
-    """Symmetrical Guiding Module loss L_SGM (paper Eq. 5).
+SgmForm = Literal["logits", "prob", "no-transpose", "teacher-std"]
+SGM_FORMS: tuple[str, ...] = ("logits", "prob", "no-transpose", "teacher-std")
+"""The forms of :func:`sgm_loss` (``TrainConfig.sgm_form``): the paper's and three
+interventions that each change one property of it (docs/RESULTS.md, the L_SGM mechanism)."""
 
-        L_SGM = MSE( pool(P_s + P_sᵀ), pool(P_t + P_tᵀ) )
+
+def sgm_loss(student: Tensor, teacher: Tensor, pool_size: int | None = None,
+             form: SgmForm = "logits") -> Tensor:
+    """Symmetrical Guiding Module loss L_SGM (paper Eq. 5), or one intervention on it.
+
+        L_SGM = MSE( pool(P_s + P_sᵀ), pool(P_t + P_tᵀ) )            form="logits" (the paper)
 
     ``pool`` is adaptive average pooling to ``pool_size × pool_size``; by default the teacher's
     side, as in the reference code (then it is the identity). A smaller ``pool_size`` compares
     coarser structure and is cheaper.
 
+    The other forms change exactly one property and keep the rest (pooling, MSE, P1 only):
+
+    - ``"prob"``: on probabilities, ``MSE(pool(σ(P_s) + σ(P_s)ᵀ), pool(σ(P_t) + σ(P_t)ᵀ))``;
+      the target is bounded in [0, 2] instead of the teacher's unbounded logits.
+    - ``"no-transpose"``: ``P + P`` in place of ``P + Pᵀ``, i.e. ``4·MSE(pool(P_s),
+      pool(P_t))``: plain pooled logit matching at the paper form's scale, without the mirror
+      pairing of pixel (i, j) with (j, i).
+    - ``"teacher-std"``: both maps divided by the teacher's per-image standard deviation σ_t
+      (over its H·W logits, detached) before the symmetric form; the loss is then the mean
+      over images of each image's paper-form MSE divided by σ_t²: images whose teacher logits
+      spread widely weigh less, and the target is on a unit scale.
+
     Args:
         student: ``(B, 1, H, W)`` student logits.
         teacher: ``(B, 1, H', W')`` teacher logits; resized to ``(H, W)`` if different.
         pool_size: side of the pooled maps, or None for the full symmetric map.
+        form: one of :data:`SGM_FORMS`.
 
     Returns:
         Scalar loss.
     """
+    if form not in SGM_FORMS:
+        raise ValueError(f"form must be one of {', '.join(map(repr, SGM_FORMS))}, got {form!r}")
     teacher = _match_size(student, teacher).detach().float()
-    s_sym = symmetric_form(student.float())
-    t_sym = symmetric_form(teacher)
+    student = student.float()
+    if form == "prob":
+        student, teacher = torch.sigmoid(student), torch.sigmoid(teacher)
+    elif form == "teacher-std":
+        scale = teacher.flatten(1).std(dim=1).clamp_min(1e-6).view(-1, 1, 1, 1)
+        student, teacher = student / scale, teacher / scale
+    if form == "no-transpose":
+        _check_map("pred", student)
+        s_sym, t_sym = student + student, teacher + teacher
+    else:
+        s_sym, t_sym = symmetric_form(student), symmetric_form(teacher)
     side = pool_size or t_sym.shape[-1]
     return F.mse_loss(F.adaptive_avg_pool2d(s_sym, side), F.adaptive_avg_pool2d(t_sym, side))
 
@@ -400,6 +433,10 @@ class KDASLoss(nn.Module):
             repaired).
         baseline: ``None``, ``"pixel"`` (Hinton) or ``"cwd"`` extra KD term.
         sgm_pool_size: forwarded to :func:`sgm_loss`.
+        sgm_form: forwarded to :func:`sgm_loss` (``"logits"``: the paper's L_SGM).
+        sgm_weight: an extra factor w on L_SGM, whose weight in Eq. 6 becomes ``α·w``
+            (1: the paper); e.g. the factor that equalises its gradient with L_seg's
+            (:func:`kdas_lite.gradients.equalizing_weight`).
     """
 
     def __init__(
@@ -411,6 +448,8 @@ class KDASLoss(nn.Module):
         at_mode: AtMode = "kdas",
         baseline: Literal["pixel", "cwd"] | None = None,
         sgm_pool_size: int | None = None,
+        sgm_form: SgmForm = "logits",
+        sgm_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
@@ -429,10 +468,18 @@ class KDASLoss(nn.Module):
         self.at_mode = at_mode
         self.baseline = baseline
         self.sgm_pool_size = sgm_pool_size
+        if sgm_form not in SGM_FORMS:
+            raise ValueError(f"sgm_form must be one of {', '.join(map(repr, SGM_FORMS))}, "
+                             f"got {sgm_form!r}")
+        if not sgm_weight > 0:
+            raise ValueError(f"sgm_weight must be > 0, got {sgm_weight}")
+        self.sgm_form = sgm_form
+        self.sgm_weight = sgm_weight
 
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, temperature={self.temperature}, use_at={self.use_at}, "
-                f"use_sgm={self.use_sgm}, at_mode={self.at_mode!r}, baseline={self.baseline!r}")
+                f"use_sgm={self.use_sgm}, at_mode={self.at_mode!r}, baseline={self.baseline!r}, "
+                f"sgm_form={self.sgm_form!r}, sgm_weight={self.sgm_weight}")
 
     def terms(
         self,
@@ -461,7 +508,7 @@ class KDASLoss(nn.Module):
             terms["at"] = (attention_kd_loss(s1, t1, self.temperature, self.at_mode)
                            + attention_kd_loss(s2, t2, self.temperature, self.at_mode))
         if self.use_sgm:
-            terms["sgm"] = sgm_loss(s1, t1, self.sgm_pool_size)
+            terms["sgm"] = sgm_loss(s1, t1, self.sgm_pool_size, self.sgm_form)
         if self.baseline == "pixel":
             terms["kd"] = (pixel_kd_loss(s1, t1, self.temperature)
                            + pixel_kd_loss(s2, t2, self.temperature))
@@ -470,8 +517,10 @@ class KDASLoss(nn.Module):
         return terms
 
     def weights(self) -> dict[str, float]:
-        """Each term's factor in Eq. 6: ``(1 − α)`` for "seg", ``α`` for the others."""
-        return {"seg": 1 - self.alpha, "at": self.alpha, "sgm": self.alpha, "kd": self.alpha}
+        """Each term's factor in Eq. 6: ``(1 − α)`` for "seg", ``α`` for the others (``α·w``
+        for "sgm", with ``w = sgm_weight``)."""
+        return {"seg": 1 - self.alpha, "at": self.alpha, "sgm": self.alpha * self.sgm_weight,
+                "kd": self.alpha}
 
     def forward(
         self,
@@ -492,6 +541,6 @@ class KDASLoss(nn.Module):
         terms = self.terms(student, teacher, mask)
         zero = terms["seg"].new_zeros(())
         seg, at, sgm, kd = (terms.get(k, zero) for k in ("seg", "at", "sgm", "kd"))
-        total = (1 - self.alpha) * seg + self.alpha * (at + sgm + kd)
+        total = (1 - self.alpha) * seg + self.alpha * (at + self.sgm_weight * sgm + kd)
         return KDASLossOutput(total=total, seg=seg.detach(), at=at.detach(), sgm=sgm.detach(),
                               kd=kd.detach())

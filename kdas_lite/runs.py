@@ -9,8 +9,12 @@ history, counters; :data:`CHECKPOINT_FORMAT`), ``config.json``, ``history.json``
   settings differ in anything that changes what is computed, or when the teacher differs:
   a student run records its teacher's identity (:func:`teacher_identity`: encoder, parameter
   count, a SHA-256 of the weights and of the file), and a "teacher" no larger than the student
-  is refused unless asked for by name.
-- :func:`load_trained` rebuilds the model a checkpoint was saved from;
+  is refused unless asked for by name. So is resuming on other data (:func:`data_identity`:
+  the training files' names and sizes).
+- :func:`load_trained` rebuilds the model a checkpoint was saved from (its architecture
+  record, checked before anything is built; for a plain state dict such as the authors'
+  released weights, the architecture read off its tensor shapes:
+  :func:`describe_plain_checkpoint`);
   :func:`trained_image_size` reads the size it was trained at, so inference uses it.
 """
 
@@ -24,6 +28,7 @@ import json
 import os
 import random
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +37,20 @@ import torch
 from torch import Tensor, nn
 
 from kdas_lite.checkpoint import load_checkpoint
-from kdas_lite.config import TrainConfig
+from kdas_lite.config import MAX_IMAGE_SIZE, TrainConfig
 from kdas_lite.errors import CheckpointError, TrainingError
 
-__all__ = ["CHECKPOINT_FORMAT", "load_trained", "teacher_identity", "trained_image_size"]
+__all__ = ["CHECKPOINT_FORMAT", "data_identity", "describe_plain_checkpoint", "load_trained",
+           "teacher_identity", "trained_image_size"]
 
 CHECKPOINT_FORMAT = "kdas_lite.train/1"
 # Config fields that may change when resuming without changing what is computed (or, for
-# ``epochs``, to extend a finished run; the schedule then follows the new length).
+# ``epochs``, to extend a finished run; the schedule then follows the new length; for
+# ``world_size``, the number of torchrun processes, the same global batches are split another
+# way, which changes only the data order, the augmentation draws and float rounding).
 _RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "device", "output_dir", "data_root",
-                                "compile", "cache", "name"})
+                                "compile", "cache", "name", "accumulate_steps",
+                                "world_size"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,7 +110,7 @@ def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 def _check_resumable(state: dict[str, Any], config: TrainConfig, role: str, path: Path,
-                     teacher: dict[str, Any] | None) -> None:
+                     teacher: dict[str, Any] | None, data: dict[str, Any] | None = None) -> None:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or not (
             {"model", "optimizer", "scheduler", "scaler", "rng"} <= state.keys()):
         raise CheckpointError(f"{path} is not a kdas_lite training checkpoint (last.pth); "
@@ -119,6 +128,7 @@ def _check_resumable(state: dict[str, Any], config: TrainConfig, role: str, path
             f"({'; '.join(changed)}). Resume with the same settings, start a new run in "
             "another --output folder, or replace this one with --overwrite."
         )
+    _check_same_data(state, config, path, data)
     saved_teacher = state.get("teacher")
     if saved_teacher is not None and (teacher is None or saved_teacher.get("weights_sha256")
                                       != teacher.get("weights_sha256")):
@@ -127,6 +137,48 @@ def _check_resumable(state: dict[str, Any], config: TrainConfig, role: str, path
             f"({_describe_teacher(saved_teacher)}) than the one given now "
             f"({_describe_teacher(teacher)}). Resume with the run's own teacher, or start a "
             "new run in another --output folder (or replace this one with --overwrite)."
+        )
+
+
+def data_identity(root: str | os.PathLike[str], pairs: Sequence[tuple[Path, Path]]
+                  ) -> dict[str, Any]:
+    """What identifies the data a run trains on (stored in its checkpoints, compared on
+    resume).
+
+    Args:
+        root: the data root.
+        pairs: the ``(image, mask)`` files used for training and validation.
+
+    Returns:
+        ``root``, ``pairs`` (count) and ``sha256`` over the files' names and byte sizes: the
+        same files moved to another folder keep it, other images change it.
+    """
+    digest = hashlib.sha256()
+    for pair in sorted(pairs):
+        for path in pair:
+            digest.update(f"{Path(path).name}|{Path(path).stat().st_size}\n".encode())
+    return {"root": str(root), "pairs": len(pairs), "sha256": digest.hexdigest()}
+
+
+def _check_same_data(state: dict[str, Any], config: TrainConfig, path: Path,
+                     data: dict[str, Any] | None) -> None:
+    """Refuse to resume on other data: the run would mix two datasets, and images of the
+    new data's test sets may have been trained on before the interruption."""
+    saved = state.get("data")
+    if isinstance(saved, dict) and data is not None:
+        same = saved.get("sha256") == data["sha256"]
+        then = f"{saved.get('root')} ({saved.get('pairs')} images)"
+        now = f"{data['root']} ({data['pairs']} images, other files)"
+    else:  # a checkpoint written before data identities were recorded: compare the roots
+        then = state.get("train_config", {}).get("data_root")
+        now = config.data_root
+        same = then is None or now is None or \
+            Path(then).expanduser().resolve() == Path(now).expanduser().resolve()
+    if not same:
+        raise CheckpointError(
+            f"cannot resume {path}: it was trained on {then}, the data given now is {now}. "
+            f"Resume with the run's own data (--data), start a new run in another --output "
+            "folder, or replace this one with --overwrite."
         )
 
 
@@ -210,46 +262,115 @@ def trained_image_size(path: str | os.PathLike[str]) -> int | None:
     None for a file without a training config (e.g. the authors' released weights).
 
     Raises:
+        CheckpointError: missing, corrupt or unsafe file, or a recorded size that is not a
+            multiple of 32 from 32 to :data:`~kdas_lite.config.MAX_IMAGE_SIZE` (inference
+            would run at it: 8192 px exhausts memory).
+    """
+    return _recorded_image_size(load_checkpoint(path), Path(path))
+
+
+def _recorded_image_size(state: Any, path: Path) -> int | None:
+    train_config = state.get("train_config") if isinstance(state, dict) else None
+    if not isinstance(train_config, dict) or "image_size" not in train_config:
+        return None
+    size = train_config["image_size"]
+    if not isinstance(size, int) or isinstance(size, bool) or size % 32 or not (
+            32 <= size <= MAX_IMAGE_SIZE):
+        raise CheckpointError(
+            f"{path} records the training size image_size={size!r:.40}; kdas_lite trains and "
+            f"runs at multiples of 32 from 32 to {MAX_IMAGE_SIZE} px. The file is damaged or "
+            "not a kdas_lite checkpoint."
+        )
+    return size
+
+
+def _plain_architecture(state: Any) -> tuple[dict[str, Any], str] | None:
+    """``(PolypPVT config, what it is)`` of a state dict without an architecture record,
+    read off its tensor shapes (the authors' released weights), or None."""
+    from kdas_lite.models.authors import AUTHORS_ENCODERS
+    from kdas_lite.models.checkpoints import infer_polyp_pvt_config
+
+    try:
+        config = infer_polyp_pvt_config(state) if isinstance(state, dict) else None
+    except CheckpointError:  # not a state dict (e.g. non-string keys)
+        return None
+    if config is None:
+        return None
+    role = {encoder: role for role, encoder in AUTHORS_ENCODERS.items()}.get(config["encoder"])
+    what = (f"the KDAS {role}, Polyp-PVT on {config['encoder']} (a plain state dict like the "
+            f"authors' released {role}: the architecture is read from its weights)" if role else
+            f"Polyp-PVT on {config['encoder']} (a plain state dict: the architecture is read "
+            "from its weights)")
+    return config, what
+
+
+def _architecture(state: Any, path: Path) -> dict[str, Any]:
+    """The PolypPVT keyword arguments of a loaded checkpoint, checked before anything is
+    built (:func:`~kdas_lite.models.polyp_pvt.validate_config`)."""
+    from kdas_lite.models.polyp_pvt import validate_config
+
+    if isinstance(state, dict) and "arch" in state:
+        return validate_config(state["arch"], source=f"{path} ('arch')")
+    plain = _plain_architecture(state)
+    if plain is None:
+        raise CheckpointError(
+            f"{path} has no architecture description ('arch') and its weights are not a "
+            "Polyp-PVT on a known encoder (such as the authors' PVTv2-b2 teacher or PVTv2-b0 "
+            "student): it is not a kdas_lite training checkpoint. Build the matching model and "
+            "pass it as model=..., or use kdas_lite.models.load_polyp_pvt_checkpoint."
+        )
+    return validate_config(plain[0], source=str(path))
+
+
+def describe_plain_checkpoint(path: str | os.PathLike[str]) -> str | None:
+    """What model a checkpoint without an architecture record holds, in words, e.g. ``"the
+    KDAS teacher, Polyp-PVT on pvt_v2_b2 (a plain state dict like the authors' released
+    teacher ...)"``; None for a file with a record or weights of no known Polyp-PVT.
+
+    Raises:
         CheckpointError: missing, corrupt or unsafe file.
     """
     state = load_checkpoint(path)
-    train_config = state.get("train_config") if isinstance(state, dict) else None
-    size = train_config.get("image_size") if isinstance(train_config, dict) else None
-    return int(size) if isinstance(size, int) else None
+    if isinstance(state, dict) and "arch" in state:
+        return None
+    plain = _plain_architecture(state)
+    return None if plain is None else plain[1]
 
 
 def load_trained(path: str | os.PathLike[str], device: str | torch.device = "cpu", *,
                  model: nn.Module | None = None) -> nn.Module:
     """Rebuild the model stored in a kdas_lite checkpoint (``best.pth`` / ``last.pth``).
 
-    The architecture comes from the checkpoint's ``arch`` entry (``PolypPVT.config()``); the
-    weights are loaded strictly through
-    :func:`kdas_lite.models.load_polyp_pvt_checkpoint`. The model is returned in eval mode.
+    The architecture comes from the checkpoint's ``arch`` entry (``PolypPVT.config()``) or, for
+    a plain state dict such as the authors' released teacher (PVTv2-b2) and student (PVTv2-b0),
+    from its tensor shapes. It is checked before anything is built (known encoder, decoder
+    width, recorded training size), so a hostile file cannot make a huge model. The weights
+    are loaded strictly through :func:`kdas_lite.models.load_polyp_pvt_checkpoint`. The model
+    is returned in eval mode.
 
     Args:
         path: the checkpoint.
         device: where the model goes.
         model: load into this model instead of rebuilding one (e.g. to insist on a student
-            architecture); also accepts files without ``arch``, such as the authors' weights.
+            architecture, or an encoder outside
+            :data:`~kdas_lite.models.polyp_pvt.KNOWN_ENCODERS`).
 
     Raises:
-        CheckpointError: missing, corrupt or foreign file, or weights that do not fit the
-            architecture (the message lists the missing / unexpected keys and shape
-            mismatches, and which encoder the file looks like).
+        CheckpointError: missing, corrupt, unsafe or foreign file, an architecture record that
+            asks for an unknown encoder, an out-of-range width or training size, or weights
+            that do not fit the architecture (the message lists the missing / unexpected keys
+            and shape mismatches, and which encoder the file looks like).
     """
     from kdas_lite.models import PolypPVT, load_polyp_pvt_checkpoint
 
     path = Path(path)
     if model is None:
         state = load_checkpoint(path)
-        if not isinstance(state, dict) or not isinstance(state.get("arch"), dict):
-            raise CheckpointError(
-                f"{path} has no architecture description ('arch'): it is not a kdas_lite "
-                "training checkpoint. Build the matching model and pass it as model=..., or "
-                "use kdas_lite.models.load_polyp_pvt_checkpoint for the authors' weights."
-            )
+        _recorded_image_size(state, path)
+        kwargs = _architecture(state, path)
+        del state
         try:
-            model = PolypPVT.from_config(state["arch"])
+            model = PolypPVT(**kwargs)
         except Exception as exc:  # the description comes from the file: any value is possible
             raise CheckpointError(f"{path} describes an architecture that cannot be built "
                                   f"({type(exc).__name__}: {exc}); it is damaged or not a "

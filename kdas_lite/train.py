@@ -23,10 +23,14 @@ training. (The public Polyp-PVT/KDAS code picked its best checkpoint by Dice on 
 which leaks the test set into model selection and inflates the reported numbers.)
 
 Devices: on CUDA the loop uses automatic mixed precision when ``config.amp`` (the default;
-the ``paper`` preset trains in float32 like the public script; bf16 where supported, else
-fp16 with a gradient scaler), channels-last tensors, pinned-memory loaders and optionally
+the ``paper`` preset trains in float32 like the public script; bf16 where the GPU has it
+natively, compute capability ≥ 8.0, else fp16 with a gradient scaler: :func:`amp_dtype_for`),
+channels-last tensors, pinned-memory loaders and optionally
 ``torch.compile``; on CPU the same code runs in float32. No device index is hard-coded (the
-reference code hard-coded ``cuda:1``).
+reference code hard-coded ``cuda:1``). Under ``torchrun --nproc_per_node N`` the same loop
+trains one run across N processes (DistributedDataParallel; NCCL on CUDA, gloo on the CPU):
+``batch_size`` is the global batch, batch norm uses the global batch's statistics, validation
+is all-reduced and process 0 alone writes the run folder (:mod:`kdas_lite.distributed`).
 
 Checkpoints and resuming: after every epoch ``last.pth`` is written atomically with the model,
 optimiser, scheduler and scaler states, the epoch and step counters, the history, the random
@@ -51,21 +55,20 @@ import json
 import math
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from kdas_lite.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
 from kdas_lite.config import ENCODER_PAIRS, TrainConfig
+from kdas_lite.distributed import SINGLE, Distributed, join, sync_batch_norm
 from kdas_lite.errors import DataError, TrainingError
 from kdas_lite.gradients import term_gradients
 from kdas_lite.losses import KDASLoss, KDASLossOutput
@@ -79,9 +82,16 @@ from kdas_lite.runs import (
     _set_rng_state,
     _write_history,
     _write_text,
+    data_identity,
     load_trained,
     teacher_identity,
     trained_image_size,
+)
+from kdas_lite.training_data import (
+    build_dataloaders,
+    epoch_seed,
+    find_training_data,
+    seed_augmentation,
 )
 
 __all__ = [
@@ -92,6 +102,7 @@ __all__ = [
     "SupervisedObjective",
     "TrainResult",
     "TrainStep",
+    "amp_dtype_for",
     "autocast_dtype",
     "build_dataloaders",
     "build_model",
@@ -136,12 +147,24 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     return device
 
 
+def amp_dtype_for(device: torch.device | str) -> torch.dtype:
+    """The mixed-precision dtype of a CUDA device: bf16 where the GPU computes it natively
+    (compute capability ≥ 8.0: A100, L4, H100, RTX 30xx+), else fp16, trained with a gradient
+    scaler (a T4 is 7.5, a V100 7.0).
+
+    ``torch.cuda.is_bf16_supported()`` is not used: by default it also answers True where bf16
+    is only *emulated* (a T4), which is slower than fp16 there.
+    """
+    major = torch.cuda.get_device_properties(torch.device(device)).major
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The mixed-precision dtype: bf16 on CUDA GPUs that support it, fp16 on older ones (with
-    a gradient scaler), None (float32) on CPU or with ``config.amp`` off."""
+    """The mixed-precision dtype of a run: :func:`amp_dtype_for` on CUDA with ``config.amp``;
+    None (float32) on CPU or with ``config.amp`` off."""
     if not config.amp or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return amp_dtype_for(device)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
@@ -267,7 +290,9 @@ def make_objective(config: TrainConfig, teacher: nn.Module | None = None,
     loss = KDASLoss(alpha=config.alpha, temperature=config.temperature, use_at=config.use_at,
                     use_sgm=config.use_sgm, at_mode=config.at_mode,  # type: ignore[arg-type]
                     baseline=config.baseline,  # type: ignore[arg-type]
-                    sgm_pool_size=config.sgm_pool_size)
+                    sgm_pool_size=config.sgm_pool_size,
+                    sgm_form=config.sgm_form,  # type: ignore[arg-type]
+                    sgm_weight=config.sgm_weight)
     return DistillationObjective(teacher, loss, getattr(student, "input_mean", None),
                                  getattr(student, "input_std", None))
 
@@ -314,15 +339,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _check_finite(values: dict[str, float], where: str) -> None:
+def _check_finite(values: dict[str, float], where: str, saved: bool | None = None) -> None:
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     if bad:
         names = {"loss": "total", "seg": "L_seg", "at": "L_AT", "sgm": "L_SGM", "kd": "L_KD"}
         terms = ", ".join(f"{names[k]}={v}" for k, v in bad.items())
+        kept = {True: "The last completed epoch's checkpoint (last.pth, best.pth) is intact. ",
+                False: "No epoch had completed, so no checkpoint was written. ", None: ""}
         raise TrainingError(
-            f"the loss became non-finite at {where} ({terms}); training stopped. The last "
-            "completed epoch's checkpoint (last.pth, best.pth) is intact. Try a lower --lr, "
-            "--no-amp, or check the data for corrupt images."
+            f"the loss became non-finite at {where} ({terms}); training stopped. {kept[saved]}"
+            "Try a lower --lr, --no-amp, or check the data for corrupt images."
         )
 
 
@@ -331,7 +357,12 @@ class TrainStep:
     """One optimiser step: forward, loss, backward, clip, step, schedule.
 
     Calling it with a batch returns the detached loss values (:data:`LOSS_TERMS`) as floats and
-    raises :class:`TrainingError` if any is NaN/inf, *before* the weights are updated.
+    raises :class:`TrainingError` if any is NaN/inf, *before* the weights are updated. With
+    ``accumulate_steps`` = k the batch is split into k micro-batches, each run forward and
+    backward alone with its loss weighted by its share of the batch, then one step is taken:
+    the gradient of the whole batch (the losses are batch means) with about 1/k of the
+    activation memory. Its ``saved`` argument (whether a completed epoch's checkpoint exists)
+    shapes the NaN message.
 
     Attributes:
         model, objective, optimizer, scheduler: as built by :func:`fit`.
@@ -340,6 +371,10 @@ class TrainStep:
         amp_dtype: autocast dtype, or None for float32.
         clip, clip_mode: gradient clipping (see :class:`TrainConfig`).
         channels_last: convert the batch to NHWC.
+        accumulate_steps: micro-batches per optimiser step.
+        parallel: with several processes, the logged values are their means over the
+            processes (so all of them stop together on a non-finite loss); ``model`` is then
+            the DistributedDataParallel wrapper (:mod:`kdas_lite.distributed`).
     """
 
     model: nn.Module
@@ -352,22 +387,32 @@ class TrainStep:
     clip: float | None = 0.5
     clip_mode: str = "value"
     channels_last: bool = False
+    accumulate_steps: int = 1
+    parallel: Distributed = SINGLE
 
-    def __call__(self, images: Tensor, masks: Tensor, where: str = "a training step"
-                 ) -> dict[str, float]:
+    def __call__(self, images: Tensor, masks: Tensor, where: str = "a training step",
+                 saved: bool | None = None) -> dict[str, float]:
         images = images.to(self.device, non_blocking=True)
         masks = masks.to(self.device, non_blocking=True)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         self.optimizer.zero_grad(set_to_none=True)
-        with _autocast(self.device, self.amp_dtype):
-            out = self.objective(self.model, images, masks)
-        # One host sync per step for the five logged values (also the NaN check).
-        values = dict(zip(LOSS_TERMS, torch.stack(
-            [out.total.detach(), out.seg, out.at, out.sgm, out.kd]).float().tolist(), strict=True))
-        _check_finite(values, where)
         scaler = self.scaler or torch.amp.GradScaler(self.device.type, enabled=False)
-        scaler.scale(out.total).backward()
+        logged = torch.zeros(len(LOSS_TERMS), device=self.device)
+        for part_images, part_masks in zip(images.tensor_split(self.accumulate_steps),
+                                           masks.tensor_split(self.accumulate_steps),
+                                           strict=True):
+            if not len(part_images):  # a last batch smaller than accumulate_steps
+                continue
+            share = len(part_images) / len(images)
+            with _autocast(self.device, self.amp_dtype):
+                out = self.objective(self.model, part_images, part_masks)
+            logged += share * torch.stack(
+                [out.total.detach(), out.seg, out.at, out.sgm, out.kd]).float()
+            scaler.scale(out.total * share if share != 1 else out.total).backward()
+        # One host sync per step for the five logged values (also the NaN check).
+        values = dict(zip(LOSS_TERMS, self.parallel.mean(logged).tolist(), strict=True))
+        _check_finite(values, where, saved)  # saved: a completed epoch's checkpoint exists
         if self.clip is not None:
             scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -398,130 +443,18 @@ def _rescale(images: Tensor, masks: Tensor, size: int, soft: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------
-def _epoch_seed(seed: int, epoch: int) -> int:
-    """A 32-bit seed for epoch ``epoch`` of a run seeded with ``seed``."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-
-
-def _seed_augmentation(dataset: Any, seed: int) -> None:
-    """Reseed the dataset's albumentations pipeline, which keeps its own generators.
-
-    This matters with ``num_workers=0``; DataLoader workers reseed it themselves from their
-    worker seed, which the loader draws from its (per-epoch seeded) generator.
-    """
-    transform = getattr(dataset, "transform", None)
-    if hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(seed)
-
-
-def find_training_data(config: TrainConfig) -> Any:
-    """The :class:`~kdas_lite.data.DataLayout` a run trains on.
-
-    ``config.data_root`` if given (an error if it holds no dataset); else ``$KDAS_DATA`` or
-    the shared data folder (:func:`kdas_lite.data.resolve_data_root`); else, with
-    ``config.synthetic``, a synthetic set generated under ``<run_dir>/synthetic-data``
-    (``layout.synthetic`` is then True).
-
-    Raises:
-        DataError: no dataset found and synthetic data not allowed.
-    """
-    from kdas_lite.data import find_layout, make_synthetic_dataset, resolve_data_root
-
-    try:
-        return find_layout(resolve_data_root(config.data_root))
-    except DataError:
-        if config.data_root is not None or not config.synthetic:
-            raise
-    root = config.run_dir / "synthetic-data"
-    # Returns at once when the folder already holds this synthetic set (e.g. for the student).
-    make_synthetic_dataset(root, n_train=config.synthetic_images,
-                           n_test=config.synthetic_test_images, size=config.synthetic_size,
-                           seed=config.seed)
-    return find_layout(root)
-
-
-def data_summary(layout: Any, train: Sequence[tuple[Path, Path]],
-                 all_train: Sequence[tuple[Path, Path]], val: Sequence[tuple[Path, Path]],
-                 all_val: Sequence[tuple[Path, Path]], excluded: int = 0) -> str:
-    """The run header's data line: real or SYNTHETIC, and how many of how many images.
-
-    Example: ``data: /data (real data); train 200 of 1305 images (CVC-ClinicDB 76,
-    Kvasir-SEG 124), val 40 of 145``; ``excluded`` counts the test images left out of a raw
-    Kvasir-SEG folder.
-    """
-    from kdas_lite.data import training_source
-
-    sources = Counter(training_source(image) for image, _ in train)
-    mix = f" ({', '.join(f'{k} {v}' for k, v in sorted(sources.items()))})" \
-        if layout.kind == "pranet" and not layout.synthetic and len(sources) > 1 else ""
-    kind = "SYNTHETIC stand-in" if layout.synthetic else "real data"
-    left_out = f"; {excluded} PraNet test images left out" if excluded else ""
-    return (f"data: {layout.root} ({kind}); train {len(train)} of {len(all_train)} images{mix}, "
-            f"val {len(val)} of {len(all_val)}{left_out}")
-
-
-def build_dataloaders(config: TrainConfig, mean: Sequence[float], std: Sequence[float],
-                      device: torch.device | None = None, *, progress: bool = True
-                      ) -> tuple[DataLoader, DataLoader, Any]:
-    """Training and validation loaders over the training folder of ``config.data_root``.
-
-    The training folder is split by :func:`kdas_lite.data.train_val_split` (``val_fraction``,
-    seeded by ``config.seed``); the test sets are not touched, and the files of
-    ``layout.exclude`` (the PraNet Kvasir test images inside a raw Kvasir-SEG folder) are
-    dropped before the split. ``max_train_images`` / ``max_val_images`` then keep a seeded
-    random subset of each split with the sources' proportions
-    (:func:`kdas_lite.data.subsample`). Training images are augmented (if ``config.augment``)
-    and shuffled with a generator that :func:`fit` reseeds every epoch; validation images are
-    only resized and normalised. ``progress`` prints the data line of the run header (what is
-    used, of how much) and shows a bar while the decode cache (``config.cache``) is filled.
-
-    Returns:
-        ``(train_loader, val_loader, layout)``; ``layout.synthetic`` tells whether the data is
-        the synthetic stand-in.
-    """
-    from kdas_lite.data import PolypDataset, pair_files, subsample, train_val_split
-    from kdas_lite.data.registry import image_mask_dirs
-
-    layout = find_training_data(config)
-    found = pair_files(*image_mask_dirs(layout.train))
-    pairs = [pair for pair in found if pair[0].stem not in layout.exclude]
-    all_train, all_val = train_val_split(pairs, val_fraction=config.val_fraction,
-                                         seed=config.seed)
-    train_pairs = subsample(all_train, config.max_train_images, seed=config.seed)
-    val_pairs = subsample(all_val, config.max_val_images, seed=config.seed)
-    if not val_pairs:
-        raise DataError(f"the validation split of {layout.train} is empty ({len(pairs)} image(s), "
-                        f"val_fraction={config.val_fraction}): training needs at least 2 images")
-    if progress:
-        tqdm.write(data_summary(layout, train_pairs, all_train, val_pairs, all_val,
-                                excluded=len(found) - len(pairs)))
-    common = {"size": config.image_size, "mean": tuple(mean), "std": tuple(std),
-              "cache": config.cache, "progress": progress}
-    train_set = PolypDataset(train_pairs, augment=config.augment, soft_masks=config.soft_masks,
-                             **common)
-    val_set = PolypDataset(val_pairs, augment=False, **common)
-    pin = device is not None and device.type == "cuda"
-    train_loader = DataLoader(
-        train_set, batch_size=config.batch_size, shuffle=True, num_workers=config.num_workers,
-        pin_memory=pin, generator=torch.Generator().manual_seed(config.seed),
-    )
-    val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False,
-                            num_workers=config.num_workers, pin_memory=pin)
-    return train_loader, val_loader, layout
-
-
-# ---------------------------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
 def validation_dice(model: nn.Module, loader: DataLoader, device: torch.device | str = "cpu",
-                    amp_dtype: torch.dtype | None = None) -> float:
+                    amp_dtype: torch.dtype | None = None, parallel: Distributed = SINGLE
+                    ) -> float:
     """Mean Dice of ``sigmoid(P1 + P2) > 0.5`` over the images of ``loader`` (model selection).
 
     Computed at the training resolution against the resized masks: a fast proxy for the
-    full-resolution test protocol of :mod:`kdas_lite.evaluate`.
+    full-resolution test protocol of :mod:`kdas_lite.evaluate`. With several processes
+    (``parallel``), each scores its own share of the images and the sums are all-reduced: every
+    process gets the mean over all the images.
     """
     from kdas_lite.metrics import batch_dice
 
@@ -537,6 +470,11 @@ def validation_dice(model: nn.Module, loader: DataLoader, device: torch.device |
             scores.append(batch_dice(torch.sigmoid((p1 + p2).float()), masks).cpu())
     finally:
         model.train(was_training)
+    if parallel.active:  # Σ Dice and the image count over the processes, in float64
+        dice = torch.cat(scores).double() if scores else torch.zeros(0, dtype=torch.float64)
+        total, count = parallel.sum(torch.stack([dice.sum(), torch.tensor(float(len(dice)))]
+                                                ).to(device)).tolist()
+        return total / count
     if not scores:
         raise DataError("the validation split is empty: lower max_val_images or use more data")
     return float(torch.cat(scores).mean())
@@ -606,13 +544,17 @@ def fit(
             nothing in the training itself.
         progress: show tqdm bars and a summary line per epoch.
 
+    Under torchrun every process calls ``fit`` with the same arguments
+    (:mod:`kdas_lite.distributed`); each gets the same history and result, ``on_epoch_end``
+    runs on each, and process 0 alone writes files and shows progress.
+
     Returns:
         A :class:`TrainResult` with the best weights loaded into ``model`` (in eval mode).
 
     Raises:
         TrainingError: the loss became NaN/inf (the last completed epoch's checkpoints stay).
-        CheckpointError: ``resume`` with a checkpoint from different settings or another
-            teacher.
+        CheckpointError: ``resume`` with a checkpoint from different settings, other data or
+            another teacher.
         TrainingError: the run folder holds a run and neither ``resume`` nor ``overwrite`` is
             set (or both are).
         DataError: the data cannot be found or read.
@@ -620,7 +562,9 @@ def fit(
     from kdas_lite.data import IMAGENET_MEAN, IMAGENET_STD
 
     objective = objective or SupervisedObjective(config.seg_weight)
-    device = resolve_device(config.device)
+    parallel, device = join(resolve_device(config.device))  # torchrun: this process's share
+    config = config.replace(world_size=parallel.world_size)  # recorded in config.json
+    progress = progress and parallel.is_main
     amp_dtype = autocast_dtype(config, device)
     channels_last = config.channels_last and device.type == "cuda"
     run_dir = config.run_dir / role
@@ -641,7 +585,10 @@ def fit(
     mean = getattr(model, "input_mean", IMAGENET_MEAN)
     std = getattr(model, "input_std", IMAGENET_STD)
     train_loader, val_loader, layout = build_dataloaders(config, mean, std, device,
-                                                         progress=progress)
+                                                         progress=progress, parallel=parallel)
+    val_set = val_loader.dataset  # under torchrun a Subset: this process's share of it
+    data = data_identity(layout.root, train_loader.dataset.pairs
+                         + getattr(val_set, "dataset", val_set).pairs)
     sizes = config.train_sizes
 
     memory_format = torch.channels_last if channels_last else torch.preserve_format
@@ -651,17 +598,19 @@ def fit(
         model.compile()
         if objective.teacher is not None:
             objective.teacher.compile()
+    restore_batch_norm = sync_batch_norm(model, parallel, device)  # the student's only
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, len(train_loader) * len(sizes))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    step = TrainStep(model, objective, optimizer, scheduler, scaler, device, amp_dtype,
-                     config.clip, config.clip_mode, channels_last)
+    step = TrainStep(parallel.wrap(model, device), objective, optimizer, scheduler, scaler,
+                     device, amp_dtype, config.clip, config.clip_mode, channels_last,
+                     config.accumulate_steps, parallel)
 
     state: dict[str, Any] = {"history": [], "best_val_dice": -1.0, "best_epoch": 0,
                              "epoch": 0, "step": 0}
     if resume and last_path.exists():
         state = load_checkpoint(last_path)
-        _check_resumable(state, config, role, last_path, teacher)
+        _check_resumable(state, config, role, last_path, teacher, data)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -669,22 +618,24 @@ def fit(
         _set_rng_state(state["rng"])
     elif resume and progress:
         tqdm.write(f"resume: no {last_path} yet, starting from scratch")
-    elif overwrite:  # the earlier run goes only now that the new one is set up
+    elif overwrite and parallel.is_main:  # the earlier run goes only now the new one is set up
         for name in ("best.pth", "last.pth", "history.json", "history.csv", "teacher.json"):
             (run_dir / name).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(run_dir, (best_path.name, last_path.name))  # left by a killed run
-    _write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
-    if teacher is not None:
-        _write_text(run_dir / "teacher.json", json.dumps(teacher, indent=2))
+    if parallel.is_main:  # process 0 alone writes the run folder
+        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(run_dir, (best_path.name, last_path.name))  # of a killed run
+        _write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
+        if teacher is not None:
+            _write_text(run_dir / "teacher.json", json.dumps(teacher, indent=2))
 
     history: list[dict[str, Any]] = state["history"]
     best_val, best_epoch, global_step = state["best_val_dice"], state["best_epoch"], state["step"]
     common = {"format": CHECKPOINT_FORMAT, "role": role, "arch": _model_config(model),
-              "train_config": config.to_dict(), "teacher": teacher}
+              "train_config": config.to_dict(), "teacher": teacher, "data": data}
     for epoch in range(state["epoch"] + 1, min(config.epochs, stop_after_epoch or
                                                config.epochs) + 1):
-        probe = _probe(model, objective, val_loader, device) if probe_gradients else {}
+        probe = parallel.broadcast(_probe(model, objective, val_loader, device) if
+                                   parallel.is_main else {}) if probe_gradients else {}
         start = time.perf_counter()
         means, steps = _train_epoch(step, train_loader, sizes, epoch, config,
                                     f"{role} {epoch}/{config.epochs}", progress)
@@ -693,7 +644,7 @@ def fit(
         if objective.teacher is not None and any(
                 p.grad is not None for p in objective.teacher.parameters()):
             raise RuntimeError("bug: a teacher parameter received a gradient")
-        val_dice = validation_dice(model, val_loader, device, amp_dtype)
+        val_dice = validation_dice(model, val_loader, device, amp_dtype, parallel)
         record: dict[str, Any] = {
             "epoch": epoch, "lr": scheduler.get_last_lr()[0], **means, "val_dice": val_dice,
             "time_s": time.perf_counter() - start,
@@ -701,26 +652,31 @@ def fit(
             **probe,
         }
         history.append(record)
-        # Checkpoints only ever hold completed epochs: best.pth first, then last.pth, each
-        # written atomically, so a kill at any moment leaves a consistent pair behind.
-        weights = _cpu_state_dict(model)
-        if val_dice > best_val:
+        better = val_dice > best_val  # the same on every process (all-reduced Dice)
+        if better:
             best_val, best_epoch = val_dice, epoch
-            save_checkpoint({**common, "model": weights, "epoch": epoch, "val_dice": val_dice},
-                            best_path)
-        save_checkpoint({
-            **common, "model": weights, "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "epoch": epoch, "step": global_step, "history": history, "rng": _rng_state(),
-            "best_val_dice": best_val, "best_epoch": best_epoch,
-        }, last_path)
-        _write_history(run_dir, history)
+        # Checkpoints only ever hold completed epochs: best.pth first, then last.pth, each
+        # written atomically (by process 0), so a kill at any moment leaves a consistent pair.
+        if parallel.is_main:
+            weights = _cpu_state_dict(model)
+            if better:
+                save_checkpoint({**common, "model": weights, "epoch": epoch,
+                                 "val_dice": val_dice}, best_path)
+            save_checkpoint({
+                **common, "model": weights, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                "epoch": epoch, "step": global_step, "history": history, "rng": _rng_state(),
+                "best_val_dice": best_val, "best_epoch": best_epoch,
+            }, last_path)
+            _write_history(run_dir, history)
         if progress:
             _print_epoch(role, config.epochs, record, best=best_epoch == epoch)
         if on_epoch_end is not None:
             on_epoch_end(record)
 
     optimizer.zero_grad(set_to_none=True)  # free the gradients; the model is handed back
+    restore_batch_norm()
+    parallel.barrier()  # process 0 has written best.pth
     if best_path.exists():
         model.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
     model.eval()
@@ -745,15 +701,21 @@ def _train_epoch(step: TrainStep, loader: DataLoader, sizes: Sequence[int], epoc
                  config: TrainConfig, desc: str, progress: bool) -> tuple[dict[str, float], int]:
     """One pass over ``loader`` with one optimiser step per batch and training size.
 
-    Shuffling and augmentation are reseeded from ``(config.seed, epoch)`` first, so the epoch
-    is the same whether the run was resumed or not.
+    Shuffling and augmentation are reseeded from ``(config.seed, epoch)`` first (and the
+    process's rank in a multi-process run), so the epoch is the same whether the run was
+    resumed or not. Every batch is trained at every size, in the same order on all processes.
 
     Returns:
         The mean of each logged loss value, and the number of optimiser steps.
     """
-    seed = _epoch_seed(config.seed, epoch)
+    parallel = step.parallel
+    seed = epoch_seed(config.seed, epoch, parallel.rank if parallel.active else None)
     loader.generator.manual_seed(seed)
-    _seed_augmentation(loader.dataset, seed)
+    seed_augmentation(loader.dataset, seed)
+    if parallel.active:  # stochastic depth draws per process, also after resuming
+        torch.manual_seed(seed)
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
     step.model.train()
     step.objective.train()
     sums = dict.fromkeys(LOSS_TERMS, 0.0)
@@ -762,7 +724,8 @@ def _train_epoch(step: TrainStep, loader: DataLoader, sizes: Sequence[int], epoc
     for batch, (images, masks) in enumerate(bar, start=1):
         for size in sizes:
             values = step(*_rescale(images, masks, size, config.soft_masks),
-                          where=f"epoch {epoch}, batch {batch}, size {size}px")
+                          where=f"epoch {epoch}, batch {batch}, size {size}px",
+                          saved=epoch > 1)
             steps += 1
             for key in LOSS_TERMS:
                 sums[key] += values[key]

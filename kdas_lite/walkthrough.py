@@ -15,12 +15,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kdas_lite.checkpoint import load_checkpoint
+from kdas_lite.colab import warn_box
 from kdas_lite.config import TrainConfig
 from kdas_lite.data.registry import DataLayout
 from kdas_lite.errors import CheckpointError
 from kdas_lite.train import distill, train_teacher
 
-__all__ = ["data_label", "describe_run", "walkthrough_checkpoints", "walkthrough_teacher"]
+__all__ = ["data_label", "describe_checkpoint", "describe_run", "walkthrough_checkpoints",
+           "walkthrough_teacher"]
 
 
 def data_label(layout: DataLayout) -> str:
@@ -41,6 +44,31 @@ def describe_run(layout: DataLayout, image_size: int, teacher_encoder: str,
     return (f"**This run:** teacher `{teacher_encoder}`, student `{student_encoder}` "
             f"({weights}) · data: {data_label(layout)}"
             + (f" (test sets: {sets})" if sets else "") + f" · image size {image_size} px")
+
+def _run_first(notebook: str) -> str:
+    return (f"For the real one, run notebook {notebook} first: on Colab with drive = True (the "
+            "default), so that its runs are kept on Google Drive, where this notebook finds them.")
+
+
+def describe_checkpoint(path: str | os.PathLike[str]) -> str:
+    """One line saying which model a checkpoint holds, e.g. ``teacher: runs/.../best.pth
+    (pvt_v2_b2, 352 px, 20 epochs, best epoch 17, val Dice 0.912)``.
+
+    Raises:
+        CheckpointError: missing, corrupt or unsafe file.
+    """
+    state = load_checkpoint(path)
+    config = state.get("train_config") or {} if isinstance(state, dict) else {}
+    role = state.get("role", "model") if isinstance(state, dict) else "model"
+    encoder = config.get("teacher_encoder" if role == "teacher" else "student_encoder", "?")
+    epochs = config.get("epochs", "?")
+    parts = [str(encoder), f"{config.get('image_size', '?')} px",
+             f"{epochs} epoch{'' if epochs == 1 else 's'}"]
+    if isinstance(state, dict) and "epoch" in state:
+        parts.append(f"best epoch {state['epoch']}")
+    if isinstance(state, dict) and isinstance(state.get("val_dice"), float):
+        parts.append(f"val Dice {state['val_dice']:.3f}")
+    return f"{role}: {path} ({', '.join(parts)})"
 
 
 def walkthrough_teacher(config: TrainConfig, teacher: str | os.PathLike[str] | None = None, *,
@@ -63,8 +91,9 @@ def walkthrough_teacher(config: TrainConfig, teacher: str | os.PathLike[str] | N
     path = _walkthrough_path(teacher, config.run_dir / "teacher" / "best.pth")
     if path.is_file():
         return path
-    print(f"{path} not found: training a quick {quick_epochs}-epoch teacher "
-          "(notebook 01 trains the real one)", flush=True)
+    warn_box("quick stand-in teacher", f"{path} not found: notebook 01 has not trained the "
+             f"teacher here. Training a quick {quick_epochs}-epoch teacher instead; what this "
+             f"notebook shows is then far from the real teacher's. {_run_first('01')}")
     return train_teacher(_quick(config, quick_epochs), resume=True, progress=progress).best_path
 
 
@@ -92,7 +121,8 @@ def walkthrough_checkpoints(config: TrainConfig,
         progress: show progress bars and the per-epoch lines.
 
     Returns:
-        ``(teacher_path, student_path)``.
+        ``(teacher_path, student_path)``; a line describing each model
+        (:func:`describe_checkpoint`) is printed.
 
     Raises:
         CheckpointError: a given ``teacher`` / ``student`` file does not exist.
@@ -100,19 +130,20 @@ def walkthrough_checkpoints(config: TrainConfig,
     student_path = _walkthrough_path(student, config.run_dir / "kdas" / "student" / "best.pth")
     teacher_path = walkthrough_teacher(config, teacher, quick_epochs=quick_epochs,
                                        progress=progress)
-    if student_path.is_file():
-        return teacher_path, student_path
-    quick = _quick(config, quick_epochs)
-    if teacher_path == quick.run_dir / "teacher" / "best.pth":
-        print(f"{student_path} not found: distilling a quick student from the quick teacher",
-              flush=True)
-        run = quick
-    else:
-        print(f"{student_path} not found: distilling the KDAS student now, as notebook 04 "
-              "does (04 then reuses this run)", flush=True)
-        run = config.replace(output_dir=str(config.run_dir / "kdas"))
-    return teacher_path, distill(run, teacher_path, resume=True, probe_gradients=True,
-                                 progress=progress).best_path
+    if not student_path.is_file():
+        quick = _quick(config, quick_epochs)
+        if teacher_path == quick.run_dir / "teacher" / "best.pth":
+            warn_box("quick stand-in student", f"{student_path} not found: distilling a quick "
+                     f"{quick_epochs}-epoch student from the quick teacher. {_run_first('01')}")
+            run = quick
+        else:
+            print(f"{student_path} not found: distilling the KDAS student now, as notebook 04 "
+                  "does (04 then reuses this run)", flush=True)
+            run = config.replace(output_dir=str(config.run_dir / "kdas"))
+        student_path = distill(run, teacher_path, resume=True, probe_gradients=True,
+                               progress=progress).best_path
+    print(describe_checkpoint(teacher_path), describe_checkpoint(student_path), sep="\n")
+    return teacher_path, student_path
 
 
 def _walkthrough_path(given: str | os.PathLike[str] | None, default: Path) -> Path:

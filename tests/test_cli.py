@@ -255,7 +255,7 @@ def test_predict_reports_skipped_frames_shows_progress_and_takes_threads(capsys,
     assert status == 1  # done, but not everything: scripts can tell
     assert "wrote 2 masks" in out and "Research use only" in out
     assert f"skipped {tmp_path / 'frames' / 'broken.jpg'}: cannot decode" in err
-    assert "1 of 3 images could not be read" in err
+    assert "1 of 3 images were skipped" in err
     assert "predict: 100%" in err  # the progress bar
     assert {threads for _, threads in toy.seen} == {1}
 

@@ -50,6 +50,7 @@ def test_unknown_keys_name_the_closest_field():
         ("alpha", -0.1, "alpha"),
         ("image_size", 100, "multiple of 32"),
         ("image_size", 0, "multiple of 32"),
+        ("image_size", 8192, "multiple of 32 from 32 to 1024"),  # inference would run at it
         ("temperature", 0.0, "temperature"),
         ("lr", 0.0, "lr"),
         ("val_fraction", 1.0, "val_fraction"),

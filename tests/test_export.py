@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from kdas_lite.export import ExportError, export_onnx, unfaithful_path, verify_onnx
+from kdas_lite.export import (
+    MARK,
+    ExportError,
+    export_onnx,
+    is_kdas_export,
+    unfaithful_path,
+    verify_onnx,
+)
 from kdas_lite.models import build_student
 
 
@@ -70,14 +77,29 @@ class ExportsDifferently(torch.nn.Module):
         return self.conv(x) + shift, self.conv(x)
 
 
+def earlier_export(path):
+    """A small ONNX file marked as written by export_onnx (an identity graph)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [value],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph)
+    model.metadata_props.add(key=MARK, value="an earlier export")
+    onnx.save(model, str(path))
+    return path.read_bytes()
+
+
 @pytest.mark.slow
 def test_unfaithful_export_never_takes_the_place_of_a_good_file(tmp_path):
     path = tmp_path / "model.onnx"
-    path.write_bytes(b"the previous export")
+    before = earlier_export(path)
+    assert is_kdas_export(path)
     with pytest.raises(ExportError, match=r"differ from PyTorch by 1\.00e\+00.*renamed to "
                                           r".*model\.unfaithful\.onnx"):
         export_onnx(ExportsDifferently(), path, image_size=32)
-    assert path.read_bytes() == b"the previous export"
+    assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.unfaithful.onnx"]
     assert unfaithful_path(path).stat().st_size > 0
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from training_helpers import tiny_config, tiny_dataset
 
-from kdas_lite.gradients import term_gradients
+from kdas_lite.gradients import equalizing_weight, term_gradients
 from kdas_lite.losses import KDASLoss, sgm_loss, structure_loss
 from kdas_lite.models import build_student
 from kdas_lite.train import DistillationObjective, SupervisedObjective, distill
@@ -124,6 +124,21 @@ def test_probe_adds_measurements_to_the_history_and_changes_no_weight(tmp_path):
                     strict=True):
         assert torch.equal(a, b)
     assert [r["val_dice"] for r in plain.history] == [r["val_dice"] for r in probed.history]
+
+
+def test_equalizing_weight_makes_the_sgm_gradient_as_large_as_the_seg_gradient(batch):
+    images, masks = batch
+    student, teacher = TwoMaps(0), TwoMaps(1)
+    objective = DistillationObjective(teacher, KDASLoss(use_at=False))
+    before = term_gradients(student, objective, images, masks)
+    w = equalizing_weight(student, objective, images, masks)
+    assert w == pytest.approx(before["grad_seg"] / before["grad_sgm"], rel=1e-6)
+    objective.loss.sgm_weight = w
+    after = term_gradients(student, objective, images, masks)
+    assert after["grad_sgm"] == pytest.approx(after["grad_seg"], rel=1e-5)
+    assert after["cos_sgm"] == pytest.approx(before["cos_sgm"], abs=1e-6)  # direction unchanged
+    with pytest.raises(ValueError, match="not switched on"):
+        equalizing_weight(student, objective, images, masks, term="kd")
 
 
 def test_pairwise_cosines_between_the_distillation_terms(batch):

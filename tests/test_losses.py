@@ -331,6 +331,85 @@ def test_sgm_loss_gives_the_student_a_gradient_at_batch_size_one() -> None:
     assert student.grad is not None and student.grad.abs().sum().item() > 0
 
 
+def test_sgm_forms_known_values() -> None:
+    # student = teacher + 0.5 everywhere: each form's value follows by hand.
+    _, teacher = _maps()
+    student = teacher + 0.5
+    # no-transpose: (2P_s − 2P_t)² = (2·0.5)² = 1, the paper form's value for this offset.
+    assert sgm_loss(student, teacher, form="no-transpose").item() == pytest.approx(1.0, rel=1e-5)
+    # prob: σ(P_s) + σ(P_s)ᵀ − σ(P_t) − σ(P_t)ᵀ, squared and averaged.
+    ds, dt = torch.sigmoid(student), torch.sigmoid(teacher)
+    expected = ((ds + ds.transpose(-1, -2) - dt - dt.transpose(-1, -2)) ** 2).mean()
+    assert sgm_loss(student, teacher, form="prob").item() == pytest.approx(expected.item(),
+                                                                           rel=1e-5)
+    # teacher-std: per image 4·0.5² / σ_t², averaged over the images.
+    sigma = teacher.flatten(1).std(dim=1)
+    assert sgm_loss(student, teacher, form="teacher-std").item() == pytest.approx(
+        float((1.0 / sigma**2).mean()), rel=1e-5)
+    with pytest.raises(ValueError, match="form must be one of"):
+        sgm_loss(student, teacher, form="bogus")  # type: ignore[arg-type]
+
+
+def test_sgm_no_transpose_is_blind_to_the_mirror_and_the_paper_form_is_not() -> None:
+    # A student equal to the teacher's transpose has the same P + Pᵀ (paper loss 0) but a
+    # different P (no-transpose loss > 0): the intervention removes exactly the mirror pairing.
+    _, teacher = _maps()
+    mirrored = teacher.transpose(-1, -2).contiguous()
+    assert sgm_loss(mirrored, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    assert sgm_loss(mirrored, teacher, form="no-transpose").item() > 0.1
+
+
+def test_sgm_form_gradients_by_hand() -> None:
+    student, teacher = _maps(b=2)
+    n = student.numel()
+    for form in ("logits", "no-transpose", "prob", "teacher-std"):
+        s = student.clone().requires_grad_(True)
+        sgm_loss(s, teacher, form=form).backward()
+        if form == "logits":  # d/dP of mean((S_s − S_t)²), S = P + Pᵀ: 2·(D + Dᵀ)·2/n
+            d = (s + s.transpose(-1, -2) - teacher - teacher.transpose(-1, -2)).detach()
+            expected = 2 * (d + d.transpose(-1, -2)) / n
+        elif form == "no-transpose":  # mean((2P_s − 2P_t)²): 8·(P_s − P_t)/n
+            expected = 8 * (student - teacher) / n
+        elif form == "prob":  # chain rule through σ: σ' = σ(1 − σ)
+            p, q = torch.sigmoid(student), torch.sigmoid(teacher)
+            d = p + p.transpose(-1, -2) - q - q.transpose(-1, -2)
+            expected = 2 * (d + d.transpose(-1, -2)) / n * p * (1 - p)
+        else:  # the logits form divided by σ_t² per image
+            d = student + student.transpose(-1, -2) - teacher - teacher.transpose(-1, -2)
+            sigma = teacher.flatten(1).std(dim=1).view(-1, 1, 1, 1)
+            expected = 2 * (d + d.transpose(-1, -2)) / n / sigma**2
+        torch.testing.assert_close(s.grad, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_kdas_loss_sgm_weight_and_form_enter_the_total() -> None:
+    (s1, t1), (s2, t2) = _maps(), _maps()
+    mask = torch.zeros(2, 1, 8, 8)
+    base = KDASLoss(use_at=False)((s1, s2), (t1, t2), mask)
+    weighted = KDASLoss(use_at=False, sgm_weight=0.25, sgm_form="prob")((s1, s2), (t1, t2), mask)
+    prob = sgm_loss(s1, t1, form="prob")
+    assert weighted.sgm.item() == pytest.approx(prob.item(), rel=1e-6)
+    assert weighted.total.item() == pytest.approx(0.7 * base.seg.item() + 0.3 * 0.25
+                                                  * prob.item(), rel=1e-6)
+    assert KDASLoss(sgm_weight=0.25).weights()["sgm"] == pytest.approx(0.075)
+    with pytest.raises(ValueError, match="sgm_weight"):
+        KDASLoss(sgm_weight=0.0)
+    with pytest.raises(ValueError, match="sgm_form"):
+        KDASLoss(sgm_form="bogus")  # type: ignore[arg-type]
+
+
+def test_sgm_forms_are_the_config_choices() -> None:
+    from kdas_lite import config
+    from kdas_lite.config import ConfigError
+    from kdas_lite.losses import SGM_FORMS
+
+    assert SGM_FORMS == config.SGM_FORMS
+    assert config.get_preset("smoke").replace(sgm_form="prob", sgm_weight=0.1).sgm_weight == 0.1
+    with pytest.raises(ConfigError, match="sgm_form"):
+        config.get_preset("smoke").replace(sgm_form="bogus")
+    with pytest.raises(ConfigError, match="sgm_weight"):
+        config.get_preset("smoke").replace(sgm_weight=-1.0)
+
+
 # ------------------------------------------------------------------ baselines
 def test_pixel_kd_loss_known_value() -> None:
     # Teacher logit 0 (q = 0.5), student logit 2·ln 3 at T = 2 (p = 3/4):

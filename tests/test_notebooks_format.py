@@ -25,14 +25,24 @@ NAMES = [
     "04_distillation.ipynb",
     "05_cross_dataset_evaluation.ipynb",
 ]
-COLAB = "https://colab.research.google.com/github/kdas-lite/kdas_lite/blob/main/notebooks/"
-INSTALL = "kdas-lite[offline-weights] @ git+https://github.com/kdas-lite/kdas_lite"
 CHECK = "# NBVAL_CHECK_OUTPUT"
 # every notebook declares these (run_notebooks.py passes them); 02-05 also the checkpoints,
 # the students' `epochs` (01: `teacher_epochs`, the teacher trains longer)
 COMMON_PARAMETERS = {"data_root", "use_synthetic", "run_root", "image_size",
                      "batch_size", "device", "seed", "synthetic_images", "synthetic_size",
-                     "n_test_images"}
+                     "n_test_images", "drive", "scale"}
+
+
+def _set_repository_script():
+    spec = importlib.util.spec_from_file_location(
+        "set_repository", NOTEBOOK_DIR.parent / "scripts" / "set_repository.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up
+    spec.loader.exec_module(module)
+    return module
+
+
+SETTING = _set_repository_script().read_setting()  # pyproject.toml's [project.urls]
 
 
 def _load(name: str) -> nbformat.NotebookNode:
@@ -60,7 +70,7 @@ def test_valid_nbformat_with_python3_kernel(name: str) -> None:
 def test_opens_with_badge_learning_goals_and_times(name: str) -> None:
     first = _load(name).cells[0]
     assert first.cell_type == "markdown"
-    assert f"({COLAB}{name})" in first.source, "Open-in-Colab badge with this notebook's path"
+    assert f"({SETTING.colab(name)})" in first.source, "badge naming the repository setting"
     assert "colab-badge.svg" in first.source
     for phrase in ("What you will learn", "Time needed", "CPU", "Colab GPU"):
         assert phrase in first.source
@@ -69,7 +79,7 @@ def test_opens_with_badge_learning_goals_and_times(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_install_cell_comes_first_and_only_acts_on_colab(name: str) -> None:
     install = _code(_load(name))[0]
-    assert INSTALL in install.source
+    assert SETTING.install in install.source and '"gdown"' in install.source
     assert "import google.colab" in install.source and "except ImportError" in install.source
     tree = ast.parse(install.source)
     pip_calls = [node for node in ast.walk(tree) if isinstance(node, ast.If)
@@ -140,11 +150,19 @@ def test_notebooks_import_only_public_kdas_lite_names() -> None:
                             f"{name}: {node.module}.{alias.name} is not public API")
 
 
-def test_readme_lists_every_notebook_and_the_placeholder_repository() -> None:
+def test_readme_lists_every_notebook_and_names_the_repository_setting() -> None:
     readme = (NOTEBOOK_DIR / "README.md").read_text(encoding="utf-8")
     for name in NAMES:
         assert name in readme
-    assert "kdas-lite/kdas_lite" in readme
+    assert f"`{SETTING.slug}`" in readme
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_setup_cell_follows_the_parameters_and_names_its_notebook(name: str) -> None:
+    setup = _code(_load(name))[2]
+    assert f'course_setup("{name[:2]}", run_root=run_root, drive=drive' in setup.source
+    assert "globals().update(setup.parameters)" in setup.source
+    assert len(setup.source.splitlines()) <= 5
 
 
 def _run_notebooks_script():

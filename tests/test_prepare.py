@@ -45,9 +45,10 @@ def _write_pair(folder: Path, stem: str, value: int = 200) -> None:
 
 
 def raw_kvasir(folder: Path) -> Path:
-    """A raw Kvasir-SEG look-alike: 6 training names and 3 PraNet test names."""
-    for stem in TRAIN_NAMES + TEST_NAMES:
-        _write_pair(folder, stem)
+    """A raw Kvasir-SEG look-alike: 6 training names and 3 PraNet test names (9 different
+    images: identical ones would be test images by content, :func:`leaked_test_images`)."""
+    for k, stem in enumerate(TRAIN_NAMES + TEST_NAMES):
+        _write_pair(folder, stem, value=20 + 10 * k)
     return folder
 
 

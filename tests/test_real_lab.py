@@ -77,14 +77,90 @@ def test_replace_block_rewrites_only_between_the_markers(tmp_path, capsys):
     assert bare.read_text() == "no markers\n" and "no" in capsys.readouterr().err
 
 
-def test_missing_runs_are_the_plan_without_records_and_load_records_puts_the_teacher_first(
+def test_missing_runs_are_the_plan_without_compact_records_and_the_teacher_comes_first(
         tmp_path):
-    args = argparse.Namespace(out=tmp_path, teacher_seed=0)
-    real_lab.save_json(tmp_path / "results" / "seed0" / "alone.json", RECORDS[1])
-    real_lab.save_json(tmp_path / "results" / "teacher.json", RECORDS[0])
+    args = argparse.Namespace(out=tmp_path, teacher_seed=0, records=tmp_path / "lab_runs")
+    real_lab.save_json(args.records / "alone-s0.json", RECORDS[1])
+    real_lab.save_json(args.records / "teacher.json", RECORDS[0])
+    real_lab.save_json(tmp_path / "results" / "seed0" / "kdas.json", RECORDS[3])  # full only
     plan = [("teacher", 0), ("alone", 0), ("kdas", 0), ("alone", 1)]
     assert real_lab.missing_runs(args, plan) == ["seed0/kdas", "seed1/alone"]
-    assert [r["row"] for r in real_lab.load_records(tmp_path)] == ["teacher", "alone"]
+    assert [r["row"] for r in real_lab.load_compact(args.records)] == ["teacher", "alone"]
+    assert [r["row"] for r in real_lab.load_records(tmp_path)] == ["kdas"]
+
+
+def test_plan_interleaves_the_headline_rows_by_seed_then_the_mechanism_rows(tmp_path):
+    args = real_lab.parse_args(["--out", str(tmp_path), "--seeds", "0", "1",
+                                "--mechanism-seeds", "0"])
+    plan = real_lab.plan_runs(args)
+    assert plan[:7] == [("teacher", 0), ("alone", 0), ("sgm", 0), ("at", 0), ("kdas", 0),
+                        ("cwd", 0), ("alone", 1)]
+    assert plan[11:] == [("sgm-prob", 0), ("sgm-no-transpose", 0), ("sgm-teacher-std", 0),
+                         ("sgm-equal-grad", 0)]
+
+
+def full_record(tmp_path, row: str, seed: int) -> dict:
+    config = real_lab.run_config(real_lab.parse_args(["--out", str(tmp_path / "out")]),
+                                 Path("/machine/data"), row, seed).to_dict()
+    return {**record(row, seed, 0.7, 0.5), "label": real_lab.ROWS[row].label,
+            "best_val_dice": 0.6, "config": config, "history": [{"epoch": 1}],
+            "resumed": False, "image_dice": {"Kvasir": {"b": 0.25, "a": 0.5},
+                                             "CVC-ColonDB": {"z": 1 / 3}}}
+
+
+def test_compact_records_have_no_machine_path_and_sorted_image_dice(tmp_path):
+    args = real_lab.parse_args(["--out", str(tmp_path / "out"),
+                                "--records", str(tmp_path / "lab_runs")])
+    real_lab.save_compact(args, full_record(tmp_path, "kdas", 1))
+    text = (tmp_path / "lab_runs" / "kdas-s1.json").read_text()
+    assert str(tmp_path) not in text and "/machine/data" not in text
+    small = json.loads(text)
+    assert small["config"]["data_root"] == "shared/data"
+    assert small["config"]["output_dir"] == "runs/seed1/kdas"  # relative to --out
+    assert small["image_dice"] == {"Kvasir": [0.5, 0.25], "CVC-ColonDB": [0.33333]}
+    assert json.loads((tmp_path / "lab_runs" / "test_images.json").read_text()) == {
+        "Kvasir": ["a", "b"], "CVC-ColonDB": ["z"]}
+    other = full_record(tmp_path, "alone", 1)
+    other["image_dice"]["Kvasir"] = {"c": 0.1}
+    with pytest.raises(SystemExit, match="other test images"):
+        real_lab.save_compact(args, other)
+
+
+def test_run_done_accepts_the_same_settings_and_stops_on_others(tmp_path):
+    args = real_lab.parse_args(["--out", str(tmp_path / "out"),
+                                "--records", str(tmp_path / "lab_runs")])
+    real_lab.save_compact(args, full_record(tmp_path, "kdas", 1))
+    same = real_lab.run_config(args, Path("/elsewhere/data"), "kdas", 1)
+    assert real_lab.run_done(args, "kdas", 1, same)
+    assert not real_lab.run_done(args, "kdas", 2, real_lab.run_config(args, tmp_path, "kdas", 2))
+    with pytest.raises(SystemExit, match="other settings"):
+        real_lab.run_done(args, "kdas", 1, same.replace(alpha=0.5))
+
+
+def test_lab_summary_replaces_rerun_rows_and_keeps_the_others_marked(tmp_path):
+    old = {"rows": {
+        "alone": {"label": "student alone", "runs": [{"seed": 0, "config": {
+            "data_root": "/work/shared/data", "output_dir": "runs/real-lab/runs/seed0/alone"}}],
+            "delta_vs_alone": {}},
+        "pixel": {"label": "pixel KD (Hinton)", "runs": [{"seed": 0, "config": {
+            "data_root": "/work/shared/data", "output_dir": "x"}}],
+            "delta_vs_alone": {"Kvasir": {"per_seed": {"0": -0.02, "1": -0.01, "2": -0.03}}}}}}
+    (tmp_path / "real_lab.json").write_text(json.dumps(old))
+    args = real_lab.parse_args(["--out", str(tmp_path / "out"), "--json",
+                                str(tmp_path / "real_lab.json"),
+                                "--records", str(tmp_path / "lab_runs")])
+    layout = argparse.Namespace(status={})
+    lab = real_lab.lab_summary(args, layout, {}, real_lab.summary(RECORDS), {}, [], 60.0)
+    assert lab["data_root"] == "shared/data" and lab["records"] == "lab_runs"
+    assert lab["rows"]["alone"]["rerun"] and lab["rows"]["alone"]["earlier"]["runs"][0][
+        "seed"] == 0
+    pixel = lab["rows"]["pixel"]
+    assert not pixel["rerun"] and "2026-12-01" in pixel["note"]
+    assert pixel["runs"][0]["config"]["data_root"] == "shared/data"
+    assert pixel["delta_vs_alone"]["Kvasir"]["ci95_t"] == pytest.approx(
+        [-0.02 - 4.303 * 0.01 / 3**0.5, -0.02 + 4.303 * 0.01 / 3**0.5])
+    assert set(lab["rerun_rows"]) == {"teacher", "alone", "kdas", "sgm"}
+    assert "/work/" not in json.dumps({k: v for k, v in lab.items() if k != "_path"})
 
 
 def test_every_row_has_a_valid_config_that_differs_from_kdas_only_in_its_switches(tmp_path):
@@ -94,5 +170,30 @@ def test_every_row_has_a_valid_config_that_differs_from_kdas_only_in_its_switche
         config = real_lab.run_config(args, tmp_path, row, 1)
         if row != "teacher":
             changed = {k for k, v in config.to_dict().items() if kdas[k] != v}
+            if row.startswith("sgm-"):  # the mechanism rows: + L_SGM with one change
+                changed -= {"use_at"}
             assert changed <= {"name", "output_dir", *real_lab.ROWS[row].overrides}, row
     assert real_lab.run_config(args, tmp_path, "kdas-a0.5", 1).alpha == 0.5
+
+
+def test_first_step_weight_equalises_the_untrained_students_gradients(tmp_path):
+    from training_helpers import tiny_config, tiny_dataset
+
+    from kdas_lite.gradients import term_gradients
+    from kdas_lite.runs import load_trained
+    from kdas_lite.train import build_dataloaders, build_model, make_objective, train_teacher
+
+    data = tiny_dataset(tmp_path)
+    teacher = train_teacher(tiny_config(data, tmp_path / "t", student_encoder="pvt_v2_b0"),
+                            progress=False).best_path
+    config = tiny_config(data, tmp_path / "s", student_encoder="pvt_v2_b0", use_at=False,
+                         seed=3)
+    weight = real_lab.first_step_weight(config, teacher)
+    assert weight == real_lab.first_step_weight(config, teacher)  # reproducible
+    student = build_model(config.student_encoder, config)
+    _, loader, _ = build_dataloaders(config, student.input_mean, student.input_std,
+                                     progress=False)
+    images, masks = next(iter(loader))
+    weighted = make_objective(config.replace(sgm_weight=weight), load_trained(teacher), student)
+    grads = term_gradients(student, weighted, images, masks)
+    assert grads["grad_sgm"] == pytest.approx(grads["grad_seg"], rel=1e-4)

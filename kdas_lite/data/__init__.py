@@ -8,7 +8,8 @@ Read the submodules in this order:
 4. :mod:`~kdas_lite.data.dataset`    ``PolypDataset`` / ``PolypTestDataset``, split, cache
 5. :mod:`~kdas_lite.data.synthetic`  a SYNTHETIC look-alike dataset for CPU labs and tests
 6. :mod:`~kdas_lite.data.download`   verified downloads and zip extraction that cannot escape
-7. :mod:`~kdas_lite.data.prepare`    raw Kvasir-SEG → PraNet split; where a course's data comes from
+7. :mod:`~kdas_lite.data.pranet`     PraNet's full benchmark from Google Drive (gdown), counted
+8. :mod:`~kdas_lite.data.prepare`    raw Kvasir-SEG → PraNet split; where a course's data comes from
 
 Typical use::
 
@@ -34,11 +35,13 @@ from kdas_lite.data.download import download_dataset, download_file, safe_extrac
 from kdas_lite.data.io import (
     IMAGE_EXTENSIONS,
     DataWarning,
+    list_folder,
     pair_files,
     read_image,
     read_mask,
     read_pair,
 )
+from kdas_lite.data.pranet import PRANET_DRIVE_FILES, fetch_pranet
 from kdas_lite.data.prepare import course_data, prepare_kvasir_split
 from kdas_lite.data.registry import (
     DATASETS,
@@ -49,8 +52,10 @@ from kdas_lite.data.registry import (
     SetStatus,
     find_layout,
     find_shared_data,
+    find_test_sets,
     image_mask_dirs,
     is_dataset_folder,
+    leaked_test_images,
     pranet_kvasir_test_names,
     read_manifest,
     resolve_data_root,
@@ -78,6 +83,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
+    "PRANET_DRIVE_FILES",
     "STYLES",
     "TEST_SETS",
     "TRAIN_SET",
@@ -98,11 +104,15 @@ __all__ = [
     "default_cache_dir",
     "download_dataset",
     "download_file",
+    "fetch_pranet",
     "find_layout",
     "find_shared_data",
+    "find_test_sets",
     "image_mask_dirs",
     "is_dataset_folder",
     "is_synthetic",
+    "leaked_test_images",
+    "list_folder",
     "make_synthetic_dataset",
     "pair_files",
     "pranet_kvasir_test_names",

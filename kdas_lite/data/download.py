@@ -16,7 +16,13 @@ What this module teaches: two classic failure modes of "download a zip and unpac
 3. **Unbounded downloads.** A wrong link (or a server that streams without announcing a
    length) can fill the disk before anything looks wrong. :func:`download_file` stops at
    ``max_bytes``; :func:`download_dataset` caps both the download and the unpacked files at
-   :data:`SIZE_MARGIN` times the size the registry expects for that dataset.
+   :data:`SIZE_MARGIN` times the size the registry expects for that dataset, and every
+   archive at :data:`MAX_MEMBERS` members (counted from the archive's end record, before its
+   directory is even read: a few MB of empty members would otherwise make 100 000 files).
+4. **Killed runs.** A download killed half-way leaves its hidden scratch folder
+   (``.<name>.xxxxxxxx.download``) behind; the next :func:`download_dataset` into that root
+   removes it, while it holds a lock on the root, so the folder of a download still running
+   elsewhere is never touched (a second download into the same root is refused meanwhile).
 
 :func:`download_dataset` combines both for the datasets of
 :data:`~kdas_lite.data.registry.DATASETS` (``kdas-lite download kvasir-seg``).
@@ -24,6 +30,7 @@ What this module teaches: two classic failure modes of "download a zip and unpac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -31,12 +38,14 @@ import re
 import secrets
 import shutil
 import stat
+import struct
 import tempfile
 import urllib.error
 import urllib.request
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,15 +54,18 @@ from tqdm.auto import tqdm
 from kdas_lite import __version__
 from kdas_lite.data.io import IMAGE_EXTENSIONS, DataWarning
 from kdas_lite.data.registry import DATASETS, is_dataset_folder
-from kdas_lite.errors import DownloadError
+from kdas_lite.errors import DownloadError, KDASError
 
-__all__ = ["MAX_RATIO", "MAX_TOTAL_BYTES", "SIZE_MARGIN", "dataset_size_limit",
+__all__ = ["MAX_MEMBERS", "MAX_RATIO", "MAX_TOTAL_BYTES", "SIZE_MARGIN", "dataset_size_limit",
            "download_dataset", "download_file", "safe_extract"]
 
 MAX_TOTAL_BYTES = 20 * 2**30
 """Default limit on a download and on an archive's total uncompressed size (20 GiB)."""
 MAX_RATIO = 200
 """Default limit on an archive's compression ratio (total uncompressed / archive size)."""
+MAX_MEMBERS = 20_000
+"""Default limit on an archive's member count (files and folders). The largest archive of the
+benchmark, PraNet's ``TestDataset.zip``, holds about 3 200 files."""
 SIZE_MARGIN = 3
 """A registry dataset may download and unpack to at most this multiple of its
 :attr:`~kdas_lite.data.registry.DatasetInfo.archive_bytes` (upstream files change a little)."""
@@ -91,6 +103,7 @@ class _Wording:
     corrupt_fix: str  # what to do about a corrupt archive
     limit_fix: str  # how to raise the size limit
     ratio_fix: str  # how to raise the compression-ratio limit
+    members_fix: str = ""  # how to raise the member-count limit
 
 
 def download_file(url: str, dest: str | os.PathLike[str], sha256: str | None = None,
@@ -196,13 +209,43 @@ def _member_parts(name: str, wording: _Wording) -> list[str]:
     return parts
 
 
+def _declared_members(zip_path: Path) -> int | None:
+    """The member count in the archive's end record (zip64 included), read without parsing
+    its central directory; None when there is no end record (``zipfile`` then says why)."""
+    with zip_path.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - 22 - 0xFFFF))  # the end record, after a comment ≤ 64 KiB
+        tail = handle.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < 22:
+            return None
+        count = struct.unpack_from("<H", tail, at + 10)[0]
+        locator = tail[at - 20:at] if at >= 20 else b""
+        if count == 0xFFFF and locator[:4] == b"PK\x06\x07":  # zip64: > 65 534 members
+            handle.seek(struct.unpack_from("<Q", locator, 8)[0])
+            record = handle.read(56)
+            if record[:4] == b"PK\x06\x06" and len(record) == 56:
+                count = struct.unpack_from("<Q", record, 32)[0]
+    return count
+
+
+def _check_count(count: int, max_members: int, wording: _Wording) -> None:
+    if count > max_members:
+        raise DownloadError(
+            f"{wording.archive} has {count} members, more than the limit of {max_members}: no "
+            "polyp dataset has that many files. Refusing to extract; if you trust the file, "
+            f"{wording.members_fix}."
+        )
+
+
 def _check_members(archive: zipfile.ZipFile, archive_bytes: int, max_total_bytes: int,
-                   max_ratio: float, wording: _Wording) -> None:
+                   max_ratio: float, max_members: int, wording: _Wording) -> None:
     """Validate every member before anything is written (see module docstring, point 2).
 
     The sizes checked are those the archive declares; :mod:`zipfile` never writes more than a
     member declares (it stops with a CRC error), so they bound what extraction writes.
     """
+    _check_count(len(archive.infolist()), max_members, wording)
     total = 0
     for member in archive.infolist():
         _member_parts(member.filename, wording)
@@ -230,13 +273,15 @@ def _check_members(archive: zipfile.ZipFile, archive_bytes: int, max_total_bytes
 
 
 def safe_extract(zip_path: str | os.PathLike[str], dest: str | os.PathLike[str], *,
-                 max_total_bytes: int = MAX_TOTAL_BYTES, max_ratio: float = MAX_RATIO) -> Path:
+                 max_total_bytes: int = MAX_TOTAL_BYTES, max_ratio: float = MAX_RATIO,
+                 max_members: int = MAX_MEMBERS) -> Path:
     """Extract a zip archive into ``dest`` safely and atomically.
 
-    Every member is checked first: no absolute paths or ``..`` (zip slip), no symbolic links
-    or special files, total uncompressed size ≤ ``max_total_bytes`` and, for archives that
-    unpack to more than 10 MiB, total uncompressed size ≤ ``max_ratio`` × the archive's size
-    (zip bomb: many members, each harmless, add up). Members are then written (as plain
+    Every member is checked first: at most ``max_members`` of them (read from the archive's
+    end record before anything else), no absolute paths or ``..`` (zip slip), no symbolic
+    links or special files, total uncompressed size ≤ ``max_total_bytes`` and, for archives
+    that unpack to more than 10 MiB, total uncompressed size ≤ ``max_ratio`` × the archive's
+    size (zip bomb: many members, each harmless, add up). Members are then written (as plain
     files, without permission bits, following the umask) into a temporary sibling of
     ``dest``, which is renamed to ``dest`` only when everything succeeded.
 
@@ -245,6 +290,7 @@ def safe_extract(zip_path: str | os.PathLike[str], dest: str | os.PathLike[str],
         dest: folder to create; it must not exist or be empty.
         max_total_bytes: most bytes the archive may unpack to.
         max_ratio: most the archive may inflate (total uncompressed / archive size).
+        max_members: most files and folders the archive may hold.
 
     Returns:
         ``dest``.
@@ -256,25 +302,29 @@ def safe_extract(zip_path: str | os.PathLike[str], dest: str | os.PathLike[str],
     zip_path = Path(zip_path)
     wording = _Wording(manual="", archive=str(zip_path),
                        corrupt_fix="Delete it and download it again.",
-                       limit_fix="raise max_total_bytes", ratio_fix="raise max_ratio")
-    return _extract(zip_path, Path(dest), max_total_bytes, max_ratio, wording)
+                       limit_fix="raise max_total_bytes", ratio_fix="raise max_ratio",
+                       members_fix="raise max_members")
+    return _extract(zip_path, Path(dest), max_total_bytes, max_ratio, wording, max_members)
 
 
 def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_ratio: float,
-             wording: _Wording) -> Path:
+             wording: _Wording, max_members: int = MAX_MEMBERS) -> Path:
     """:func:`safe_extract`; messages name the archive and advise as ``wording`` says."""
     if not zip_path.is_file():
         raise DownloadError(f"archive not found: {zip_path}")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise DownloadError(f"{dest} already exists and is not empty: delete it or extract "
                             "somewhere else (existing files are never overwritten).")
+    declared = _declared_members(zip_path)
+    if declared is not None:
+        _check_count(declared, max_members, wording)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.partial"
     tmp.mkdir()  # not mkdtemp: that one is private (0700), and the folder becomes dest
     try:
         with zipfile.ZipFile(zip_path) as archive:
             _check_members(archive, zip_path.stat().st_size, max_total_bytes, max_ratio,
-                           wording)
+                           max_members, wording)
             for member in archive.infolist():
                 target = tmp.joinpath(*_member_parts(member.filename, wording))
                 if not target.resolve().is_relative_to(tmp.resolve()):  # belt and braces
@@ -303,6 +353,55 @@ def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_ratio: float,
     return dest
 
 
+@contextlib.contextmanager
+def _exclusive(root: Path, what: str, error: type[KDASError] = DownloadError) -> Iterator[bool]:
+    """Hold an advisory lock (``flock``) on the folder ``root`` while ``what`` writes into
+    it: kdas_lite's scratch folders found there then belong to no running process. Yields
+    False where the platform or file system has no such locks (the caller then cleans
+    nothing up).
+
+    Raises:
+        ``error``: another process holds the lock.
+    """
+    try:
+        import fcntl
+
+        fd = os.open(root, os.O_RDONLY)
+    except (ImportError, OSError):  # Windows, or a folder that cannot be opened
+        yield False
+        return
+    locked = True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise error(f"another kdas-lite process is writing into {root} ({what} there too); "
+                    "wait until it finishes, then run this again.") from None
+    except OSError:  # no locks on this file system
+        locked = False
+    try:
+        yield locked
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _remove_stale(root: Path, pattern: str, left_by: str) -> None:
+    """Delete the entries of ``root`` whose name matches ``pattern`` (kdas_lite's own scratch
+    folders and temporary files, left by a killed run), with a :class:`DataWarning` naming
+    them. Call it only while holding :func:`_exclusive` on ``root``."""
+    stale = [p for p in sorted(root.iterdir())
+             if re.fullmatch(pattern, p.name) and not p.is_symlink()]
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if stale:
+        warnings.warn(f"removed {len(stale)} scratch entr{'y' if len(stale) == 1 else 'ies'} "
+                      f"left by {left_by}: {', '.join(str(p) for p in stale)}", DataWarning,
+                      stacklevel=3)
+
+
 def _locate(unpacked: Path, folder_name: str) -> Path | None:
     """The extracted folder holding the dataset: one named ``folder_name`` with images/ and
     masks/, else the archive's root or a top-level folder with images/ and masks/."""
@@ -317,10 +416,11 @@ def download_dataset(name: str, root: str | os.PathLike[str], url: str | None = 
 
     The zip is downloaded and extracted inside a hidden scratch folder under ``root``, the
     dataset folder is moved to ``root / DATASETS[name].folder`` and the scratch folder is
-    removed, whatever happens. A dataset already in place is not downloaded again. Disk use is
-    bounded: the download and the unpacked files may each be at most ``max_bytes``
-    (:data:`SIZE_MARGIN` × the registry's ``archive_bytes`` by default), and the archive may
-    not inflate more than :data:`MAX_RATIO` times.
+    removed, whatever happens (scratch folders of a download killed earlier are removed first).
+    A dataset already in place is not downloaded again. Disk use is bounded: the download and
+    the unpacked files may each be at most ``max_bytes`` (:data:`SIZE_MARGIN` × the registry's
+    ``archive_bytes`` by default), the archive may not inflate more than :data:`MAX_RATIO`
+    times nor hold more than :data:`MAX_MEMBERS` members.
 
     Args:
         name: a key of ``DATASETS``, e.g. ``"kvasir-seg"``.
@@ -368,21 +468,28 @@ def download_dataset(name: str, root: str | os.PathLike[str], url: str | None = 
         limit_fix=f"pass download_dataset a max_bytes above {limit}",
         ratio_fix="download it by hand and unpack it with kdas_lite.data.safe_extract(..., "
                   "max_ratio=...)",
+        members_fix="download it by hand and unpack it with kdas_lite.data.safe_extract(..., "
+                    "max_members=...)",
     )
     root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{name}.", suffix=".download", dir=root) as scratch:
-        archive = _fetch(source, Path(scratch) / "archive.zip", expected, progress, 60.0, limit,
-                         wording, shown_as=root)
-        unpacked = _extract(archive, Path(scratch) / "unpacked", limit, MAX_RATIO, wording)
-        found = _locate(unpacked, Path(info.folder).name)
-        if found is None:
-            contents = ", ".join(sorted(p.name for p in unpacked.iterdir())) or "nothing"
-            raise DownloadError(
-                f"the archive from {source} has no {Path(info.folder).name}/ folder with "
-                f"images/ and masks/ (it contains: {contents}). Check the URL."
-            )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(found, target)
+    with _exclusive(root, f"downloading {name}") as locked:
+        if locked:  # tempfile names: 8 characters of [a-z0-9_]
+            _remove_stale(root, rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}\.download",
+                          "an interrupted download")
+        with tempfile.TemporaryDirectory(prefix=f".{name}.", suffix=".download",
+                                         dir=root) as scratch:
+            archive = _fetch(source, Path(scratch) / "archive.zip", expected, progress, 60.0,
+                             limit, wording, shown_as=root)
+            unpacked = _extract(archive, Path(scratch) / "unpacked", limit, MAX_RATIO, wording)
+            found = _locate(unpacked, Path(info.folder).name)
+            if found is None:
+                contents = ", ".join(sorted(p.name for p in unpacked.iterdir())) or "nothing"
+                raise DownloadError(
+                    f"the archive from {source} has no {Path(info.folder).name}/ folder with "
+                    f"images/ and masks/ (it contains: {contents}). Check the URL."
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(found, target)
     count = sum(p.suffix.lower() in IMAGE_EXTENSIONS for p in (target / "images").iterdir())
     if count != info.num_images:
         warnings.warn(f"{target} has {count} images, the registry expects {info.num_images}: "

@@ -11,6 +11,8 @@ silently (ignored files are counted in a :class:`DataWarning`).
 - :func:`read_mask` → ``bool (H, W)``, binarised by the rule documented there.
 - :func:`read_pair` → both, checked to have the same size.
 - :func:`pair_files` → sorted ``(image, mask)`` paths matched by file-name stem.
+- :func:`list_folder` → the regular files of a folder; FIFOs and other special files, which
+  would block a reader, are skipped and named.
 
 Pixels are read as stored: EXIF orientation tags are *not* applied, so an image and its mask
 (which rarely carries the tag) keep the same pixel grid.
@@ -19,6 +21,7 @@ Pixels are read as stored: EXIF orientation tags are *not* applied, so an image 
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -27,8 +30,8 @@ from PIL import Image, UnidentifiedImageError
 
 from kdas_lite.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "DataWarning", "pair_files", "read_image", "read_mask",
-           "read_pair"]
+__all__ = ["IMAGE_EXTENSIONS", "DataWarning", "list_folder", "pair_files", "read_image",
+           "read_mask", "read_pair"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 """File suffixes (lower case) treated as images; everything else in a folder is ignored."""
@@ -141,16 +144,43 @@ def _summary(names: list[str]) -> str:
     return shown + (f", ... ({len(names) - _SHOW} more)" if len(names) > _SHOW else "")
 
 
-def _list_images(folder: Path) -> dict[str, Path]:
-    """Map stem → path for every image file in ``folder``; warn about everything else."""
+def list_folder(folder: str | os.PathLike[str]) -> tuple[list[Path], list[str]]:
+    """The regular files of ``folder`` (links to regular files included), sorted, and the
+    names of everything else in it: sub-folders as ``name/``, and FIFOs, sockets, devices
+    and broken links as ``name (not a regular file)``.
+
+    The dataset readers list folders through this function: opening a FIFO blocks until
+    another process writes to it, so a ``x.png`` FIFO among the images would hang a command
+    forever; it is skipped and named instead.
+
+    Raises:
+        DataError: ``folder`` is not a folder.
+    """
+    folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"folder not found: {folder}")
-    images: dict[str, Path] = {}
-    ignored: list[str] = []
+    files: list[Path] = []
+    others: list[str] = []
     for path in sorted(folder.iterdir()):
+        try:
+            mode = path.stat().st_mode  # follows links: a link's target decides
+        except OSError:
+            mode = 0  # a broken link, or an entry that vanished
+        if stat.S_ISREG(mode):
+            files.append(path)
+        else:
+            others.append(path.name + ("/" if stat.S_ISDIR(mode) else " (not a regular file)"))
+    return files, others
+
+
+def _list_images(folder: Path) -> dict[str, Path]:
+    """Map stem → path for every image file in ``folder``; warn about everything else."""
+    files, ignored = list_folder(folder)
+    images: dict[str, Path] = {}
+    for path in files:
         # Hidden files include macOS "._name.jpg" resource forks, which are not images.
         if path.suffix.lower() not in IMAGE_EXTENSIONS or path.name.startswith("."):
-            ignored.append(path.name + ("/" if path.is_dir() else ""))
+            ignored.append(path.name)
             continue
         if path.stem in images:
             raise DataError(
@@ -159,6 +189,7 @@ def _list_images(folder: Path) -> dict[str, Path]:
             )
         images[path.stem] = path
     if ignored:
+        ignored.sort(key=lambda name: (not name.endswith(" (not a regular file)"), name))
         warnings.warn(
             f"ignored {len(ignored)} non-image entr{'y' if len(ignored) == 1 else 'ies'} in "
             f"{folder}: {_summary(ignored)}",
@@ -178,8 +209,9 @@ def pair_files(image_dir: str | os.PathLike[str],
     """Match images and masks by file-name stem (``12.jpg`` ↔ ``12.png``).
 
     Extensions may differ between the two folders (``.jpg .jpeg .png .tif .tiff .bmp``, any
-    case). Other files (``.txt``, ``.DS_Store``, ``Thumbs.db``, sub-folders) are ignored with
-    a :class:`DataWarning` that counts and names them.
+    case). Other files (``.txt``, ``.DS_Store``, ``Thumbs.db``, sub-folders, and anything that
+    is not a regular file, such as a FIFO: :func:`list_folder`) are ignored with a
+    :class:`DataWarning` that counts and names them.
 
     Returns:
         ``(image_path, mask_path)`` pairs sorted by stem.

@@ -14,22 +14,27 @@ Kvasir-SEG).
 
 1. a dataset already on disk (``data_root``, ``$KDAS_DATA``, ``../shared/data`` or ``./data``);
    a raw Kvasir-SEG folder there is split first;
-2. on a machine with a network (Colab), the real Kvasir-SEG download (≈ 46 MB, progress bar),
-   then the split;
-3. offline, the SYNTHETIC stand-in (:func:`~kdas_lite.data.make_synthetic_dataset`),
+2. where gdown is installed and Google Drive answers (Colab), the full PraNet benchmark
+   (:func:`~kdas_lite.data.fetch_pranet`: 1450 training images, the five test sets);
+3. when Drive refuses (its download quota) or gdown is missing, the Kvasir-SEG download
+   (≈ 46 MB, progress bar), then the split: one test set, Kvasir, and it says so;
+4. offline, the SYNTHETIC stand-in (:func:`~kdas_lite.data.make_synthetic_dataset`),
    announced as such.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
 
-from kdas_lite.data.download import download_dataset
+from kdas_lite.data.download import _exclusive, _remove_stale, download_dataset
 from kdas_lite.data.io import pair_files
+from kdas_lite.data.pranet import fetch_pranet
 from kdas_lite.data.registry import (
     DATASETS,
     TRAIN_SET,
@@ -39,6 +44,7 @@ from kdas_lite.data.registry import (
     is_dataset_folder,
     pranet_kvasir_test_names,
     resolve_data_root,
+    set_status,
 )
 from kdas_lite.data.synthetic import make_synthetic_dataset
 from kdas_lite.errors import DataError, KDASError
@@ -56,15 +62,79 @@ def _link_or_copy(source: Path, dest: Path) -> None:
         shutil.copy2(source, dest)
 
 
+def _own_manifest(path: Path) -> dict | None:
+    """The content of ``path`` when :func:`prepare_kvasir_split` wrote it; None when absent.
+
+    Raises:
+        DataError: the file is not JSON, or another tool (or a person) wrote it: it is never
+            replaced.
+    """
+    if not path.exists():
+        return None
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}): fix it, or move it away and run "
+                        "prepare again.") from exc
+    if not isinstance(content, dict) or content.get("made_by") != _MADE_BY:
+        raise DataError(f"{path} was not written by prepare ({_MADE_BY}) and is never "
+                        "replaced: prepare the split into another folder (--data), or move the "
+                        "file away first.")
+    return content
+
+
+def _write_manifest(path: Path, content: dict) -> None:
+    """Write ``path`` atomically (a hidden temporary file, then a rename)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _finished(manifest: Path, raw: Path, pairs: list[tuple[Path, Path]]) -> bool:
+    """True when the root of ``manifest`` holds a finished split of the images of ``raw``
+    (``pairs``); False when there is no manifest, or prepare's own unfinished one.
+
+    Raises:
+        DataError: a manifest that is not prepare's (:func:`_own_manifest`), or a finished
+            split of other images (both sources named).
+    """
+    content = _own_manifest(manifest)
+    if content is None or not content.get("finished", True):  # older manifests: finished
+        return False
+    root = manifest.parent
+    folders = (root / DATASETS[TRAIN_SET].folder, root / DATASETS["Kvasir"].folder)
+    prepared = {image.name for folder in folders
+                for image, _ in pair_files(*image_mask_dirs(folder))}
+    if prepared != {image.name for image, _ in pairs}:
+        raise DataError(f"{root} already holds the PraNet split prepared from "
+                        f"{content.get('source')}; {raw} differs (other images). Prepare it "
+                        f"into another folder (--data), or delete {folders[0]}, {folders[1]} "
+                        f"and {manifest} first.")
+    return True
+
+
 def prepare_kvasir_split(raw: str | os.PathLike[str], root: str | os.PathLike[str]) -> DataLayout:
     """Build the PraNet Kvasir split from a raw Kvasir-SEG folder.
 
     Writes ``root/TrainDataset/{images,masks}`` (the Kvasir-SEG images that are not PraNet
     test images: 900 for the full release), ``root/TestDataset/Kvasir/{images,masks}`` (the
     PraNet test images found: 100 for the full release) and ``root/MANIFEST.json``. Files are
-    hard-linked where the file system allows (no extra space), else copied. The folders appear
-    complete or not at all (built in a scratch folder, then renamed). Running it again on a
-    root it prepared returns at once.
+    hard-linked where the file system allows (no extra space), else copied.
+
+    Nothing it did not write is replaced, and it never leaves a half-built split:
+
+    - the split folders are built in a scratch folder, then renamed into place; a failure
+      half-way removes what was already moved (and says so); a run *killed* half-way leaves a
+      manifest marked unfinished, so the next run recognises that output as its own, removes
+      it with the scratch folder and starts again;
+    - a ``MANIFEST.json`` that is not JSON, or that another tool wrote, is refused (named);
+    - running it again on a root it prepared returns at once when ``raw`` holds the same
+      images, and is refused (naming both sources) when it holds other ones;
+    - ``raw`` gets the same pair-count check as training on it (:func:`find_layout`): more
+      pairs than Kvasir-SEG's 1000 are refused.
 
     Args:
         raw: the Kvasir-SEG folder with ``images/`` and ``masks/`` (e.g. ``data/Kvasir-SEG``).
@@ -74,20 +144,18 @@ def prepare_kvasir_split(raw: str | os.PathLike[str], root: str | os.PathLike[st
         The :func:`~kdas_lite.data.find_layout` of ``root``.
 
     Raises:
-        DataError: ``raw`` is not a dataset folder or has unpaired files; ``root`` already holds
-            a ``TrainDataset`` or ``TestDataset/Kvasir`` that this function did not write.
+        DataError: ``raw`` is not a dataset folder, has unpaired files or too many pairs;
+            ``root`` already holds a ``TrainDataset``, ``TestDataset/Kvasir`` or
+            ``MANIFEST.json`` that this function did not write, or a split prepared from
+            other images; writing failed (nothing is kept).
     """
     raw, root = Path(raw).expanduser(), Path(root).expanduser()
     manifest = root / "MANIFEST.json"
     train_dir, test_dir = root / DATASETS[TRAIN_SET].folder, root / DATASETS["Kvasir"].folder
-    if manifest.is_file() and json.loads(manifest.read_text()).get("made_by") == _MADE_BY:
-        return find_layout(root)
-    clash = [str(p) for p in (train_dir, test_dir) if p.exists()]
-    if clash:
-        raise DataError(f"{' and '.join(clash)} already exist(s) and were not written by "
-                        f"prepare_kvasir_split: prepare the split into another folder, or move "
-                        "them away first.")
     pairs = pair_files(*image_mask_dirs(raw))
+    if _finished(manifest, raw, pairs):
+        return find_layout(root)
+    set_status("kvasir-seg", raw, pairs)  # the check find_layout makes before training on it
     test_names = pranet_kvasir_test_names()
     split = {"train": [p for p in pairs if p[0].stem not in test_names],
              "test": [p for p in pairs if p[0].stem in test_names]}
@@ -96,8 +164,49 @@ def prepare_kvasir_split(raw: str | os.PathLike[str], root: str | os.PathLike[st
                         f"{len(split['test'])} have the names of the PraNet Kvasir test set "
                         "and the rest would be the training set; both must be non-empty.")
     root.mkdir(parents=True, exist_ok=True)
+    with _exclusive(root, "prepare", DataError) as locked:
+        if _finished(manifest, raw, pairs):  # by another process, since the check above
+            return find_layout(root)
+        if locked:
+            _remove_stale(root, _SCRATCH, "an interrupted prepare")
+        if _own_manifest(manifest) is not None:  # unfinished: its folders are ours, redo them
+            for folder in (train_dir, test_dir):
+                shutil.rmtree(folder, ignore_errors=True)
+        clash = [str(p) for p in (train_dir, test_dir) if p.exists()]
+        if clash:
+            raise DataError(f"{' and '.join(clash)} already exist(s) and were not written by "
+                            f"prepare_kvasir_split: prepare the split into another folder, or "
+                            "move them away first.")
+        content = _manifest(raw, len(split["train"]), len(split["test"]))
+        _write_manifest(manifest, {**content, "finished": False, "sets": {}})
+        moved: list[Path] = []
+        try:
+            _build(split, {"train": train_dir, "test": test_dir}, root, moved)
+            _write_manifest(manifest, content)
+        except BaseException as exc:
+            for folder in moved:
+                shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                test_dir.parent.rmdir()  # only if empty
+            manifest.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise DataError(f"preparing the split in {root} failed ({exc}); nothing was "
+                                "kept. Free disk space or check permissions and run it "
+                                "again.") from exc
+            raise
+    return find_layout(root)
+
+
+_SCRATCH = r"\.kvasir-split\.[a-z0-9_]{8}|\.MANIFEST\.json\.[0-9a-f]{12}\.tmp|MANIFEST\.json\.tmp"
+"""Names of the scratch folders and temporary manifests of :func:`prepare_kvasir_split`."""
+
+
+def _build(split: dict[str, list[tuple[Path, Path]]], targets: dict[str, Path], root: Path,
+           moved: list[Path]) -> None:
+    """Link each part of ``split`` into a scratch folder, then rename it to its target
+    (appended to ``moved`` once there)."""
     with tempfile.TemporaryDirectory(prefix=".kvasir-split.", dir=root) as scratch:
-        for part, target in (("train", train_dir), ("test", test_dir)):
+        for part, target in targets.items():
             staged = Path(scratch) / part
             for sub in ("images", "masks"):
                 (staged / sub).mkdir(parents=True)
@@ -106,11 +215,16 @@ def prepare_kvasir_split(raw: str | os.PathLike[str], root: str | os.PathLike[st
                 _link_or_copy(mask, staged / "masks" / mask.name)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, target)
-    n_train, n_test = len(split["train"]), len(split["test"])
-    content = {
+            moved.append(target)
+
+
+def _manifest(raw: Path, n_train: int, n_test: int) -> dict:
+    """The finished ``MANIFEST.json`` of a split of ``raw``."""
+    return {
         "layout": "PraNet (TrainDataset/{images,masks}, TestDataset/<set>/{images,masks})",
         "made_by": _MADE_BY,
-        "source": str(raw),
+        "source": str(raw.absolute()),
+        "finished": True,
         "sets": {
             TRAIN_SET: {"folder": DATASETS[TRAIN_SET].folder, "pairs": n_train,
                         "expected": DATASETS[TRAIN_SET].num_images, "status": "partial",
@@ -124,10 +238,6 @@ def prepare_kvasir_split(raw: str | os.PathLike[str], root: str | os.PathLike[st
                        "note": "PraNet's 100 Kvasir test names, taken from Kvasir-SEG"},
         },
     }
-    tmp = manifest.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, manifest)
-    return find_layout(root)
 
 
 def course_data(data_root: str | os.PathLike[str] | None = None,
@@ -135,6 +245,7 @@ def course_data(data_root: str | os.PathLike[str] | None = None,
                 synthetic_root: str | os.PathLike[str] = "runs/notebooks/synthetic-data",
                 synthetic_images: int = 240, synthetic_size: int = 192,
                 n_test_images: int = 40, seed: int = 0, url: str | None = None,
+                pranet: bool | None = None, cache: str | os.PathLike[str] | None = None,
                 progress: bool = True) -> DataLayout:
     """The dataset a notebook or lab uses: real data when it can be had, else SYNTHETIC.
 
@@ -146,6 +257,10 @@ def course_data(data_root: str | os.PathLike[str] | None = None,
         synthetic_root, synthetic_images, synthetic_size, n_test_images, seed: where and how
             the synthetic stand-in is generated.
         url: override the Kvasir-SEG download address (a mirror; the tests use a local server).
+        pranet: try PraNet's full benchmark from Google Drive first (needs gdown; skipped
+            without it); None: only when ``url`` is not given (a Kvasir-SEG mirror).
+        cache: a folder that keeps PraNet's downloaded zips for the next run (on Colab, a
+            Google Drive folder: :func:`kdas_lite.colab.course_setup`); None: not kept.
         progress: show the download's progress bar.
 
     Returns:
@@ -161,8 +276,13 @@ def course_data(data_root: str | os.PathLike[str] | None = None,
         layout = _local_data(root)
         if layout is None and data_root is not None:
             find_layout(root)  # raises the DataError that explains the expected layout
+        if layout is None and (pranet or (pranet is None and url is None)):
+            layout = _download_pranet(root, cache, progress)
         if layout is None:
             layout = _download_kvasir(root, url, progress, required=use_synthetic is False)
+            if layout is not None:
+                print("only Kvasir-SEG is available: PraNet's split of it (the Kvasir test set "
+                      "only); notebook 05's cross-dataset tables have one column")
     if layout is None:
         synthetic = make_synthetic_dataset(synthetic_root, n_train=synthetic_images,
                                            n_test=n_test_images, size=synthetic_size, seed=seed)
@@ -184,6 +304,22 @@ def _local_data(root: Path) -> DataLayout | None:
     if layout.kind == "kvasir-seg":
         return prepare_kvasir_split(layout.train, root)
     return layout
+
+
+def _download_pranet(root: Path, cache: str | os.PathLike[str] | None, progress: bool
+                     ) -> DataLayout | None:
+    """PraNet's benchmark from Google Drive into ``root``; None (with the reason printed) when
+    gdown is missing or Drive refuses, so that the caller falls back to Kvasir-SEG."""
+    try:
+        import gdown  # noqa: F401  (the Colab cell installs it; elsewhere it may be absent)
+    except ImportError:
+        return None
+    try:
+        return fetch_pranet(root, cache=cache, progress=progress)
+    except (KDASError, OSError) as exc:
+        print(f"PraNet's benchmark could not be fetched from Google Drive: {exc}\n"
+              "falling back to the Kvasir-SEG download", flush=True)
+        return None
 
 
 def _download_kvasir(root: Path, url: str | None, progress: bool,

@@ -38,9 +38,11 @@ argument, the ``KDAS_DATA`` environment variable or the shared course folder.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -57,8 +59,10 @@ __all__ = [
     "SetStatus",
     "find_layout",
     "find_shared_data",
+    "find_test_sets",
     "image_mask_dirs",
     "is_dataset_folder",
+    "leaked_test_images",
     "pranet_kvasir_test_names",
     "read_manifest",
     "resolve_data_root",
@@ -66,8 +70,10 @@ __all__ = [
     "training_source",
 ]
 
-PRANET_TRAIN_URL = "https://drive.google.com/file/d/1lODorfB33jbd-im-qrtUgWnZXxB94F55/view"
-PRANET_TEST_URL = "https://drive.google.com/file/d/1o8OfBvYE6K-EpDyvzsmMPndnUMwb540R/view"
+PRANET_TRAIN_URL = "https://drive.google.com/file/d/1YiGHLw4iTvKdvbT6MgwO9zcCv8zJ_Bnb/view"
+PRANET_TEST_URL = "https://drive.google.com/file/d/1Y2z7FD5p5y31vkZwQQomXFRB0HutHyao/view"
+# (the older files 1lODorfB33jbd-im-qrtUgWnZXxB94F55 / 1o8OfBvYE6K-EpDyvzsmMPndnUMwb540R are the
+# fallbacks of kdas_lite.data.pranet.PRANET_DRIVE_FILES)
 _PRANET_NOTE = (
     "Part of the PraNet split (github.com/DengPingFan/PraNet, 'Downloading necessary data'); "
     "Google Drive has no stable direct link, so download the zip in a browser (or with gdown) "
@@ -111,11 +117,10 @@ class DatasetInfo:
 
 
 # Archive sizes. kvasir-seg.zip is ~46 MB (Simula's download page, datasets/README.md).
-# PraNet publishes no sizes; these are estimates from the files they hold (Kvasir frames as
-# lossless PNG at full resolution, CVC/ETIS PNG as in the course's shared copy, ETIS scaled to 196
-# frames), rounded up; SIZE_MARGIN absorbs the error.
-_PRANET_TRAIN_BYTES = 450 * 10**6
-_PRANET_TEST_BYTES = 350 * 10**6
+# PraNet's Google Drive files as Drive lists them: TrainDataset.zip 399.5 MB, TestDataset.zip
+# 327.2 MB, rounded up; SIZE_MARGIN absorbs a change upstream.
+_PRANET_TRAIN_BYTES = 400 * 10**6
+_PRANET_TEST_BYTES = 328 * 10**6
 _KVASIR_SEG_BYTES = 46 * 10**6
 
 _RESEARCH_ONLY = "Research and education use only; cite the paper; no redistribution."
@@ -388,8 +393,10 @@ class DataLayout:
             raw Kvasir-SEG: split the training folder with ``train_val_split`` instead).
         synthetic: True when the root was written by ``make_synthetic_dataset``.
         status: set name → :class:`SetStatus` for the training set and every test set found.
-        exclude: file stems never to train or validate on; for raw Kvasir-SEG, the 100 images
-            of the PraNet Kvasir test set (test images must not leak into training).
+        exclude: file stems never to train or validate on (test images must not leak into
+            training): for raw Kvasir-SEG, the 100 images of the PraNet Kvasir test set; for
+            the PraNet layout, the training images that :func:`leaked_test_images` finds in the
+            test sets (none in a correct copy of the split).
     """
 
     root: Path
@@ -413,13 +420,77 @@ def is_dataset_folder(folder: str | os.PathLike[str]) -> bool:
     return (Path(folder) / "images").is_dir() and (Path(folder) / "masks").is_dir()
 
 
+def find_test_sets(root: str | os.PathLike[str]) -> dict[str, Path]:
+    """The test sets of :data:`TEST_SETS` present under ``root`` (name → folder with
+    ``images/`` and ``masks/``, in table order). A root with a ``TestDataset/`` and no
+    ``TrainDataset/`` is a valid evaluation input."""
+    root = Path(root).expanduser()
+    return {name: root / DATASETS[name].folder for name in TEST_SETS
+            if is_dataset_folder(root / DATASETS[name].folder)}
+
+
+_NAMED_BY_FRAME_ID = ("Kvasir", "CVC-ClinicDB")
+"""Test sets whose file names are frame ids shared with the training set (Kvasir-SEG's
+hashes, CVC-ClinicDB's frame numbers): a training file of the same name is the same frame.
+CVC-ColonDB, CVC-300 and ETIS number their frames from 1 as well, so a training file ``1.png``
+(a ClinicDB frame) is *not* ColonDB's ``1.png``: those sets are compared by content only."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def leaked_test_images(train_pairs: Sequence[tuple[Path, Path]],
+                   test_pairs: Mapping[str, Sequence[tuple[Path, Path]]]) -> dict[str, list[str]]:
+    """The training images that are test images, by test set: a test image must never be
+    trained on or used for model selection, or its score measures memory.
+
+    Three checks:
+
+    1. by name, the PraNet Kvasir test names shipped with the package
+       (:func:`pranet_kvasir_test_names`), whether or not ``TestDataset/Kvasir`` is on disk;
+    2. by name, the Kvasir and CVC-ClinicDB test sets given (:data:`_NAMED_BY_FRAME_ID`);
+    3. by content, every test set given: a training image whose bytes equal a test image's
+       (only files of equal size are hashed, so a clean split costs one ``stat`` per file).
+
+    Args:
+        train_pairs: the training folder's ``(image, mask)`` paths.
+        test_pairs: test set name → its pairs.
+
+    Returns:
+        Test set name → sorted stems of the training images found in it (sets without any
+        are left out; an empty dict for a clean split).
+    """
+    stems = {image.stem for image, _ in train_pairs}
+    found: dict[str, set[str]] = {"Kvasir": stems & pranet_kvasir_test_names()}
+    for name in _NAMED_BY_FRAME_ID:
+        if name in test_pairs:
+            found[name] = found.get(name, set()) | (
+                stems & {image.stem for image, _ in test_pairs[name]})
+    by_size: dict[int, list[Path]] = {}
+    for image, _ in train_pairs:
+        by_size.setdefault(image.stat().st_size, []).append(image)
+    digest = functools.cache(_sha256)
+    for name, pairs in test_pairs.items():
+        for image, _ in pairs:
+            same = [c for c in by_size.get(image.stat().st_size, ()) if digest(c) == digest(image)]
+            found.setdefault(name, set()).update(c.stem for c in same)
+    return {name: sorted(found_stems) for name, found_stems in found.items() if found_stems}
+
+
 def find_layout(root: str | os.PathLike[str]) -> DataLayout:
     """Recognise the PraNet layout or raw Kvasir-SEG under ``root``.
 
     Accepted, in this order: ``root/TrainDataset/{images,masks}`` (+ any test sets present
     under ``root/TestDataset/``), ``root/{images,masks}``, ``root/Kvasir-SEG/{images,masks}``.
     Every set found is counted (:func:`set_status`), so unpaired files fail here, before any
-    training or evaluation starts.
+    training or evaluation starts. Training images that are test images
+    (:func:`leaked_test_images`) go into ``exclude``, with a :class:`~kdas_lite.data.DataWarning`
+    that counts them; a root with test sets only is :func:`find_test_sets`'s input.
 
     Raises:
         DataError: none of these exists (the message shows the expected tree); a set has
@@ -437,14 +508,21 @@ def find_layout(root: str | os.PathLike[str]) -> DataLayout:
         )
     train = root / DATASETS[TRAIN_SET].folder
     if is_dataset_folder(train):
-        tests = {
-            name: root / DATASETS[name].folder
-            for name in TEST_SETS
-            if is_dataset_folder(root / DATASETS[name].folder)
-        }
-        status = {name: set_status(name, folder)
-                  for name, folder in {TRAIN_SET: train, **tests}.items()}
-        return DataLayout(root, "pranet", train, tests, is_synthetic(root), status)
+        from kdas_lite.data.io import DataWarning, pair_files  # local import, as in set_status
+
+        tests = find_test_sets(root)
+        folders = {TRAIN_SET: train, **tests}
+        pairs = {name: pair_files(*image_mask_dirs(folder)) for name, folder in folders.items()}
+        status = {name: set_status(name, folder, pairs[name]) for name, folder in folders.items()}
+        leaks = leaked_test_images(pairs[TRAIN_SET], {name: pairs[name] for name in tests})
+        exclude = frozenset(stem for stems in leaks.values() for stem in stems)
+        if exclude:
+            where = "; ".join(f"{name}: {len(stems)}, e.g. {stems[0]}"
+                              for name, stems in leaks.items())
+            warnings.warn(f"{train} holds {len(exclude)} test images ({where}): they are left "
+                          "out of training and validation. Remove them from the training "
+                          "folder to silence this.", DataWarning, stacklevel=2)
+        return DataLayout(root, "pranet", train, tests, is_synthetic(root), status, exclude)
     for candidate in (root, root / DATASETS["kvasir-seg"].folder):
         if is_dataset_folder(candidate):
             status = {"kvasir-seg": set_status("kvasir-seg", candidate)}

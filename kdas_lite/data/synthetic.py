@@ -43,11 +43,14 @@ from PIL import Image
 from kdas_lite.data.registry import DATASETS, TEST_SETS, TRAIN_SET
 from kdas_lite.errors import DataError
 
-__all__ = ["MARKER", "STYLES", "SyntheticStyle", "is_synthetic", "make_synthetic_dataset",
-           "render_polyp_image"]
+__all__ = ["MARKER", "MAX_SYNTHETIC_SIZE", "STYLES", "SyntheticStyle", "is_synthetic",
+           "make_synthetic_dataset", "render_polyp_image"]
 
 MARKER = "SYNTHETIC.txt"
 """Name of the file that marks a data root as synthetic."""
+MAX_SYNTHETIC_SIZE = 2048
+"""Largest side (px) of a synthetic image: bounds the generator's memory (a 40000 px image
+alone would take 4.8 GB)."""
 _GENERATOR_VERSION = 1  # bump when the images change, so stale folders are detected
 
 
@@ -255,7 +258,7 @@ def make_synthetic_dataset(root: str | os.PathLike[str], n_train: int = 200, n_t
             same arguments.
         n_train: training pairs (≥ 1).
         n_test: pairs per test set (≥ 0; 0 writes no TestDataset).
-        size: side of the square images (≥ 32).
+        size: side of the square images (32 to :data:`MAX_SYNTHETIC_SIZE`).
         seed: random seed.
         test_sets: names of the test folders, styled by :data:`STYLES`.
 
@@ -268,6 +271,9 @@ def make_synthetic_dataset(root: str | os.PathLike[str], n_train: int = 200, n_t
     if n_train < 1 or n_test < 0 or size < 32:
         raise ValueError(f"need n_train >= 1, n_test >= 0, size >= 32; got {n_train}, "
                          f"{n_test}, {size}")
+    if size > MAX_SYNTHETIC_SIZE:
+        raise ValueError(f"synthetic image size {size} px (--size) is above the limit of "
+                         f"{MAX_SYNTHETIC_SIZE} px (the models train at 352 px or less)")
     root = Path(root).expanduser()
     params = {"n_train": n_train, "n_test": n_test, "size": size, "seed": seed,
               "test_sets": list(test_sets), "generator_version": _GENERATOR_VERSION}

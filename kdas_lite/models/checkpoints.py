@@ -45,6 +45,7 @@ from kdas_lite.errors import CheckpointError
 
 __all__ = [
     "convert_original_state_dict",
+    "infer_polyp_pvt_config",
     "load_efficientnet_lite_backbone",
     "load_polyp_pvt_checkpoint",
     "load_pvt_v2_backbone",
@@ -72,12 +73,12 @@ _PVT_V2_RULES: tuple[tuple[str, str | Callable[[re.Match[str]], str]], ...] = (
     (r"\.dwconv\.dwconv\.", ".dwconv."),
 )
 
-_KNOWN_ENCODERS = {
-    ((32, 64, 160, 256), (2, 2, 2, 2)): "pvt_v2_b0 (the KDAS student, build_student())",
-    ((64, 128, 320, 512), (2, 2, 2, 2)): "pvt_v2_b1",
-    ((64, 128, 320, 512), (3, 4, 6, 3)): "pvt_v2_b2 (the KDAS teacher, build_teacher())",
-    ((24, 40, 112, 320), None): "tf_efficientnet_lite0 (the offline student)",
-    ((24, 48, 120, 352), None): "tf_efficientnet_lite2 (the offline teacher)",
+_KNOWN_ENCODERS = {  # (stage widths, PVTv2 depths) → (timm name, what it is here)
+    ((32, 64, 160, 256), (2, 2, 2, 2)): ("pvt_v2_b0", "the KDAS student, build_student()"),
+    ((64, 128, 320, 512), (2, 2, 2, 2)): ("pvt_v2_b1", ""),
+    ((64, 128, 320, 512), (3, 4, 6, 3)): ("pvt_v2_b2", "the KDAS teacher, build_teacher()"),
+    ((24, 40, 112, 320), None): ("tf_efficientnet_lite0", "the offline student"),
+    ((24, 48, 120, 352), None): ("tf_efficientnet_lite2", "the offline teacher"),
 }
 
 _LITE_HEAD = ("_conv_head", "_bn1", "_fc")  # classifier layers of an EfficientNet-Lite file
@@ -129,8 +130,10 @@ def _shape(state_dict: Mapping[str, Any], key: str) -> tuple[int, ...] | None:
     return tuple(value.shape) if isinstance(value, Tensor) else None
 
 
-def _describe_encoder(state_dict: Mapping[str, Any], prefix: str = "") -> str:
-    """Guess the encoder a converted state dict was trained with, from its tensor shapes."""
+def _encoder_shape(state_dict: Mapping[str, Any], prefix: str = ""
+                   ) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+    """``(stage widths, PVTv2 depths)`` of a converted state dict, read off its tensor shapes
+    (``None`` where they cannot be read)."""
     widths: tuple[int, ...] | None = None
     depths: tuple[int, ...] | None = None
     if _shape(state_dict, f"{prefix}patch_embed.proj.weight"):  # PVTv2
@@ -147,12 +150,26 @@ def _describe_encoder(state_dict: Mapping[str, Any], prefix: str = "") -> str:
             _shape(state_dict, f"{name}.conv.weight")
             for name in ("translayer2_0", "translayer2_1", "translayer3_1", "translayer4_1")
         ]
-        widths = tuple(s[1] for s in shapes) if all(shapes) else None
+        widths = tuple(s[1] for s in shapes) if all(s and len(s) > 1 for s in shapes) else None
+    return widths, depths
+
+
+def _known_encoder(widths: tuple[int, ...] | None, depths: tuple[int, ...] | None
+                   ) -> tuple[str, str] | None:
+    return _KNOWN_ENCODERS.get((widths, depths)) or _KNOWN_ENCODERS.get((widths, None))
+
+
+def _describe_encoder(state_dict: Mapping[str, Any], prefix: str = "") -> str:
+    """Guess the encoder a converted state dict was trained with, from its tensor shapes."""
+    widths, depths = _encoder_shape(state_dict, prefix)
     if widths is None:
         return "an unrecognised layout (neither a Polyp-PVT checkpoint nor a PVTv2 encoder)"
-    name = _KNOWN_ENCODERS.get((widths, depths)) or _KNOWN_ENCODERS.get((widths, None))
+    known = _known_encoder(widths, depths)
     detail = f"stage widths {widths}" + (f", depths {depths}" if depths else "")
-    return f"{name} ({detail})" if name else f"an encoder with {detail}"
+    if known is None:
+        return f"an encoder with {detail}"
+    name, note = known
+    return f"{name} ({note}) ({detail})" if note else f"{name} ({detail})"
 
 
 def _load_checked(
@@ -222,6 +239,45 @@ def convert_original_state_dict(state_dict: Mapping[str, Any], model: nn.Module)
         if new_key is not None:
             converted[new_key] = value
     return converted
+
+
+def infer_polyp_pvt_config(source: Source) -> dict[str, Any] | None:
+    """The :meth:`~kdas_lite.models.PolypPVT.config` of a Polyp-PVT state dict that carries no
+    architecture record, read off its tensor shapes without building a model.
+
+    This is how the authors' released weights (a bare ``model.state_dict()`` in their key
+    layout) are recognised: stage widths 64/128/320/512 with depths 3/4/6/3 are the PVTv2-b2
+    teacher, 32/64/160/256 with depths 2/2/2/2 the PVTv2-b0 student.
+
+    Args:
+        source: a ``.pth`` path (read with ``weights_only=True``) or a loaded dict, in the
+            authors' layout or ours.
+
+    Returns:
+        ``{"name": "PolypPVT", "encoder": ..., "channel": ...}``, or None when the tensors
+        are not those of a Polyp-PVT on one of the known encoders (PVTv2-b0/b1/b2,
+        EfficientNet-Lite0/2).
+
+    Raises:
+        CheckpointError: unreadable or unsafe file, or not a state dict.
+    """
+    raw, _ = _read_state_dict(source)
+    state_dict: dict[str, Any] = {}
+    for key, value in raw.items():
+        top, _, rest = key.partition(".")
+        if top == "backbone":
+            tail = _pvt_v2_key(rest)
+            if tail is None:  # an encoder classifier's head
+                continue
+            key = f"backbone.{tail}"
+        elif top in _DECODER_RENAMES:
+            key = f"{_DECODER_RENAMES[top]}.{rest}"
+        state_dict[key] = value
+    known = _known_encoder(*_encoder_shape(state_dict, prefix="backbone."))
+    channel = _shape(state_dict, "translayer2_1.conv.weight")
+    if known is None or not channel:
+        return None
+    return {"name": "PolypPVT", "encoder": known[0], "channel": channel[0]}
 
 
 def load_polyp_pvt_checkpoint(

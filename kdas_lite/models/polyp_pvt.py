@@ -13,6 +13,7 @@ Both are ``(B, 1, H, W)`` **logits** at the input resolution.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -26,16 +27,84 @@ from kdas_lite.models import weights
 from kdas_lite.models.decoder import CFM, SAM, BasicConv2d, ChannelAttention, SpatialAttention
 
 __all__ = [
+    "KNOWN_ENCODERS",
+    "MAX_CHANNEL",
     "PolypPVT",
     "PolypPVTOutput",
     "build_offline_pair",
     "build_student",
     "build_teacher",
     "count_parameters",
+    "validate_config",
 ]
 
 STRIDES = (4, 8, 16, 32)
 """Output strides of the four encoder stages the decoder needs."""
+
+KNOWN_ENCODERS = (
+    "pvt_v2_b0", "pvt_v2_b1", "pvt_v2_b2", "pvt_v2_b2_li", "pvt_v2_b3", "pvt_v2_b4", "pvt_v2_b5",
+    *(f"{tf}efficientnet_lite{i}" for tf in ("tf_", "") for i in range(5)),
+)
+"""The encoders an architecture record read from a file may name (PVTv2 b0–b5, the paper's;
+EfficientNet-Lite 0–4, the offline pair's): the largest, PVTv2-b5, has ~82M parameters. Any
+other timm encoder can still be built in code (``PolypPVT("resnet18")``)."""
+
+MAX_CHANNEL = 256
+"""Largest decoder width ``c`` an architecture record may ask for (the paper uses 32; the
+decoder grows as ~190·c² parameters, 12M at 256)."""
+
+
+def validate_config(config: Any, source: str = "the architecture record") -> dict[str, Any]:
+    """Check a :meth:`PolypPVT.config` read from a file before anything is built.
+
+    A file can ask for anything: ``channel=4000`` builds a 3.5 G-parameter decoder and an
+    unknown encoder name can build gigabytes before failing, so the record is checked first:
+    the encoder must be one of :data:`KNOWN_ENCODERS`, the width an integer in
+    1..:data:`MAX_CHANNEL`, the drop-path rate a number in [0, 1).
+
+    Args:
+        config: the stored record, e.g. ``{"name": "PolypPVT", "encoder": "pvt_v2_b0",
+            "channel": 32, "drop_path_rate": 0.1}``.
+        source: how messages name the record (e.g. the checkpoint's path).
+
+    Returns:
+        The keyword arguments of :class:`PolypPVT`: ``encoder``, ``channel``,
+        ``drop_path_rate``.
+
+    Raises:
+        CheckpointError: one line naming ``source``, the bad field and the accepted values.
+    """
+    if not isinstance(config, dict) or config.get("name", "PolypPVT") != "PolypPVT" or (
+        "encoder" not in config
+    ):
+        raise CheckpointError(
+            f"{source}: not a PolypPVT architecture description: {config!r:.200}. Expected a "
+            "dict like {'name': 'PolypPVT', 'encoder': 'pvt_v2_b2', 'channel': 32} as written "
+            "by PolypPVT.config()."
+        )
+    encoder, channel = config["encoder"], config.get("channel", 32)
+    drop_path_rate = config.get("drop_path_rate", 0.1)
+    if not isinstance(encoder, str) or encoder not in KNOWN_ENCODERS:
+        raise CheckpointError(
+            f"{source} asks for the encoder {encoder!r:.80}, which kdas_lite does not rebuild "
+            f"from a file (known: {', '.join(KNOWN_ENCODERS[:7])}, tf_efficientnet_lite0-4). "
+            "For another timm encoder build the model in code and pass it as "
+            "load_trained(path, model=PolypPVT(name))."
+        )
+    if not isinstance(channel, int) or isinstance(channel, bool) or not 1 <= channel <= MAX_CHANNEL:
+        raise CheckpointError(
+            f"{source} asks for the decoder width channel={channel!r:.80}; it must be an "
+            f"integer from 1 to {MAX_CHANNEL} (the paper uses 32). The file is damaged or "
+            "not a kdas_lite checkpoint."
+        )
+    if not isinstance(drop_path_rate, (int, float)) or isinstance(drop_path_rate, bool) or not (
+            math.isfinite(drop_path_rate) and 0 <= drop_path_rate < 1):
+        raise CheckpointError(
+            f"{source} asks for drop_path_rate={drop_path_rate!r:.80}; it must be a number in "
+            "[0, 1) (0.1 by default). The file is damaged or not a kdas_lite checkpoint."
+        )
+    return {"encoder": encoder, "channel": channel, "drop_path_rate": float(drop_path_rate)}
+
 
 @dataclass
 class PolypPVTOutput:
@@ -169,23 +238,12 @@ class PolypPVT(nn.Module):
     def from_config(cls, config: dict[str, Any], pretrained: bool = False) -> PolypPVT:
         """Rebuild a (randomly initialised unless ``pretrained``) model from :meth:`config`.
 
+        The record is checked by :func:`validate_config` before anything is built.
+
         Raises:
-            CheckpointError: ``config`` does not describe a PolypPVT.
+            CheckpointError: ``config`` does not describe a PolypPVT that a file may ask for.
         """
-        if not isinstance(config, dict) or config.get("name", "PolypPVT") != "PolypPVT" or (
-            "encoder" not in config
-        ):
-            raise CheckpointError(
-                f"not a PolypPVT architecture description: {config!r}. Expected a dict like "
-                "{'name': 'PolypPVT', 'encoder': 'pvt_v2_b2', 'channel': 32} as written by "
-                "PolypPVT.config()."
-            )
-        return cls(
-            encoder=config["encoder"],
-            pretrained=pretrained,
-            channel=int(config.get("channel", 32)),
-            drop_path_rate=float(config.get("drop_path_rate", 0.1)),
-        )
+        return cls(pretrained=pretrained, **validate_config(config))
 
     def extra_repr(self) -> str:
         return f"encoder={self.encoder_name!r}, channel={self.channel}"

@@ -1,0 +1,232 @@
+"""Budget sweep of the real-data lab: does each method's sign change as the student gets stronger?
+
+The lab's students train 6 epochs (docs/RESULTS.md §1) and are far from converged.
+Segmentation-KD gains are known to shrink or flip as the student's own baseline gets
+stronger, so this trains the rows student alone, KDAS, + L_SGM only and CWD for 6, 12 and 24
+epochs (``--budgets``; same 200 images per seed, same 128 px, the learning-rate schedule —
+one warm-up epoch, cosine decay — stretched over the run's epochs), 3 seeds each, all
+distilled from **one** teacher: the lab's (``--out``/runs/teacher, 15 epochs, 320 images),
+trained by ``benchmarks/real_lab.py`` if it is not there.
+
+Every run writes a compact record ``--records``/``e<E>-<row>-s<seed>.json`` (committed; the
+6-epoch runs reuse the lab's own records ``docs/results/lab_runs/<row>-s<seed>.json`` when
+their settings match) and is skipped when the same command runs again; an interrupted
+training resumes from its last epoch; ``--budget-minutes`` stops before a run that would not
+end in time. Runs go budget by budget, seed by seed (a partial sweep stays balanced).
+After every run ``docs/results/budget_sweep.json`` is rewritten: per budget and row, the
+per-seed mDice and the paired Δ against the student alone of the same budget and seed, with
+95 % t-intervals (:mod:`kdas_lite.lab_results`), the student-alone and teacher levels, and
+whether the teacher is ≥ 5 mDice points above the strongest student alone on Kvasir at the
+largest budget measured (if not, a stronger teacher must be trained: see the issue).
+``--figure`` draws paired Δ (Kvasir and all images) against epochs with the intervals.
+
+Usage::
+
+    KDAS_DATA=../shared/data .venv/bin/python benchmarks/budget_sweep.py --threads 1 \\
+        --out runs/real-lab --figure docs/results/budget_sweep.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lab_experiment import save_json
+from real_lab import ROWS, mdice, run_config, run_done, run_one, teacher_checkpoint
+
+from kdas_lite.data import find_layout, find_shared_data
+from kdas_lite.lab_results import t_interval
+
+SWEEP_ROWS = ["alone", "kdas", "sgm", "cwd"]
+SETS = ["Kvasir", "avg"]
+
+
+def lab_args(args: argparse.Namespace, epochs: int) -> argparse.Namespace:
+    """The real_lab.py settings of one budget: its defaults with ``epochs``; runs of a budget
+    other than 6 go under ``<out>/e<E>`` (the teacher stays ``<out>/runs/teacher``)."""
+    from real_lab import parse_args
+
+    lab = parse_args(["--out", str(args.out), "--records", str(args.lab_records)])
+    lab.epochs = epochs
+    if epochs != 6:
+        lab.out = args.out / f"e{epochs}"
+        lab.records = args.records / f"e{epochs}"
+    return lab
+
+
+def sweep_record_path(args: argparse.Namespace, epochs: int, row: str, seed: int) -> Path:
+    if epochs == 6:
+        return args.lab_records / f"{row}-s{seed}.json"
+    return args.records / f"e{epochs}" / f"{row}-s{seed}.json"
+
+
+def summary(args: argparse.Namespace) -> dict[str, Any]:
+    """Per budget: each row's per-seed mDice and its paired Δ against the student alone."""
+    out: dict[str, Any] = {}
+    for epochs in args.budgets:
+        runs: dict[str, dict[int, dict[str, Any]]] = {}
+        for row in SWEEP_ROWS:
+            for seed in args.seeds:
+                path = sweep_record_path(args, epochs, row, seed)
+                if path.exists():
+                    runs.setdefault(row, {})[seed] = json.loads(path.read_text(encoding="utf-8"))
+        rows = {}
+        for row, by_seed in runs.items():
+            entry: dict[str, Any] = {"seeds": sorted(by_seed), "mDice": {
+                s: {str(seed): mdice(r, s) for seed, r in sorted(by_seed.items())} for s in SETS}}
+            if row != "alone":
+                entry["delta_vs_alone"] = {}
+                for s in SETS:
+                    per_seed = {seed: mdice(r, s) - mdice(runs["alone"][seed], s)
+                                for seed, r in by_seed.items() if seed in runs.get("alone", {})}
+                    if per_seed:
+                        iv = t_interval(list(per_seed.values()))
+                        entry["delta_vs_alone"][s] = {
+                            "per_seed": {str(k): v for k, v in sorted(per_seed.items())},
+                            "mean": iv.mean,
+                            "ci95_t": None if iv.lo is None else [iv.lo, iv.hi]}
+            rows[row] = entry
+        out[str(epochs)] = rows
+    return out
+
+
+def teacher_check(args: argparse.Namespace, budgets: dict[str, Any]) -> dict[str, Any] | None:
+    """The teacher's Kvasir mDice and its margin over the strongest student alone (the
+    largest budget with student-alone runs)."""
+    teacher = args.lab_records / "teacher.json"
+    measured = [e for e in budgets if budgets[e].get("alone")]
+    if not teacher.exists() or not measured:
+        return None
+    kvasir = mdice(json.loads(teacher.read_text(encoding="utf-8")), "Kvasir")
+    epochs = max(measured, key=int)
+    alone = budgets[epochs]["alone"]["mDice"]["Kvasir"]
+    margin = kvasir - statistics.fmean(alone.values())
+    return {"teacher_kvasir": kvasir, "at_epochs": int(epochs),
+            "alone_kvasir_mean": statistics.fmean(alone.values()), "margin": margin,
+            "clearly_ahead": margin >= 0.05}
+
+
+def figure(budgets: dict[str, Any], teacher: dict[str, Any] | None, path: Path) -> None:
+    """Paired Δ against epochs (Kvasir, all images) with 95 % t-intervals; the student-alone
+    level (right axis) beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    epochs = sorted(int(e) for e in budgets)
+    for ax, s in zip(axes, SETS, strict=True):
+        for i, row in enumerate(r for r in SWEEP_ROWS if r != "alone"):
+            xs, ys, lo, hi = [], [], [], []
+            for e in epochs:
+                d = budgets[str(e)].get(row, {}).get("delta_vs_alone", {}).get(s)
+                if d is None:
+                    continue
+                xs.append(e * (1 + 0.03 * (i - 1)))
+                ys.append(d["mean"])
+                ci = d["ci95_t"] or [d["mean"], d["mean"]]
+                lo.append(d["mean"] - ci[0])
+                hi.append(ci[1] - d["mean"])
+            if xs:
+                ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=ROWS[row].label)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(epochs, [str(e) for e in epochs])
+        ax.set_xlabel("student epochs")
+        ax.set_ylabel(f"paired Δ mDice vs alone ({'all images' if s == 'avg' else s})")
+        levels = [statistics.fmean(budgets[str(e)]["alone"]["mDice"][s].values())
+                  for e in epochs if "alone" in budgets[str(e)]]
+        twin = ax.twinx()
+        twin.plot([e for e in epochs if "alone" in budgets[str(e)]], levels, "k--", lw=0.8,
+                  label="student alone (mDice)")
+        if teacher and s == "Kvasir":
+            twin.axhline(teacher["teacher_kvasir"], color="k", ls=":", lw=0.8,
+                         label="teacher (mDice)")
+        twin.set_ylabel("mDice level")
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write(args: argparse.Namespace, missing: list[str]) -> dict[str, Any]:
+    budgets = summary(args)
+    teacher = teacher_check(args, budgets)
+    doc = {"question": "does each method's sign change as the student gets stronger?",
+           "command": args.command, "budgets": budgets, "teacher_check": teacher,
+           "seeds": args.seeds, "partial": bool(missing), "missing": missing,
+           "data_root": "shared/data"}
+    save_json(args.json, doc)
+    if args.figure is not None and any(budgets.values()):
+        figure(budgets, teacher, args.figure)
+    return doc
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/real-lab"),
+                        help="real_lab.py's --out (its teacher is used)")
+    parser.add_argument("--budgets", nargs="+", type=int, default=[6, 12, 24])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--records", type=Path, default=Path("docs/results/budget_runs"))
+    parser.add_argument("--lab-records", type=Path, default=Path("docs/results/lab_runs"))
+    parser.add_argument("--json", type=Path, default=Path("docs/results/budget_sweep.json"))
+    parser.add_argument("--figure", type=Path, default=None)
+    parser.add_argument("--budget-minutes", type=float, default=600.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    args.command = shlex.join(["python", "benchmarks/budget_sweep.py", *(
+        f"<outside the repository>/{Path(a).name}" if a.startswith("/") else a
+        for a in (sys.argv[1:] if argv is None else argv))])
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    data_root = find_shared_data()
+    if data_root is None or not find_layout(data_root).test:
+        sys.exit("budget_sweep.py: error: no real PraNet data: set KDAS_DATA to its root")
+    if not teacher_checkpoint(lab_args(args, 6)).exists() and not args.report_only:
+        sys.exit(f"budget_sweep.py: error: no teacher under {args.out}/runs/teacher: run "
+                 f"benchmarks/real_lab.py --out {args.out} first (it trains it first)")
+    plan = [(e, seed, row) for e in args.budgets for seed in args.seeds for row in SWEEP_ROWS]
+    times: list[float] = []
+    for epochs, seed, row in [] if args.report_only else plan:
+        lab = lab_args(args, epochs)
+        config = run_config(lab, data_root, row, seed)
+        if run_done(lab, row, seed, config):
+            continue
+        elapsed = time.perf_counter() - started
+        if times and elapsed + statistics.fmean(times) * epochs / 6 > args.budget_minutes * 60:
+            print("budget: stopping; run the same command again to continue", flush=True)
+            break
+        print(f"[{elapsed / 60:6.1f} min] {epochs} epochs, seed {seed}: {ROWS[row].label}",
+              flush=True)
+        # the students of every budget distil from the one teacher of --out
+        lab.out.mkdir(parents=True, exist_ok=True)
+        teacher_dir = lab.out / "runs" / "teacher" / "teacher"
+        if lab.out != args.out and not teacher_dir.exists():
+            teacher_dir.parent.mkdir(parents=True, exist_ok=True)
+            teacher_dir.symlink_to(teacher_checkpoint(lab_args(args, 6)).parent.resolve())
+        record = run_one(lab, data_root, row, seed, config)
+        times.append((record["train_s"] + record["eval_s"]) * 6 / epochs)
+        write(args, missing_of(args, plan))
+    doc = write(args, missing_of(args, plan))
+    print(json.dumps(doc["teacher_check"], indent=1))
+    print(f"wall time: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+
+
+def missing_of(args: argparse.Namespace, plan: list[tuple[int, int, str]]) -> list[str]:
+    return [f"e{e}/seed{s}/{r}" for e, s, r in plan
+            if not sweep_record_path(args, e, r, s).exists()]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""Reading the real-data lab: paired differences against the student alone, with intervals.
+
+The lab (``benchmarks/real_lab.py``, docs/RESULTS.md §1) trains every student row with the
+same seeds; its summary ``docs/results/real_lab.json`` holds, per row, the per-seed paired
+difference ``Δ_s = mDice(row, seed s) − mDice(student alone, seed s)`` on each test set and on
+all test images (``"avg"``). This module turns those into statements a course can defend:
+
+- :func:`paired_intervals`: per test set, the mean Δ over the n seeds with its 95 % Student-t
+  interval ``mean ± t_{0.975, n−1} · sd / √n`` (the seeds are the replicates; the interval
+  says how much the mean would move with other seeds of the same design).
+- :func:`bootstrap_all_images`: for the all-images column, a paired bootstrap over the test
+  images: each image's Δ (its Dice in the row minus in the student alone, averaged over the
+  seeds both have) is resampled with replacement *within its test set* (the set sizes stay
+  as designed), 95 % percentile interval of the image-weighted mean. It measures the
+  uncertainty from *which test images* were scored, given these seeds; it needs the per-run
+  records with each image's Dice (``docs/results/lab_runs/``).
+- :func:`interval_table` and :func:`reading`: a Markdown table and a short generated reading
+  (which rows beat the student alone where the interval excludes 0), so no number about the
+  runs is typed by hand.
+
+Works on the summary schema written since 2026-12-01 (rows → ``runs`` and ``delta_vs_alone``
+→ test set → ``per_seed``); the fields added later (``records``, ``rerun``) are optional.
+
+Example::
+
+    from kdas_lite.lab_results import load_lab, reading
+    print(reading(load_lab("docs/results/real_lab.json")))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Interval",
+    "bootstrap_all_images",
+    "interval_table",
+    "load_lab",
+    "load_records",
+    "paired_intervals",
+    "reading",
+    "t_interval",
+    "t_quantile",
+]
+
+# Two-sided 95 % Student-t quantiles t_{0.975, df} (the usual table; df > 30 interpolates
+# towards the normal 1.960).
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+         9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131,
+         16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074,
+         23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045,
+         30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean difference and its 95 % interval (``lo``/``hi`` None when ``n`` < 2)."""
+
+    mean: float
+    lo: float | None
+    hi: float | None
+    n: int
+    method: str  # "t over seeds" or "bootstrap over test images"
+
+    @property
+    def excludes_zero(self) -> bool:
+        """True when the whole interval lies on one side of 0."""
+        return self.lo is not None and self.hi is not None and (self.lo > 0 or self.hi < 0)
+
+    def format(self, digits: int = 3) -> str:
+        """``+0.037 [+0.012, +0.062]`` (the mean alone when there is no interval)."""
+        def f(x: float) -> str:
+            return f"{round(x, digits) + 0.0:+.{digits}f}"
+        if self.lo is None or self.hi is None:
+            return f(self.mean)
+        return f"{f(self.mean)} [{f(self.lo)}, {f(self.hi)}]"
+
+
+def t_quantile(df: int) -> float:
+    """``t_{0.975, df}``: exact table values for df ≤ 30 (and 40, 60, 120), linear in 1/df
+    between them, 1.960 beyond."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be ≥ 1, got {df}")
+    if df in _T975:
+        return _T975[df]
+    if df > 120:
+        lo_df, hi_df, hi_t = 120, math.inf, 1.960
+    else:
+        lo_df = max(k for k in _T975 if k < df)
+        hi_df = min(k for k in _T975 if k > df)
+        hi_t = _T975[hi_df]
+    lo_t = _T975[lo_df]
+    w = (1 / lo_df - 1 / df) / (1 / lo_df - (0 if hi_df == math.inf else 1 / hi_df))
+    return lo_t + w * (hi_t - lo_t)
+
+
+def t_interval(values: Sequence[float]) -> Interval:
+    """Mean of ``values`` with its 95 % Student-t interval (none for a single value)."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("t_interval needs at least one value")
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return Interval(mean, None, None, len(values), "t over seeds")
+    half = t_quantile(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return Interval(mean, mean - half, mean + half, len(values), "t over seeds")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+def load_lab(path: str | os.PathLike[str] = "docs/results/real_lab.json") -> dict[str, Any]:
+    """The lab summary as a dict, with ``"_path"`` set to where it was read from (the per-run
+    records are looked up next to it)."""
+    path = Path(path)
+    lab = json.loads(path.read_text(encoding="utf-8"))
+    if "rows" not in lab:
+        raise ValueError(f"{path} is not a real-lab summary (no 'rows'): written by "
+                         "benchmarks/real_lab.py")
+    lab["_path"] = str(path)
+    return lab
+
+
+def _records_dir(lab: dict[str, Any], records: str | os.PathLike[str] | None) -> Path | None:
+    if records is not None:
+        return Path(records)
+    if "_path" in lab and lab.get("records"):
+        return Path(lab["_path"]).parent / lab["records"]
+    return None
+
+
+def load_records(records: str | os.PathLike[str], row: str) -> dict[int, dict[str, Any]]:
+    """Seed → the per-run record ``<records>/<row>-s<seed>.json`` of every seed present."""
+    out = {}
+    for path in sorted(Path(records).glob(f"{row}-s*.json")):
+        suffix = path.stem[len(row) + 2:]
+        if suffix.isdigit():
+            out[int(suffix)] = json.loads(path.read_text(encoding="utf-8"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+# ---------------------------------------------------------------------------------------------
+def paired_intervals(lab: dict[str, Any], row: str) -> dict[str, Interval]:
+    """Test set (and ``"avg"``) → the mean paired Δ of ``row`` against the student alone over
+    its seeds, with the 95 % t-interval. Empty for the student alone itself."""
+    if row not in lab["rows"]:
+        raise KeyError(f"no row {row!r} in the lab summary (rows: {', '.join(lab['rows'])})")
+    deltas = lab["rows"][row].get("delta_vs_alone", {})
+    return {test_set: t_interval(list(d["per_seed"].values()))
+            for test_set, d in deltas.items() if d.get("per_seed")}
+
+
+def bootstrap_all_images(lab: dict[str, Any], row: str, records: str | os.PathLike[str] |
+                         None = None, *, baseline: str = "alone", n_boot: int = 4000,
+                         seed: int = 0) -> Interval | None:
+    """Paired bootstrap over the test images of the all-images Δ of ``row`` vs ``baseline``.
+
+    Each image's Δ is its Dice in ``row`` minus its Dice in ``baseline``, averaged over the
+    seeds both rows have records for; the images are resampled with replacement within each
+    test set ``n_boot`` times; the interval is the 2.5 and 97.5 percentiles of the resampled
+    image-weighted means. None when the per-image records are missing (rows kept from runs
+    whose records were lost).
+
+    Args:
+        lab: :func:`load_lab`'s dict (its ``records`` field names the records folder).
+        row, baseline: row names.
+        records: the records folder, if not the one ``lab`` names.
+        n_boot: resamples.
+        seed: of the resampling.
+    """
+    folder = _records_dir(lab, records)
+    if folder is None or not folder.is_dir():
+        return None
+    runs, base = load_records(folder, row), load_records(folder, baseline)
+    seeds = sorted(set(runs) & set(base))
+    if not seeds:
+        return None
+    sets = [s for s in runs[seeds[0]]["image_dice"]]
+    per_set = []
+    for test_set in sets:
+        diffs = [np.asarray(runs[s]["image_dice"][test_set], dtype=float)
+                 - np.asarray(base[s]["image_dice"][test_set], dtype=float) for s in seeds]
+        if len({len(d) for d in diffs}) != 1:
+            raise ValueError(f"{row} and {baseline} records hold different numbers of "
+                             f"{test_set} images")
+        per_set.append(np.mean(diffs, axis=0))
+    total = sum(len(d) for d in per_set)
+    rng = np.random.default_rng(seed)
+    sums = np.zeros(n_boot)
+    for d in per_set:
+        idx = rng.integers(0, len(d), size=(n_boot, len(d)))
+        sums += d[idx].sum(axis=1)
+    boot = sums / total
+    mean = float(sum(d.sum() for d in per_set) / total)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return Interval(mean, float(lo), float(hi), total, "bootstrap over test images")
+
+
+# ---------------------------------------------------------------------------------------------
+# Text
+# ---------------------------------------------------------------------------------------------
+def _labels(lab: dict[str, Any]) -> dict[str, str]:
+    sets = lab.get("test_sets")
+    labels = {s: info.get("label", s) for s, info in sets.items()} if isinstance(sets, dict) \
+        else {}
+    labels.setdefault("CVC-300", "CVC-300 (inferred)")
+    labels.setdefault("ETIS-LaribPolypDB", "ETIS-LaribPolypDB (20/196)")
+    labels["avg"] = "all images"
+    return labels
+
+
+def _sets(lab: dict[str, Any]) -> list[str]:
+    sets = lab.get("test_sets")
+    names = list(sets) if isinstance(sets, (dict, list)) else []
+    return [s for s in names if s != "avg"] + ["avg"]
+
+
+def _compared_rows(lab: dict[str, Any], rows: Sequence[str] | None) -> list[str]:
+    return [r for r in (rows or lab["rows"]) if r in lab["rows"] and r != "alone"
+            and lab["rows"][r].get("delta_vs_alone")]
+
+
+def interval_table(lab: dict[str, Any], rows: Sequence[str] | None = None,
+                   records: str | os.PathLike[str] | None = None) -> str:
+    """Markdown: per row, the seeds, and per test set the mean paired Δ against the student
+    alone with its 95 % t-interval over seeds; the last column is the bootstrap interval over
+    test images of the all-images Δ ("—" without per-image records)."""
+    sets, labels = _sets(lab), _labels(lab)
+    lines = ["| row | seeds | " + " | ".join(labels.get(s, s) for s in sets)
+             + " | all images, bootstrap over images |",
+             "|---|---:|" + "---:|" * (len(sets) + 1)]
+    for row in _compared_rows(lab, rows):
+        intervals = paired_intervals(lab, row)
+        n = max((i.n for i in intervals.values()), default=0)
+        boot = bootstrap_all_images(lab, row, records) if row != "teacher" else None
+        lines.append(f"| {lab['rows'][row]['label']} | {n} | " + " | ".join(
+            intervals[s].format() if s in intervals else "—" for s in sets)
+            + f" | {boot.format() if boot else '—'} |")
+    return "\n".join(lines)
+
+
+def reading(lab: dict[str, Any], rows: Sequence[str] | None = None,
+            records: str | os.PathLike[str] | None = None) -> str:
+    """A short generated Markdown reading: for each row, where its 95 % interval against the
+    student alone lies above 0, below 0, or straddles 0, per test set and on all images."""
+    sets, labels = _sets(lab), _labels(lab)
+    lines = []
+    for row in _compared_rows(lab, rows):
+        if row == "teacher":
+            continue
+        intervals = paired_intervals(lab, row)
+        n = max((i.n for i in intervals.values()), default=0)
+        above = [labels.get(s, s) for s in sets if s in intervals and intervals[s].excludes_zero
+                 and intervals[s].mean > 0]
+        below = [labels.get(s, s) for s in sets if s in intervals and intervals[s].excludes_zero
+                 and intervals[s].mean < 0]
+        label = lab["rows"][row]["label"]
+        if lab["rows"][row].get("rerun") is False:
+            label += " — earlier runs, 2026-12-01"
+        kvasir, avg = intervals.get("Kvasir"), intervals.get("avg")
+        detail = "; ".join(f"{labels.get(k, k)} Δ {iv.format()}" for k, iv in
+                           (("Kvasir", kvasir), ("avg", avg)) if iv is not None)
+        boot = bootstrap_all_images(lab, row, records)
+        if boot is not None:
+            detail += (f"; over the test images (bootstrap, {boot.n} images): "
+                       f"{boot.format()}")
+        if n < 2:
+            lines.append(f"- **{label}** ({n} seed): no t-interval yet ({detail}).")
+            continue
+        parts = []
+        if above:
+            parts.append("above the student alone on " + ", ".join(above))
+        if below:
+            parts.append("below it on " + ", ".join(below))
+        rest = [labels.get(s, s) for s in sets if s in intervals
+                and not intervals[s].excludes_zero]
+        if rest:
+            parts.append("not distinguishable from it on " + ", ".join(rest))
+        lines.append(f"- **{label}** ({n} seeds): " + "; ".join(parts)
+                     + f" (95 % t-intervals over seeds: {detail}).")
+    return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""kdas_lite.lab_results: t-intervals over seeds, the bootstrap over test images, the reading."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kdas_lite.lab_results import (
+    bootstrap_all_images,
+    interval_table,
+    load_lab,
+    paired_intervals,
+    reading,
+    t_interval,
+    t_quantile,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_t_quantile_table_and_interpolation() -> None:
+    assert t_quantile(2) == 4.303 and t_quantile(4) == 2.776 and t_quantile(30) == 2.042
+    assert 2.021 > t_quantile(50) > 2.000  # between the table's 40 and 60
+    assert t_quantile(10_000) == pytest.approx(1.960, abs=1e-3)
+    with pytest.raises(ValueError, match="≥ 1"):
+        t_quantile(0)
+
+
+def test_t_interval_by_hand() -> None:
+    # 1, 2, 3: mean 2, sample sd 1, half width t_{0.975,2}·1/√3 = 4.303/√3.
+    iv = t_interval([1.0, 2.0, 3.0])
+    half = 4.303 / math.sqrt(3)
+    assert (iv.mean, iv.n) == (2.0, 3)
+    assert iv.lo == pytest.approx(2 - half) and iv.hi == pytest.approx(2 + half)
+    assert not iv.excludes_zero and iv.format() == "+2.000 [-0.484, +4.484]"
+    assert t_interval([4.0, 5.0, 6.0]).excludes_zero  # 5 ± 2.484
+    single = t_interval([0.5])
+    assert single.lo is None and not single.excludes_zero and single.format() == "+0.500"
+
+
+def _lab(tmp_path: Path, deltas: dict[str, dict[str, list[float]]]) -> dict:
+    rows = {"alone": {"label": "student alone", "runs": [], "delta_vs_alone": {}}}
+    for row, per_set in deltas.items():
+        rows[row] = {"label": row.upper(), "runs": [], "delta_vs_alone": {
+            s: {"per_seed": {str(i): d for i, d in enumerate(v)}} for s, v in per_set.items()}}
+    lab = {"test_sets": ["Kvasir", "ETIS-LaribPolypDB", "avg"], "rows": rows,
+           "records": "lab_runs"}
+    path = tmp_path / "real_lab.json"
+    path.write_text(json.dumps(lab), encoding="utf-8")
+    return load_lab(path)
+
+
+def _record(folder: Path, row: str, seed: int, dice: dict[str, list[float]]) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / f"{row}-s{seed}.json").write_text(json.dumps({"image_dice": dice}),
+                                                encoding="utf-8")
+
+
+def test_paired_intervals_and_reading_say_where_the_interval_excludes_zero(tmp_path) -> None:
+    lab = _lab(tmp_path, {"good": {"Kvasir": [0.05, 0.06, 0.04], "avg": [0.1, -0.1, 0.05]},
+                          "bad": {"Kvasir": [-0.07, -0.06, -0.08], "avg": [-0.15, -0.16, -0.14]}})
+    good = paired_intervals(lab, "good")
+    assert good["Kvasir"].excludes_zero and good["Kvasir"].mean == pytest.approx(0.05)
+    assert not good["avg"].excludes_zero
+    assert paired_intervals(lab, "alone") == {}
+    text = reading(lab)
+    assert "**GOOD** (3 seeds): above the student alone on Kvasir; not distinguishable " \
+           "from it on all images" in text
+    assert "**BAD** (3 seeds): below it on Kvasir, all images" in text
+    table = interval_table(lab)
+    assert "| GOOD | 3 | +0.050 [+0.025, +0.075] |" in table
+    with pytest.raises(KeyError, match="no row 'missing'"):
+        paired_intervals(lab, "missing")
+
+
+def test_bootstrap_constant_difference_has_a_zero_width_interval(tmp_path) -> None:
+    lab = _lab(tmp_path, {"up": {"Kvasir": [0.1, 0.1]}})
+    for seed in (0, 1):
+        base = {"Kvasir": [0.2, 0.5, 0.7], "ETIS-LaribPolypDB": [0.0, 0.3]}
+        _record(tmp_path / "lab_runs", "alone", seed, base)
+        _record(tmp_path / "lab_runs", "up", seed, {k: [x + 0.1 for x in v]
+                                                     for k, v in base.items()})
+    iv = bootstrap_all_images(lab, "up", n_boot=200)
+    assert iv is not None and iv.n == 5
+    assert iv.mean == pytest.approx(0.1) and iv.lo == pytest.approx(0.1)
+    assert iv.hi == pytest.approx(0.1)
+
+
+def test_bootstrap_is_paired_by_image_and_stratified_by_set(tmp_path) -> None:
+    lab = _lab(tmp_path, {"mix": {"Kvasir": [0.0]}})
+    rng = np.random.default_rng(1)
+    kvasir = rng.uniform(0, 1, 40)
+    etis = rng.uniform(0, 1, 10)
+    # The row is +0.2 on every Kvasir image and −0.2 on every ETIS image, identically on both
+    # seeds: with the set sizes fixed, every resample has the same mean (40·0.2 − 10·0.2)/50.
+    for seed in (0, 1):
+        _record(tmp_path / "lab_runs", "alone", seed,
+                {"Kvasir": kvasir.tolist(), "ETIS-LaribPolypDB": etis.tolist()})
+        _record(tmp_path / "lab_runs", "mix", seed,
+                {"Kvasir": (kvasir + 0.2).tolist(), "ETIS-LaribPolypDB": (etis - 0.2).tolist()})
+    iv = bootstrap_all_images(lab, "mix", n_boot=300)
+    assert iv.mean == pytest.approx(0.12) and iv.hi - iv.lo == pytest.approx(0.0, abs=1e-12)
+    # Image-varying differences give a real interval around the mean.
+    noise = rng.normal(0, 0.1, 40)
+    _record(tmp_path / "lab_runs", "mix", 1,
+            {"Kvasir": (kvasir + 0.2 + noise).tolist(), "ETIS-LaribPolypDB": (etis - 0.2).tolist()})
+    iv = bootstrap_all_images(lab, "mix", n_boot=2000)
+    assert iv.lo < iv.mean < iv.hi and 0.005 < iv.hi - iv.lo < 0.1
+    assert bootstrap_all_images(lab, "mix", tmp_path / "elsewhere") is None
+
+
+def test_reads_the_committed_lab_summary() -> None:
+    lab = load_lab(REPO / "docs" / "results" / "real_lab.json")
+    cwd = paired_intervals(lab, "cwd")
+    assert {"Kvasir", "avg"} <= set(cwd) and cwd["avg"].n >= 3
+    text = reading(lab)
+    assert text.count("\n- ") + 1 == len([r for r in lab["rows"]
+                                          if r not in ("alone", "teacher")])
+    assert "CWD" in text and "95 % t-intervals over seeds" in text
+
+
+def test_reading_of_a_single_seed_and_of_a_row_kept_from_earlier_runs(tmp_path) -> None:
+    lab = _lab(tmp_path, {"new": {"Kvasir": [0.02], "avg": [-0.01]},
+                          "old": {"Kvasir": [0.019, 0.02, 0.021]}})
+    lab["rows"]["old"]["rerun"] = False
+    text = reading(lab)
+    assert "- **NEW** (1 seed): no t-interval yet (Kvasir Δ +0.020; all images Δ -0.010)." \
+        in text
+    assert "- **OLD — earlier runs, 2026-12-01** (3 seeds): above the student alone on " \
+           "Kvasir" in text
