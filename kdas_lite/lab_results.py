@@ -118,9 +118,15 @@ def t_interval(values: Sequence[float]) -> Interval:
 # ---------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------
-def load_lab(path: str | os.PathLike[str] = "docs/results/real_lab.json") -> dict[str, Any]:
+def load_lab(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The lab summary as a dict, with ``"_path"`` set to where it was read from (the per-run
-    records are looked up next to it)."""
+    records are looked up next to it). Default: the committed ``docs/results/real_lab.json``
+    as shipped with the package (:func:`kdas_lite.lab_data.lab_file`), so it loads from any
+    working directory and from an installed wheel."""
+    if path is None:
+        from kdas_lite.lab_data import lab_file
+
+        path = lab_file("real_lab.json").resolve()  # in the source tree: docs/results/
     path = Path(path)
     lab = json.loads(path.read_text(encoding="utf-8"))
     if "rows" not in lab:

@@ -132,3 +132,13 @@ def test_reading_of_a_single_seed_and_of_a_row_kept_from_earlier_runs(tmp_path) 
         in text
     assert "- **OLD — earlier runs, 2026-12-01** (3 seeds): above the student alone on " \
            "Kvasir" in text
+
+
+def test_load_lab_defaults_to_the_shipped_committed_lab(monkeypatch, tmp_path) -> None:
+    from kdas_lite.lab_results import load_lab
+
+    monkeypatch.chdir(tmp_path)  # any working directory
+    lab = load_lab()
+    repo = Path(__file__).resolve().parents[1]
+    assert Path(lab["_path"]) == (repo / "docs" / "results" / "real_lab.json").resolve()
+    assert "alone" in lab["rows"]
