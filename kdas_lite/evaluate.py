@@ -25,9 +25,12 @@ and then scores with :mod:`kdas_lite.metrics`:
    thresholds: for such maps it changes the thresholded scores and MAE;
 5. the maps are scored against the masks with :class:`~kdas_lite.metrics.MetricAccumulator`.
    Maps are scored as floats: the reference pipeline's round trip through 8-bit PNG files is
-   skipped. That round trip moves each value by at most 0.5/255, but it is not negligible in
-   the scores: the thresholded measures (meanDic at 256 thresholds) move with every value that
-   crosses a threshold, by about 0.0016 mDice on real maps — visible at three decimals.
+   skipped. That round trip moves each value by at most 0.5/255, but the thresholded measures
+   (meanDic at 256 thresholds) move with every value that crosses a threshold, so the scores
+   move too, by an amount that depends on the maps: +0.0003 (Kvasir) and +0.0005
+   (CVC-ClinicDB) mDice for notebook 01's cpu-lab teacher at 128 px (rounding each map to
+   ``round(255·p)/255``), about 0.0016 on the real maps measured in issue 19 — visible at
+   three decimals, so compare such tables at two.
 
 The same run measures the model's parameter count and its forward throughput (images/s at
 ``size``, batch ``batch_size``, timed around the forward pass only, synchronised on CUDA; the
