@@ -28,7 +28,7 @@ and then scores with :mod:`kdas_lite.metrics`:
    skipped. That round trip moves each value by at most 0.5/255, but the thresholded measures
    (meanDic at 256 thresholds) move with every value that crosses a threshold, so the scores
    move too, by an amount that depends on the maps: +0.0003 (Kvasir) and +0.0005
-   (CVC-ClinicDB) mDice for notebook 01's cpu-lab teacher at 128 px (rounding each map to
+   (CVC-ClinicDB) mDice for a cpu-lab teacher of notebook 01 at 128 px (rounding each map to
    ``round(255·p)/255``), about 0.0016 on the real maps measured in issue 19 — visible at
    three decimals, so compare such tables at two.
 
