@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from kdas_lite.checkpoint import load_checkpoint
+from kdas_lite.checkpoint_files import load_checkpoint
 from kdas_lite.config import MAX_IMAGE_SIZE, TrainConfig
 from kdas_lite.errors import CheckpointError, TrainingError
 
@@ -288,7 +288,7 @@ def _plain_architecture(state: Any) -> tuple[dict[str, Any], str] | None:
     """``(PolypPVT config, what it is)`` of a state dict without an architecture record,
     read off its tensor shapes (the authors' released weights), or None."""
     from kdas_lite.models.authors import AUTHORS_ENCODERS
-    from kdas_lite.models.checkpoints import infer_polyp_pvt_config
+    from kdas_lite.models.key_maps import infer_polyp_pvt_config
 
     try:
         config = infer_polyp_pvt_config(state) if isinstance(state, dict) else None

@@ -52,6 +52,7 @@ from kdas_lite.errors import DataError
 
 __all__ = [
     "DATASETS",
+    "MARKER",
     "TEST_SETS",
     "TRAIN_SET",
     "DataLayout",
@@ -62,6 +63,7 @@ __all__ = [
     "find_test_sets",
     "image_mask_dirs",
     "is_dataset_folder",
+    "is_synthetic",
     "leaked_test_images",
     "pranet_kvasir_test_names",
     "read_manifest",
@@ -69,6 +71,15 @@ __all__ = [
     "set_status",
     "training_source",
 ]
+
+MARKER = "SYNTHETIC.txt"  # written by kdas_lite.data.make_synthetic_dataset into its root
+
+
+def is_synthetic(root: str | os.PathLike[str]) -> bool:
+    """True when ``root`` was written by :func:`~kdas_lite.data.make_synthetic_dataset` (has
+    ``SYNTHETIC.txt``)."""
+    return (Path(root) / MARKER).is_file()
+
 
 PRANET_TRAIN_URL = "https://drive.google.com/file/d/1YiGHLw4iTvKdvbT6MgwO9zcCv8zJ_Bnb/view"
 PRANET_TEST_URL = "https://drive.google.com/file/d/1Y2z7FD5p5y31vkZwQQomXFRB0HutHyao/view"
@@ -332,7 +343,6 @@ def _manifest_entry(name: str, folder: Path) -> dict:
 
 
 def _is_synthetic_folder(folder: Path) -> bool:
-    from kdas_lite.data.synthetic import is_synthetic  # local import: synthetic imports us
 
     return any(is_synthetic(root) for root in (folder, folder.parent, folder.parent.parent))
 
@@ -496,7 +506,6 @@ def find_layout(root: str | os.PathLike[str]) -> DataLayout:
         DataError: none of these exists (the message shows the expected tree); a set has
             unpaired files, or more pairs than its benchmark (the files are named).
     """
-    from kdas_lite.data.synthetic import is_synthetic  # local import: synthetic imports us
 
     root = Path(root).expanduser()
     if not root.is_dir():
