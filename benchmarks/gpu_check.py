@@ -246,7 +246,8 @@ def onnx_export(plan: Plan, step: Step, work: Path) -> None:
     model = PolypPVT(STUDENT).eval()
     path = export_onnx(model, work / "student.onnx", image_size=plan.size, verify=False)
     wanted = "CUDAExecutionProvider" if plan.device == "cuda" else "CPUExecutionProvider"
-    providers = [p for p in (wanted, "CPUExecutionProvider") if p in ort.get_available_providers()]
+    providers = [p for p in dict.fromkeys((wanted, "CPUExecutionProvider"))
+                 if p in ort.get_available_providers()]
     session = ort.InferenceSession(str(path), providers=providers)
     used = session.get_providers()[0]
     x = torch.randn(3, 3, plan.size, plan.size, generator=torch.Generator().manual_seed(0))
@@ -374,12 +375,13 @@ def main(argv: list[str] | None = None) -> int:
             lambda: compiled_step(plan, steps[5]),
             lambda: onnx_export(plan, steps[6], work),
         ]
+        env = _environment(plan, None if plan.dry_run else args.pack, f"PACK.json {counts}")
+        out.parent.mkdir(parents=True, exist_ok=True)
         for step, action in zip(steps, actions, strict=True):
             _run(step, action, deadline)
-        env = _environment(plan, None if plan.dry_run else args.pack, f"PACK.json {counts}")
-    text = report(plan, steps, env, time.monotonic() - start)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+            # Rewritten after every step: a check stopped from outside still leaves its page.
+            text = report(plan, steps, env, time.monotonic() - start)
+            out.write_text(text)
     print(text)
     print(f"wrote {out}")
     return 1 if any(s.status != "ok" for s in steps) else 0

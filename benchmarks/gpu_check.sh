@@ -15,7 +15,8 @@ PYTHON="${PYTHON:-python3}"
 export HF_HUB_OFFLINE=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 missing=$("$PYTHON" - <<'PY'
 import importlib.util
-need = ("torch", "timm", "numpy", "scipy", "cv2", "albumentations", "PIL", "tqdm", "pytest")
+need = ("torch", "timm", "numpy", "scipy", "cv2", "albumentations", "PIL", "tqdm", "pytest",
+        "matplotlib")
 print(" ".join(name for name in need if importlib.util.find_spec(name) is None))
 PY
 )
