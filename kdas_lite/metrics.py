@@ -198,18 +198,55 @@ def _check_pair(pred: Any, gt: Any, label: str = "") -> tuple[np.ndarray, np.nda
 # ---------------------------------------------------------------------------------------------
 # Thresholded measures: Dice, IoU, Sen, Spe, E-measure at 256 thresholds
 # ---------------------------------------------------------------------------------------------
-def _n_thresholds_below(p: np.ndarray) -> np.ndarray:
-    """For each value, the number of thresholds ``t`` with ``t ≤ p`` (0…256), flattened.
+_BUCKET_SHIFT = 43  # a float64's sign, exponent and 9 top mantissa bits
+_BUCKET_LOW = 0x3F7 << 9  # the bucket of 2^-8, just below the first threshold above 0 (1/255)
 
-    Exactly ``np.searchsorted(ascending_thresholds, p, side="right")`` but ~10× faster: the
-    thresholds are within one ulp of ``k/255``, so ``floor(255·p) + 1`` is right up to ±1 at
-    ties, which two look-ups correct.
+
+def _threshold_table() -> tuple[np.ndarray, np.ndarray]:
+    """Look-up tables from the top bits of a float64 in [0, 1] to its threshold index.
+
+    The bit pattern of a non-negative float64 grows with its value, so ``bits >> 43`` splits
+    [2^-8, 1] into buckets each narrower than the gap between two thresholds (relative width
+    2^-9 < 1/255): a bucket holds at most one threshold, and every value below 2^-8 passes
+    only ``t = 0``, as the first bucket's values do. Per bucket the tables keep
+    ``256 − #{t ≤ bucket start}`` and the bit pattern of the threshold inside the bucket (the
+    largest int64 if none), so one comparison finishes the exact count.
     """
-    q = p.ravel()
-    k = np.minimum((q * 255.0).astype(np.intp) + 1, _N_T)
-    k += (k < _N_T) & (_ASCENDING[np.minimum(k, _N_T - 1)] <= q)
-    k -= _ASCENDING[k - 1] > q
-    return k
+    ascending = _ASCENDING.view(np.int64)
+    n_buckets = (int(np.float64(1.0).view(np.int64)) >> _BUCKET_SHIFT) - _BUCKET_LOW + 1
+    starts = (np.arange(n_buckets, dtype=np.int64) + _BUCKET_LOW) << _BUCKET_SHIFT
+    ends = starts + (1 << _BUCKET_SHIFT)
+    below = np.searchsorted(ascending, starts, side="right")  # thresholds ≤ the bucket start
+    following = ascending[np.minimum(below, _N_T - 1)]
+    inside = (below < _N_T) & (following < ends)
+    after = ascending[np.minimum(below + 1, _N_T - 1)]
+    assert below[0] == 1 and not np.any(inside & (below + 1 < _N_T) & (after < ends))
+    return (_N_T - below).astype(np.uint8), np.where(inside, following, np.iinfo(np.int64).max)
+
+
+_FIRST_ON, _TAU = _threshold_table()
+
+
+def _first_on(p: np.ndarray) -> np.ndarray:
+    """For each value of ``p`` (float64 in [0, 1]), the index of the first threshold of
+    :data:`THRESHOLDS` that it reaches, ``256 − #{t ≤ p}``: uint8 (0…255), flattened.
+
+    Exactly ``256 − np.searchsorted(ascending_thresholds, p, side="right")``, from two table
+    look-ups and one comparison on the bit pattern (:func:`_threshold_table`); −0.0 has a
+    negative pattern and lands in the first bucket, as +0.0 does.
+    """
+    bits = np.ascontiguousarray(p, dtype=np.float64).ravel().view(np.int64)
+    bucket = bits >> _BUCKET_SHIFT
+    bucket -= _BUCKET_LOW
+    np.clip(bucket, 0, _FIRST_ON.size - 1, out=bucket)
+    first_on = _FIRST_ON[bucket]
+    first_on -= bits >= _TAU[bucket]
+    return first_on
+
+
+def _n_thresholds_below(p: np.ndarray) -> np.ndarray:
+    """For each value, the number of thresholds ``t`` with ``t ≤ p`` (1…256), flattened."""
+    return _N_T - _first_on(p).astype(np.intp)
 
 
 def _threshold_counts(p: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -220,7 +257,7 @@ def _threshold_counts(p: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndar
     taking cumulative sums counts, for every ``j``, the positives among each. ``j_i`` fits in
     a byte, so OpenCV's ``calcHist`` counts it (exact: float32 holds integers below 2^24).
     """
-    first_on = (_N_T - _n_thresholds_below(p)).astype(np.uint8).reshape(g.shape)  # 0…255
+    first_on = _first_on(p).reshape(g.shape)
     fg = np.ascontiguousarray(g).view(np.uint8)
     every = cv2.calcHist([first_on], [0], None, [_N_T], [0, _N_T])[:, 0].astype(np.int64)
     on_fg = cv2.calcHist([first_on], [0], fg, [_N_T], [0, _N_T])[:, 0].astype(np.int64)
