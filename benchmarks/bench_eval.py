@@ -164,10 +164,15 @@ def main() -> None:
                 f"{cpu_b:.2f} | {cpu_a:.2f} | {cpu_a / cpu_b:.2f} |")
 
     multi = f"metrics after, {workers} threads"
-    total_b = best["decode before"][0] + best["metrics before"][0]
-    total_a = best["decode after"][0] + best[multi][0]
-    cpu_total_b = best["decode before"][1] + best["metrics before"][1]
-    cpu_total_a = best["decode after"][1] + best[multi][1]
+
+    def total(metrics_after: str, label: str) -> str:
+        wall_b = best["decode before"][0] + best["metrics before"][0]
+        cpu_b = best["decode before"][1] + best["metrics before"][1]
+        wall_a = best["decode after"][0] + best[metrics_after][0]
+        cpu_a = best["decode after"][1] + best[metrics_after][1]
+        return (f"| **decode + metrics, {label}** | {wall_b:.2f} | {wall_a:.2f} | "
+                f"{wall_a / wall_b:.2f} | {cpu_b:.2f} | {cpu_a:.2f} | {cpu_a / cpu_b:.2f} |")
+
     lines = [
         f"{n_maps} maps from {len(folders)} test sets ({', '.join(folders)}), model input "
         f"{args.size} px, batch {args.batch}; {platform.machine()}, {os.cpu_count()} cores "
@@ -183,8 +188,8 @@ def main() -> None:
         row("maps (same code)", None, "maps"),
         row("metrics, 1 thread", "metrics before", "metrics after, 1 thread"),
         row(f"metrics, {workers} threads", "metrics before", multi),
-        f"| **decode + metrics** | {total_b:.2f} | {total_a:.2f} | {total_a / total_b:.2f} | "
-        f"{cpu_total_b:.2f} | {cpu_total_a:.2f} | {cpu_total_a / cpu_total_b:.2f} |",
+        total("metrics after, 1 thread", "1 thread"),
+        total(multi, f"{workers} threads (evaluate's default)"),
         "",
         f"Cold cache (decode every file once and write the cache): {cold[0]:.2f} s wall, "
         f"{cold[1]:.2f} s CPU, once per test set, size and file version.",

@@ -185,8 +185,8 @@ def _check_pair(pred: Any, gt: Any, label: str = "") -> tuple[np.ndarray, np.nda
                 f"[{g.min()}, {g.max()}]; binarise it first, e.g. mask > 128 for 8-bit masks"
             )
         g = g.astype(bool)
+    lo, hi = float(p.min()), float(p.max())  # on the input: float32 maps read half the bytes
     p = p.astype(np.float64, copy=False)
-    lo, hi = float(p.min()), float(p.max())
     if not (np.isfinite(lo) and np.isfinite(hi) and lo >= 0.0 and hi <= 1.0):
         raise ValueError(
             f"{where}prediction values must lie in [0, 1] (probabilities), got [{lo}, {hi}]; "
@@ -392,14 +392,17 @@ def _s_region(p: np.ndarray, g: np.ndarray) -> float:
     return score
 
 
-def _s_measure(p: np.ndarray, g: np.ndarray, alpha: float = 0.5) -> float:
+def _s_measure(p: np.ndarray, g: np.ndarray, alpha: float = 0.5,
+               split: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    """Sm of a checked pair; ``split`` is ``(p[g], p[~g])`` when the caller has it already."""
     mu = np.count_nonzero(g) / g.size
     if mu == 0:
         return float(1 - p.mean())
     if mu == 1:
         return float(p.mean())
-    mean_fg, std_fg = _mean_std(p[g])
-    mean_bg, std_bg = _mean_std(p[~g])  # the object score of 1 − S: mean 1 − x̄, same σ
+    on_fg, on_bg = split if split is not None else (p[g], p[~g])
+    mean_fg, std_fg = _mean_std(on_fg)
+    mean_bg, std_bg = _mean_std(on_bg)  # the object score of 1 − S: mean 1 − x̄, same σ
     s_object = (mu * _object_score(mean_fg, std_fg)
                 + (1 - mu) * _object_score(1 - mean_bg, std_bg))
     return max(0.0, alpha * s_object + (1 - alpha) * _s_region(p, g))
@@ -496,12 +499,15 @@ def weighted_f_measure(pred: Any, gt: Any, beta2: float = 1.0) -> float:
 def _score(p: np.ndarray, g: np.ndarray) -> dict[str, Any]:
     curves = _curves(p, g)
     dic, iou, sen, spe, em = curves
+    split = p[g], p[~g]
+    # MAE = (Σ_{¬G} S + Σ_G (1 − S)) / N, from the split the S-measure needs anyway.
+    mae = (float(split[1].sum()) + (split[0].size - float(split[0].sum()))) / p.size
     return {
         "meanDic": float(dic.mean()), "meanIoU": float(iou.mean()),
         "maxDic": float(dic.max()), "maxIoU": float(iou.max()),
-        "wFm": _weighted_f_measure(p, g), "Sm": _s_measure(p, g),
+        "wFm": _weighted_f_measure(p, g), "Sm": _s_measure(p, g, split=split),
         "meanEm": float(em.mean()), "maxEm": float(em.max()),
-        "MAE": float(np.abs(p - g).mean()),
+        "MAE": mae,
         "meanSen": float(sen.mean()), "meanSpe": float(spe.mean()),
         "curves": dict(zip(CURVE_NAMES, curves, strict=True)),
     }
