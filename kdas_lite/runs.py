@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from kdas_lite.checkpoint_files import load_checkpoint
 from kdas_lite.config import MAX_IMAGE_SIZE, TrainConfig
+from kdas_lite.data.io import file_sha256
 from kdas_lite.errors import CheckpointError, TrainingError
 
 __all__ = ["CHECKPOINT_FORMAT", "data_identity", "describe_plain_checkpoint", "load_trained",
@@ -185,14 +186,6 @@ def _check_same_data(state: dict[str, Any], config: TrainConfig, path: Path,
 # ---------------------------------------------------------------------------------------------
 # The teacher's identity
 # ---------------------------------------------------------------------------------------------
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def teacher_identity(teacher: nn.Module, path: str | os.PathLike[str] | None = None
                      ) -> dict[str, Any]:
     """What identifies a teacher in a distillation run (stored in its checkpoints and
@@ -219,7 +212,7 @@ def teacher_identity(teacher: nn.Module, path: str | os.PathLike[str] | None = N
         "weights_sha256": digest.hexdigest(),
     }
     if path is not None:
-        identity.update(file=str(path), file_sha256=_file_sha256(Path(path)))
+        identity.update(file=str(path), file_sha256=file_sha256(path))
     return identity
 
 

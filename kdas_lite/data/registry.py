@@ -38,7 +38,6 @@ argument, the ``KDAS_DATA`` environment variable or the shared course folder.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import warnings
@@ -446,14 +445,6 @@ CVC-ColonDB, CVC-300 and ETIS number their frames from 1 as well, so a training 
 (a ClinicDB frame) is *not* ColonDB's ``1.png``: those sets are compared by content only."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def leaked_test_images(train_pairs: Sequence[tuple[Path, Path]],
                    test_pairs: Mapping[str, Sequence[tuple[Path, Path]]]) -> dict[str, list[str]]:
     """The training images that are test images, by test set: a test image must never be
@@ -484,7 +475,9 @@ def leaked_test_images(train_pairs: Sequence[tuple[Path, Path]],
     by_size: dict[int, list[Path]] = {}
     for image, _ in train_pairs:
         by_size.setdefault(image.stat().st_size, []).append(image)
-    digest = functools.cache(_sha256)
+    from kdas_lite.data.io import file_sha256  # local import: io is a sibling, kept light
+
+    digest = functools.cache(file_sha256)
     for name, pairs in test_pairs.items():
         for image, _ in pairs:
             same = [c for c in by_size.get(image.stat().st_size, ()) if digest(c) == digest(image)]
