@@ -71,11 +71,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from kdas_lite.data.dataset import PolypTestDataset, collate_test
+from kdas_lite.data.dataset import PolypTestDataset, collate_test, default_cache_dir
 from kdas_lite.data.io import DataWarning
 from kdas_lite.data.registry import TEST_SETS, SetStatus, set_status
 from kdas_lite.errors import DataError, KDASError
-from kdas_lite.metrics import METRIC_NAMES, MetricAccumulator
+from kdas_lite.metrics import METRIC_NAMES, MetricAccumulator, default_workers
 
 __all__ = [
     "PAPER_RESULTS",
@@ -550,6 +550,9 @@ def evaluate(
     name: str | None = None,
     precision: str = "float32",
     resize: Resize = "opencv",
+    workers: int | None = None,
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> EvaluationTable:
     """Evaluate a segmentation model on polyp test sets with the standard protocol.
 
@@ -579,6 +582,14 @@ def evaluate(
         precision: ``"float32"`` (default: the public code and the papers' protocol score in
             float32), or mixed precision, ``"float16"`` / ``"bfloat16"`` (autocast; faster on
             a GPU, and the table's caption and CSV then name it).
+        workers: threads that score the maps while the next batch runs (default: the cores
+            this process may use, :func:`~kdas_lite.metrics.default_workers`); the scores do
+            not depend on it.
+        cache: decode each test set once and reuse it (the masks at full resolution and the
+            images resized to ``size``, see :class:`~kdas_lite.data.PolypTestDataset`); the
+            scores are the same without it.
+        cache_dir: where the cache files go (default
+            :func:`~kdas_lite.data.default_cache_dir`, never inside the data folder).
 
     Returns:
         An :class:`EvaluationTable` with the metrics of every test set, each set's status
@@ -608,6 +619,11 @@ def evaluate(
                           ("cuda" if torch.cuda.is_available() else "cpu"))
     # List every folder's files first: a missing or unpaired file fails before any compute.
     datasets = {n: PolypTestDataset(f, size=size, mean=mean, std=std) for n, f in folders.items()}
+    # The cache holds OpenCV-resized images: with resize="pil" every image is decoded and
+    # resized by PIL instead (no cache).
+    cached = cache and resize == "opencv"
+    where = (cache_dir if cache_dir is not None else default_cache_dir()) if cached else None
+    workers = default_workers() if workers is None else workers
     if resize == "pil":
         for dataset in datasets.values():
             dataset.transform = _PILResize(size, mean, std)
@@ -630,11 +646,15 @@ def evaluate(
     model.to(device).eval()
     try:
         for set_name, dataset in datasets.items():
+            if where is not None:  # decoded once (built here, so an unreadable file keeps
+                # the sets already scored in .partial_table)
+                dataset = PolypTestDataset(folders[set_name], size=size, mean=mean, std=std,
+                                           cache_dir=where, progress=progress)
             loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                 num_workers=num_workers, collate_fn=collate_test,
                                 pin_memory=device.type == "cuda")
-            acc = MetricAccumulator()
-            image_dice[set_name] = {}
+            acc = MetricAccumulator(workers)
+            stems: list[str] = []
             for batch in tqdm(loader, desc=set_name, disable=not progress, leave=False):
                 images = batch["image"].to(device, non_blocking=True)
                 with torch.inference_mode():
@@ -643,9 +663,12 @@ def evaluate(
                         logits = _logits(timer.run(model, images), head)
                     maps = soft_maps(logits, [m.shape for m in batch["mask"]], minmax=minmax)
                 for pred, mask, stem in zip(maps, batch["mask"], batch["name"], strict=True):
-                    scores = acc.add(pred, mask, label=f"{set_name}/{stem}")
-                    image_dice[set_name][stem] = scores["meanDic"]
-            rows[set_name] = acc.result()
+                    acc.submit(pred, mask, label=f"{set_name}/{stem}")
+                    stems.append(stem)
+            result = acc.result(per_image=True)
+            image_dice[set_name] = {stem: image["meanDic"] for stem, image
+                                    in zip(stems, result.pop("per_image"), strict=True)}
+            rows[set_name] = result
             n_images[set_name] = len(acc)
     except KDASError as exc:  # e.g. a corrupt image: keep the test sets already scored
         exc.partial_table = table()  # type: ignore[attr-defined]

@@ -19,18 +19,24 @@ history (``grad_seg``, ``grad_sgm``, ``cos_sgm``, …); notebook 04 plots them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from kdas_lite.train import Objective
-
-__all__ = ["equalizing_weight", "term_gradients"]
+__all__ = ["WeightedTerms", "equalizing_weight", "term_gradients"]
 
 
-def term_gradients(model: nn.Module, objective: Objective, images: Tensor, masks: Tensor,
+class WeightedTerms(Protocol):
+    """What this module needs of a training objective: its weighted summands of paper Eq. 6
+    (:meth:`kdas_lite.train.Objective.weighted_terms` has this shape; a protocol keeps the
+    import arrow one way, train → gradients)."""
+
+    def weighted_terms(self, model: nn.Module, images: Tensor, masks: Tensor
+                       ) -> dict[str, Tensor]: ...
+
+
+def term_gradients(model: nn.Module, objective: WeightedTerms, images: Tensor, masks: Tensor,
                    *, pairwise: bool = False) -> dict[str, float]:
     """Norm of each weighted loss term's gradient on ``model``, and its cosine with L_seg's.
 
@@ -83,7 +89,7 @@ def term_gradients(model: nn.Module, objective: Objective, images: Tensor, masks
     return result
 
 
-def equalizing_weight(model: nn.Module, objective: Objective, images: Tensor, masks: Tensor,
+def equalizing_weight(model: nn.Module, objective: WeightedTerms, images: Tensor, masks: Tensor,
                       term: str = "sgm") -> float:
     """The factor w on ``term`` that makes its weighted gradient as large as L_seg's here.
 

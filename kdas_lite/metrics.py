@@ -102,17 +102,25 @@ Conventions and known differences
 
 Cross-check: ``tests/test_metrics.py`` compares every measure with pysodmetrics 1.6.2 (and the
 threshold curves with a literal per-threshold loop); they agree to 1e-10 on float maps once the
-conventions above are accounted for. See ``docs/bench/metrics.md`` for speed.
+conventions above are accounted for. See ``docs/bench/metrics.md`` for speed, and
+``docs/bench/eval.md`` for the faster wFm, the threads and the test-set cache (issue 21; every
+score equals the earlier code's to 1e-9, ``tests/test_eval_speed.py``).
 """
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 from scipy import ndimage
-from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = [
     "CURVE_NAMES",
@@ -120,6 +128,7 @@ __all__ = [
     "THRESHOLDS",
     "MetricAccumulator",
     "batch_dice",
+    "default_workers",
     "evaluate_maps",
     "s_measure",
     "score_map",
@@ -147,7 +156,7 @@ _N_T = THRESHOLDS.size
 # Input checking
 # ---------------------------------------------------------------------------------------------
 def _to_2d(x: Any, what: str) -> np.ndarray:
-    if isinstance(x, Tensor):
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor (torch is not imported here)
         x = x.detach().cpu().numpy()
     x = np.asarray(x)
     while x.ndim > 2 and x.shape[0] == 1:
@@ -176,8 +185,8 @@ def _check_pair(pred: Any, gt: Any, label: str = "") -> tuple[np.ndarray, np.nda
                 f"[{g.min()}, {g.max()}]; binarise it first, e.g. mask > 128 for 8-bit masks"
             )
         g = g.astype(bool)
+    lo, hi = float(p.min()), float(p.max())  # on the input: float32 maps read half the bytes
     p = p.astype(np.float64, copy=False)
-    lo, hi = float(p.min()), float(p.max())
     if not (np.isfinite(lo) and np.isfinite(hi) and lo >= 0.0 and hi <= 1.0):
         raise ValueError(
             f"{where}prediction values must lie in [0, 1] (probabilities), got [{lo}, {hi}]; "
@@ -189,32 +198,71 @@ def _check_pair(pred: Any, gt: Any, label: str = "") -> tuple[np.ndarray, np.nda
 # ---------------------------------------------------------------------------------------------
 # Thresholded measures: Dice, IoU, Sen, Spe, E-measure at 256 thresholds
 # ---------------------------------------------------------------------------------------------
-def _n_thresholds_below(p: np.ndarray) -> np.ndarray:
-    """For each value, the number of thresholds ``t`` with ``t ≤ p`` (0…256), flattened.
+_BUCKET_SHIFT = 43  # a float64's sign, exponent and 9 top mantissa bits
+_BUCKET_LOW = 0x3F7 << 9  # the bucket of 2^-8, just below the first threshold above 0 (1/255)
 
-    Exactly ``np.searchsorted(ascending_thresholds, p, side="right")`` but ~10× faster: the
-    thresholds are within one ulp of ``k/255``, so ``floor(255·p) + 1`` is right up to ±1 at
-    ties, which two look-ups correct.
+
+def _threshold_table() -> tuple[np.ndarray, np.ndarray]:
+    """Look-up tables from the top bits of a float64 in [0, 1] to its threshold index.
+
+    The bit pattern of a non-negative float64 grows with its value, so ``bits >> 43`` splits
+    [2^-8, 1] into buckets each narrower than the gap between two thresholds (relative width
+    2^-9 < 1/255): a bucket holds at most one threshold, and every value below 2^-8 passes
+    only ``t = 0``, as the first bucket's values do. Per bucket the tables keep
+    ``256 − #{t ≤ bucket start}`` and the bit pattern of the threshold inside the bucket (the
+    largest int64 if none), so one comparison finishes the exact count.
     """
-    q = p.ravel()
-    k = np.minimum((q * 255.0).astype(np.intp) + 1, _N_T)
-    k += (k < _N_T) & (_ASCENDING[np.minimum(k, _N_T - 1)] <= q)
-    k -= _ASCENDING[k - 1] > q
-    return k
+    ascending = _ASCENDING.view(np.int64)
+    n_buckets = (int(np.float64(1.0).view(np.int64)) >> _BUCKET_SHIFT) - _BUCKET_LOW + 1
+    starts = (np.arange(n_buckets, dtype=np.int64) + _BUCKET_LOW) << _BUCKET_SHIFT
+    ends = starts + (1 << _BUCKET_SHIFT)
+    below = np.searchsorted(ascending, starts, side="right")  # thresholds ≤ the bucket start
+    following = ascending[np.minimum(below, _N_T - 1)]
+    inside = (below < _N_T) & (following < ends)
+    after = ascending[np.minimum(below + 1, _N_T - 1)]
+    assert below[0] == 1 and not np.any(inside & (below + 1 < _N_T) & (after < ends))
+    return (_N_T - below).astype(np.uint8), np.where(inside, following, np.iinfo(np.int64).max)
+
+
+_FIRST_ON, _TAU = _threshold_table()
+
+
+def _first_on(p: np.ndarray) -> np.ndarray:
+    """For each value of ``p`` (float64 in [0, 1]), the index of the first threshold of
+    :data:`THRESHOLDS` that it reaches, ``256 − #{t ≤ p}``: uint8 (0…255), flattened.
+
+    Exactly ``256 − np.searchsorted(ascending_thresholds, p, side="right")``, from two table
+    look-ups and one comparison on the bit pattern (:func:`_threshold_table`); −0.0 has a
+    negative pattern and lands in the first bucket, as +0.0 does.
+    """
+    bits = np.ascontiguousarray(p, dtype=np.float64).ravel().view(np.int64)
+    bucket = bits >> _BUCKET_SHIFT
+    bucket -= _BUCKET_LOW
+    np.clip(bucket, 0, _FIRST_ON.size - 1, out=bucket)
+    first_on = _FIRST_ON[bucket]
+    first_on -= bits >= _TAU[bucket]
+    return first_on
+
+
+def _n_thresholds_below(p: np.ndarray) -> np.ndarray:
+    """For each value, the number of thresholds ``t`` with ``t ≤ p`` (1…256), flattened."""
+    return _N_T - _first_on(p).astype(np.intp)
 
 
 def _threshold_counts(p: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """TP and FP at each threshold of :data:`THRESHOLDS` (pixels with ``S ≥ t``), int64 (256,).
 
     Pixel ``i`` is positive from threshold index ``j_i = 256 − #{t ≤ S_i}`` onwards (thresholds
-    decrease with ``j``); histogramming ``j_i`` over foreground and background pixels and taking
-    cumulative sums counts, for every ``j``, the positives among each.
+    decrease with ``j``); histogramming ``j_i`` over all pixels and over the foreground and
+    taking cumulative sums counts, for every ``j``, the positives among each. ``j_i`` fits in
+    a byte, so OpenCV's ``calcHist`` counts it (exact: float32 holds integers below 2^24).
     """
-    first_on = _N_T - _n_thresholds_below(p)  # 0…255 (256 would mean "never", impossible)
-    hist = np.bincount(first_on + (_N_T + 1) * g.ravel(), minlength=2 * (_N_T + 1))
-    hist = hist.reshape(2, _N_T + 1)[:, :_N_T]
-    fp, tp = np.cumsum(hist, axis=1)
-    return tp, fp
+    first_on = _first_on(p).reshape(g.shape)
+    fg = np.ascontiguousarray(g).view(np.uint8)
+    every = cv2.calcHist([first_on], [0], None, [_N_T], [0, _N_T])[:, 0].astype(np.int64)
+    on_fg = cv2.calcHist([first_on], [0], fg, [_N_T], [0, _N_T])[:, 0].astype(np.int64)
+    tp = np.cumsum(on_fg)
+    return tp, np.cumsum(every) - tp
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -285,22 +333,34 @@ def threshold_curves(pred: Any, gt: Any) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 # S-measure (Fan et al., ICCV 2017)
 # ---------------------------------------------------------------------------------------------
-def _object_score(x: np.ndarray) -> float:
-    """``O(x) = 2·x̄ / (x̄² + 1 + σ_x + eps)`` (σ with N−1, 0 for a single value)."""
-    mean = float(x.mean())
-    std = float(x.std(ddof=1)) if x.size > 1 else 0.0
+def _object_score(mean: float, std: float) -> float:
+    """``O(x) = 2·x̄ / (x̄² + 1 + σ_x + eps)`` from the mean and (N−1) std of the values."""
     return 2 * mean / (mean**2 + 1 + std + _EPS)
 
 
+def _mean_std(x: np.ndarray) -> tuple[float, float]:
+    """Mean and sample standard deviation (N−1, 0 for a single value) of ``x``."""
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, 0.0
+    dx = x - mean
+    return mean, float(np.sqrt(np.dot(dx, dx) / (x.size - 1)))
+
+
 def _ssim(p: np.ndarray, g: np.ndarray) -> float:
-    """The block score of S_r: SSIM without its stabilising constants."""
+    """The block score of S_r: SSIM without its stabilising constants.
+
+    The mask's moments are closed forms of its foreground count ``n_g`` (``ȳ = n_g/n``,
+    ``Σ(y − ȳ)² = n_g(1 − ȳ)² + (n − n_g)ȳ²``, ``Σ dx·dy = Σ_G dx − ȳ·Σ dx``), so only the
+    prediction is read: equal to the direct sums up to rounding.
+    """
     n = p.size
-    gf = g.astype(np.float64)
-    x, y = p.mean(), gf.mean()
-    dx, dy = p - x, gf - y
-    var_x = np.sum(dx * dx) / (n - 1 + _EPS)
-    var_y = np.sum(dy * dy) / (n - 1 + _EPS)
-    cov = np.sum(dx * dy) / (n - 1 + _EPS)
+    n_g = np.count_nonzero(g)
+    x, y = float(p.mean()), n_g / n
+    dx = (p - x).ravel()
+    var_x = np.dot(dx, dx) / (n - 1 + _EPS)
+    var_y = (n_g * (1 - y) ** 2 + (n - n_g) * y**2) / (n - 1 + _EPS)
+    cov = (np.sum(dx, where=g.ravel()) - y * np.sum(dx)) / (n - 1 + _EPS)
     alpha = 4 * x * y * cov
     beta = (x**2 + y**2) * (var_x + var_y)
     if alpha != 0:
@@ -332,13 +392,19 @@ def _s_region(p: np.ndarray, g: np.ndarray) -> float:
     return score
 
 
-def _s_measure(p: np.ndarray, g: np.ndarray, alpha: float = 0.5) -> float:
+def _s_measure(p: np.ndarray, g: np.ndarray, alpha: float = 0.5,
+               split: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    """Sm of a checked pair; ``split`` is ``(p[g], p[~g])`` when the caller has it already."""
     mu = np.count_nonzero(g) / g.size
     if mu == 0:
         return float(1 - p.mean())
     if mu == 1:
         return float(p.mean())
-    s_object = mu * _object_score(p[g]) + (1 - mu) * _object_score(1 - p[~g])
+    on_fg, on_bg = split if split is not None else (p[g], p[~g])
+    mean_fg, std_fg = _mean_std(on_fg)
+    mean_bg, std_bg = _mean_std(on_bg)  # the object score of 1 − S: mean 1 − x̄, same σ
+    s_object = (mu * _object_score(mean_fg, std_fg)
+                + (1 - mu) * _object_score(1 - mean_bg, std_bg))
     return max(0.0, alpha * s_object + (1 - alpha) * _s_region(p, g))
 
 
@@ -359,28 +425,55 @@ def s_measure(pred: Any, gt: Any, alpha: float = 0.5) -> float:
 # ---------------------------------------------------------------------------------------------
 # Weighted F-measure (Margolin et al., CVPR 2014)
 # ---------------------------------------------------------------------------------------------
+#: Pixel importance ``B = 2 − exp(ln(0.5)/5 · d)`` by squared distance ``n = d²`` (an integer
+#: on the pixel grid); ``B`` rounds to exactly 2.0 from ``d = 266`` on, the last entry. Entry 0
+#: (``d = 0``: the pixel is in G) is 0 instead of 1, so that ``Σ S·B[n]`` sums the background.
+_IMPORTANCE_RADIUS = 266
+_IMPORTANCE = 2.0 - np.exp(np.log(0.5) / 5.0 * np.sqrt(np.arange(_IMPORTANCE_RADIUS**2 + 1.0)))
+_IMPORTANCE[0] = 0.0
+assert _IMPORTANCE[-1] == 2.0
+_IMPORTANCE.setflags(write=False)
+#: ``fspecial('gaussian', 7, 5)`` as the separable 1-D kernel (scipy's ``gaussian_filter``).
+_GAUSS = np.exp(-0.5 * np.arange(-3.0, 4.0) ** 2 / 25.0)
+_GAUSS /= _GAUSS.sum()
+
+
 def _weighted_f_measure(p: np.ndarray, g: np.ndarray, beta2: float = 1.0) -> float:
+    """wFm in two parts that need different pixels.
+
+    - *Inside G* the error is ``min(E, E_A)``, and ``E_A`` (7×7 kernel) reads ``E_t`` at most 3
+      pixels from G: both are computed on the box around G grown by 3 pixels, with SciPy's
+      feature transform (which foreground pixel is nearest, ties as before) and OpenCV's
+      separable filter (zero padding; equal to SciPy's up to rounding).
+    - *Outside G* the error is ``S`` itself, weighted by ``B(d)``: OpenCV's exact Euclidean
+      distance (float32, so ``d²`` is recovered exactly by rounding: ``d² < 2^22``) indexes the
+      table :data:`_IMPORTANCE`.
+    """
     n_fg = np.count_nonzero(g)
     if n_fg == 0:
         return 0.0
     h, w = g.shape
-    error = np.abs(p - g)
+    rows, cols = np.flatnonzero(g.any(axis=1)), np.flatnonzero(g.any(axis=0))
+    box = (slice(max(rows[0] - 3, 0), min(rows[-1] + 4, h)),
+           slice(max(cols[0] - 3, 0), min(cols[-1] + 4, w)))
+    g_box = g[box]
+    error = np.abs(p[box] - g_box)
     # Coordinates of the nearest foreground pixel of every pixel (MATLAB's bwdist index). A
     # foreground pixel is its own nearest, so gathering E there gives E_t everywhere.
-    near_r, near_c = ndimage.distance_transform_edt(~g, return_distances=False,
+    near_r, near_c = ndimage.distance_transform_edt(~g_box, return_distances=False,
                                                     return_indices=True)
-    error_t = np.take(error, near_r * w + near_c)
-    dr = near_r - np.arange(h, dtype=near_r.dtype)[:, None]
-    dc = near_c - np.arange(w, dtype=near_c.dtype)
-    dist = np.sqrt(dr * dr + dc * dc)  # Euclidean distance to G (0 inside G)
-    # fspecial('gaussian', 7, 5) + imfilter (zero padding), as a separable filter.
-    error_a = ndimage.gaussian_filter(error_t, sigma=5.0, radius=3, mode="constant", cval=0.0)
-    min_error = np.where(g & (error_a < error), error_a, error)
-    importance = 2.0 - np.exp(np.log(0.5) / 5.0 * dist)  # exactly 1 inside G (d = 0)
-    error_w = min_error * importance
-    error_fg = np.sum(error_w, where=g)
+    error_t = np.take(error, near_r * g_box.shape[1] + near_c)
+    error_a = cv2.sepFilter2D(error_t, cv2.CV_64F, _GAUSS, _GAUSS,
+                              borderType=cv2.BORDER_CONSTANT)
+    error_fg = float(np.sum(np.minimum(error, error_a), where=g_box))
+    background = np.ascontiguousarray(g).view(np.uint8) ^ 1
+    dist = cv2.distanceTransform(background, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    np.minimum(dist, _IMPORTANCE_RADIUS, out=dist)
+    np.multiply(dist, dist, out=dist)
+    dist += 0.5
+    importance = _IMPORTANCE[dist.astype(np.int32)]  # 0 inside G
+    fp_w = float(np.dot(p.ravel(), importance.ravel()))
     tp_w = n_fg - error_fg
-    fp_w = np.sum(error_w, where=~g)
     recall = 1 - error_fg / n_fg
     precision = tp_w / (_EPS + tp_w + fp_w)
     return float((1 + beta2) * recall * precision / (_EPS + recall + beta2 * precision))
@@ -406,12 +499,15 @@ def weighted_f_measure(pred: Any, gt: Any, beta2: float = 1.0) -> float:
 def _score(p: np.ndarray, g: np.ndarray) -> dict[str, Any]:
     curves = _curves(p, g)
     dic, iou, sen, spe, em = curves
+    split = p[g], p[~g]
+    # MAE = (Σ_{¬G} S + Σ_G (1 − S)) / N, from the split the S-measure needs anyway.
+    mae = (float(split[1].sum()) + (split[0].size - float(split[0].sum()))) / p.size
     return {
         "meanDic": float(dic.mean()), "meanIoU": float(iou.mean()),
         "maxDic": float(dic.max()), "maxIoU": float(iou.max()),
-        "wFm": _weighted_f_measure(p, g), "Sm": _s_measure(p, g),
+        "wFm": _weighted_f_measure(p, g), "Sm": _s_measure(p, g, split=split),
         "meanEm": float(em.mean()), "maxEm": float(em.max()),
-        "MAE": float(np.abs(p - g).mean()),
+        "MAE": mae,
         "meanSen": float(sen.mean()), "meanSpe": float(spe.mean()),
         "curves": dict(zip(CURVE_NAMES, curves, strict=True)),
     }
@@ -431,11 +527,24 @@ def score_map(pred: Any, gt: Any) -> dict[str, Any]:
     return _score(*_check_pair(pred, gt))
 
 
+def default_workers() -> int:
+    """The CPU cores this process may use (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 class MetricAccumulator:
     """Scores images one at a time and averages them as the protocol does.
 
     Only the five 256-point curves and three scalars are kept per image, so a whole test set
     never has to sit in memory (``kdas_lite.evaluate`` streams predictions through it).
+
+    With ``workers > 1`` :meth:`submit` scores in that many threads (NumPy, SciPy and OpenCV
+    release the GIL in the per-pixel work) while the caller goes on, e.g. with the next
+    forward pass; at most ``2·workers`` pairs wait at a time, so memory stays bounded. The
+    results do not depend on ``workers``: images are averaged in the order they were added.
 
     Example::
 
@@ -445,17 +554,55 @@ class MetricAccumulator:
         acc.result()["meanDic"]
     """
 
-    def __init__(self) -> None:
-        self._images: list[dict[str, Any]] = []
+    def __init__(self, workers: int = 1) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        self.workers = workers
+        self._images: list[dict[str, Any] | Future[dict[str, Any]]] = []
+        self._pending: deque[Future[dict[str, Any]]] = deque()
+        self._pool: ThreadPoolExecutor | None = None
 
     def __len__(self) -> int:
         return len(self._images)
 
     def add(self, pred: Any, gt: Any, label: str = "") -> dict[str, Any]:
-        """Score one pair (see :func:`score_map`); ``label`` names it in error messages."""
+        """Score one pair now (see :func:`score_map`); ``label`` names it in error messages."""
         scores = _score(*_check_pair(pred, gt, label))
         self._images.append(scores)
         return scores
+
+    def submit(self, pred: Any, gt: Any, label: str = "") -> None:
+        """Queue one pair: checked now (errors name ``label``), scored in a worker thread
+        (in this thread when ``workers == 1``); :meth:`result` waits for all of them."""
+        p, g = _check_pair(pred, gt, label)
+        if self.workers == 1:
+            self._images.append(_score(p, g))
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="kdas-metrics")
+        while len(self._pending) >= 2 * self.workers:
+            self._pending.popleft().result()
+        future = self._pool.submit(_score, p, g)
+        self._pending.append(future)
+        self._images.append(future)
+
+    def close(self) -> None:
+        """Drop the queued pairs not yet scored and end the worker threads (after an error)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+        self._images = [im for im in self._images if isinstance(im, dict) or
+                        (im.done() and not im.cancelled() and im.exception() is None)]
+        self._pending.clear()
+
+    def _collect(self) -> list[dict[str, Any]]:
+        """Every image's scores, waiting for the queued ones; the worker threads end here."""
+        self._images = [im if isinstance(im, dict) else im.result() for im in self._images]
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        return self._images  # type: ignore[return-value]
 
     def result(self, per_image: bool = False) -> dict[str, Any]:
         """Dataset means, keys exactly :data:`METRIC_NAMES` (+ ``"per_image"`` if asked).
@@ -463,11 +610,12 @@ class MetricAccumulator:
         ``meanX``/``maxX`` are the mean/max over thresholds of the image-averaged curve;
         wFm, Sm and MAE are plain means over images.
         """
-        if not self._images:
+        images = self._collect()
+        if not images:
             raise ValueError("no maps to score: add at least one (prediction, mask) pair")
-        curves = np.mean([[im["curves"][c] for c in CURVE_NAMES] for im in self._images], axis=0)
+        curves = np.mean([[im["curves"][c] for c in CURVE_NAMES] for im in images], axis=0)
         dic, iou, sen, spe, em = curves
-        scalar = {k: float(np.mean([im[k] for im in self._images])) for k in ("wFm", "Sm", "MAE")}
+        scalar = {k: float(np.mean([im[k] for im in images])) for k in ("wFm", "Sm", "MAE")}
         out: dict[str, Any] = {
             "meanDic": float(dic.mean()), "meanIoU": float(iou.mean()),
             "maxDic": float(dic.max()), "maxIoU": float(iou.max()),
@@ -476,12 +624,12 @@ class MetricAccumulator:
             "MAE": scalar["MAE"], "meanSen": float(sen.mean()), "meanSpe": float(spe.mean()),
         }
         if per_image:
-            out["per_image"] = list(self._images)
+            out["per_image"] = list(images)
         return out
 
 
 def evaluate_maps(preds: Sequence[Any], gts: Sequence[Any],
-                  per_image: bool = False) -> dict[str, Any]:
+                  per_image: bool = False, workers: int | None = None) -> dict[str, Any]:
     """Score a dataset of soft maps against their masks with the polyp protocol.
 
     Args:
@@ -490,6 +638,8 @@ def evaluate_maps(preds: Sequence[Any], gts: Sequence[Any],
         gts: boolean (or 0/1) masks, ``gts[i]`` the same size as ``preds[i]``.
         per_image: also return ``"per_image"``: one dict per image as :func:`score_map` gives
             (the eleven measures of that image alone plus its ``"curves"``).
+        workers: threads that score images (default :func:`default_workers`); the result does
+            not depend on it.
 
     Returns:
         ``{name: float}`` for the names of :data:`METRIC_NAMES`, in that order, plus
@@ -502,9 +652,13 @@ def evaluate_maps(preds: Sequence[Any], gts: Sequence[Any],
     """
     if len(preds) != len(gts):
         raise ValueError(f"got {len(preds)} predictions but {len(gts)} masks")
-    acc = MetricAccumulator()
-    for i, (pred, gt) in enumerate(zip(preds, gts, strict=True)):
-        acc.add(pred, gt, label=f"preds[{i}] / gts[{i}]")
+    acc = MetricAccumulator(default_workers() if workers is None else workers)
+    try:
+        for i, (pred, gt) in enumerate(zip(preds, gts, strict=True)):
+            acc.submit(pred, gt, label=f"preds[{i}] / gts[{i}]")
+    except ValueError:
+        acc.close()
+        raise
     return acc.result(per_image=per_image)
 
 

@@ -36,8 +36,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from kdas_lite.checkpoint import load_checkpoint
+from kdas_lite.checkpoint_files import load_checkpoint
 from kdas_lite.config import MAX_IMAGE_SIZE, TrainConfig
+from kdas_lite.data.io import file_sha256
 from kdas_lite.errors import CheckpointError, TrainingError
 
 __all__ = ["CHECKPOINT_FORMAT", "data_identity", "describe_plain_checkpoint", "load_trained",
@@ -185,14 +186,6 @@ def _check_same_data(state: dict[str, Any], config: TrainConfig, path: Path,
 # ---------------------------------------------------------------------------------------------
 # The teacher's identity
 # ---------------------------------------------------------------------------------------------
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def teacher_identity(teacher: nn.Module, path: str | os.PathLike[str] | None = None
                      ) -> dict[str, Any]:
     """What identifies a teacher in a distillation run (stored in its checkpoints and
@@ -219,7 +212,7 @@ def teacher_identity(teacher: nn.Module, path: str | os.PathLike[str] | None = N
         "weights_sha256": digest.hexdigest(),
     }
     if path is not None:
-        identity.update(file=str(path), file_sha256=_file_sha256(Path(path)))
+        identity.update(file=str(path), file_sha256=file_sha256(path))
     return identity
 
 
@@ -288,7 +281,7 @@ def _plain_architecture(state: Any) -> tuple[dict[str, Any], str] | None:
     """``(PolypPVT config, what it is)`` of a state dict without an architecture record,
     read off its tensor shapes (the authors' released weights), or None."""
     from kdas_lite.models.authors import AUTHORS_ENCODERS
-    from kdas_lite.models.checkpoints import infer_polyp_pvt_config
+    from kdas_lite.models.key_maps import infer_polyp_pvt_config
 
     try:
         config = infer_polyp_pvt_config(state) if isinstance(state, dict) else None

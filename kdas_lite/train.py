@@ -66,7 +66,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from kdas_lite.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
+from kdas_lite.checkpoint_files import load_checkpoint, remove_stale_temp_files, save_checkpoint
 from kdas_lite.config import ENCODER_PAIRS, TrainConfig
 from kdas_lite.distributed import SINGLE, Distributed, join, sync_batch_norm
 from kdas_lite.errors import DataError, TrainingError

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kdas_lite.checkpoint import load_checkpoint
+from kdas_lite.checkpoint_files import load_checkpoint
 from kdas_lite.colab import warn_box
 from kdas_lite.config import TrainConfig
 from kdas_lite.data.registry import DataLayout

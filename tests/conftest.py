@@ -13,6 +13,16 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cache_in_a_temporary_folder(tmp_path_factory):
+    """Decode caches (evaluation caches test sets by default) go to a temporary folder, never
+    to the user's ~/.cache; subprocesses inherit it."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("KDAS_CACHE", str(tmp_path_factory.mktemp("kdas-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def file_server(tmp_path_factory, monkeypatch):
     """Serve a fresh folder over HTTP on 127.0.0.1: yields ``(folder, base_url)``."""

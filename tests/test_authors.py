@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 from inference_helpers import disc_image
-from test_model_checkpoints import to_original
+from test_key_maps import to_original
 
-from kdas_lite.checkpoint import save_checkpoint
+from kdas_lite.checkpoint_files import save_checkpoint
 from kdas_lite.cli import main
 from kdas_lite.errors import CheckpointError, DownloadError, KDASError
 from kdas_lite.models import authors as authors_module

@@ -29,7 +29,7 @@ import pytest
 import torch
 
 from kdas_lite import walkthrough
-from kdas_lite.checkpoint import save_checkpoint
+from kdas_lite.checkpoint_files import save_checkpoint
 from kdas_lite.colab import NO_GPU_MESSAGE, check_test_sets, course_setup
 from kdas_lite.config import TrainConfig
 from kdas_lite.data import (

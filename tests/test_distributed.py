@@ -15,7 +15,7 @@ import torch
 from distributed_helpers import fixed_problem, free_port, one_step, run_processes, step_worker
 from distributed_helpers import val_loader as make_val_loader
 
-from kdas_lite.checkpoint import load_checkpoint
+from kdas_lite.checkpoint_files import load_checkpoint
 from kdas_lite.config import TrainConfig
 from kdas_lite.distributed import SINGLE, CPUSyncBatchNorm, Distributed, join
 from kdas_lite.errors import TrainingError

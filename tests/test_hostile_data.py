@@ -76,7 +76,7 @@ def deadline(seconds: int):
 def student_checkpoint(tmp_path_factory) -> Path:
     import torch
 
-    from kdas_lite.checkpoint import save_checkpoint
+    from kdas_lite.checkpoint_files import save_checkpoint
     from kdas_lite.models import build_student
     from kdas_lite.train import CHECKPOINT_FORMAT
 

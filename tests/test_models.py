@@ -15,7 +15,7 @@ from huggingface_hub import constants as hf_constants
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 import kdas_lite.models.weights as weights
-from kdas_lite.checkpoint import load_checkpoint
+from kdas_lite.checkpoint_files import load_checkpoint
 from kdas_lite.errors import CheckpointError
 from kdas_lite.models import (
     EncoderAttention,

@@ -117,3 +117,56 @@ def test_describe_run_names_pair_data_labels_and_size(tmp_path: Path) -> None:
     assert "CVC-300 (inferred), ETIS-LaribPolypDB (20/196)" in line
     assert line.endswith("image size 128 px") and str(tmp_path) not in line
     assert data_label(dataclasses.replace(layout, synthetic=True)) == "SYNTHETIC stand-in"
+
+
+def _import_graph(package: Path) -> dict[str, set[str]]:
+    """Module → the kdas_lite modules it imports anywhere in its source (function-level and
+    ``TYPE_CHECKING`` imports included), leaving out a package's edges to and from its own
+    submodules (``kdas_lite.data`` re-exports ``kdas_lite.data.io``: not a circle)."""
+    import ast
+
+    modules = {}
+    for path in package.rglob("*.py"):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+
+    def resolve(name: str) -> str:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        here = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = here.split(".")[: len(here.split(".")) - node.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                found.update([base, *(f"{base}.{alias.name}" for alias in node.names)])
+        graph[module] = {
+            target for target in map(resolve, (n for n in found if n.startswith("kdas_lite")))
+            if target and target != module
+            and not target.startswith(module + ".") and not module.startswith(target + ".")}
+    return graph
+
+
+def test_import_arrows_point_one_way() -> None:
+    """No two modules of the package import each other, directly or through others."""
+    graph = _import_graph(Path(kdas_lite.__file__).parent)
+    circles = []
+    for start in graph:  # a depth-first walk from each module back to itself
+        stack, seen = [(start, (start,))], set()
+        while stack:
+            module, path = stack.pop()
+            for target in graph[module]:
+                if target == start:
+                    circles.append(" → ".join((*path, start)))
+                elif target not in seen:
+                    seen.add(target)
+                    stack.append((target, (*path, target)))
+    assert not circles, "import circles:\n" + "\n".join(sorted(circles))

@@ -223,7 +223,7 @@ def test_cli_download_splits_and_prepare(no_local_data, file_server, capsys):
 def test_cli_evaluate_names_the_missing_test_sets(tmp_path, capsys):
     import torch
 
-    from kdas_lite.checkpoint import save_checkpoint
+    from kdas_lite.checkpoint_files import save_checkpoint
     from kdas_lite.cli import main
     from kdas_lite.models import build_student
     from kdas_lite.train import CHECKPOINT_FORMAT

@@ -29,15 +29,15 @@ Bad input files (each loads correctly, or fails with a DataError that names the 
 Checkpoints:
 
 - loading uses ``weights_only=True``, a pickle carrying code is refused without running it:
-  ``test_model_checkpoints.py::test_unreadable_and_unsafe_files_are_refused`` (weight
+  ``test_key_maps.py::test_unreadable_and_unsafe_files_are_refused`` (weight
   loading); here for the two other readers, ``load_trained`` and ``--resume``:
   ``test_resume_and_load_trained_refuse_damaged_or_unsafe_files``
 - wrong architecture fails with a key diff:
-  ``test_model_checkpoints.py::test_student_file_into_teacher_explains_the_mismatch``,
-  ``test_model_checkpoints.py::test_stored_architecture_is_named_in_the_error``,
+  ``test_key_maps.py::test_student_file_into_teacher_explains_the_mismatch``,
+  ``test_key_maps.py::test_stored_architecture_is_named_in_the_error``,
   ``test_train.py::test_load_trained_rebuilds_and_rejects_foreign_architectures``
 - truncated checkpoint fails clearly:
-  ``test_model_checkpoints.py::test_unreadable_and_unsafe_files_are_refused``; for
+  ``test_key_maps.py::test_unreadable_and_unsafe_files_are_refused``; for
   ``load_trained`` and ``--resume``: here (same test as above)
 - junk given as a checkpoint (empty, text, JSON, a foreign zip, a pickled tensor / list / dict
   without the expected keys, a foreign state dict, an unbuildable architecture): a
@@ -97,7 +97,7 @@ import torch
 from training_helpers import tiny_config as training_config
 from training_helpers import tiny_dataset
 
-from kdas_lite.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
+from kdas_lite.checkpoint_files import load_checkpoint, remove_stale_temp_files, save_checkpoint
 from kdas_lite.cli import main
 from kdas_lite.config import TrainConfig
 from kdas_lite.errors import CheckpointError

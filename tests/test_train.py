@@ -11,7 +11,7 @@ import torch
 from training_helpers import tiny_config, tiny_dataset
 
 from kdas_lite import train as train_module
-from kdas_lite.checkpoint import load_checkpoint
+from kdas_lite.checkpoint_files import load_checkpoint
 from kdas_lite.config import ConfigError, TrainConfig
 from kdas_lite.errors import CheckpointError, DataError, TrainingError
 from kdas_lite.models import PolypPVT, build_student

@@ -21,6 +21,10 @@ What this module teaches:
   training images at 352 px). ``"disk"`` stores the array as one ``.npy`` file, memory-mapped,
   named by a hash of the file list, modification times, sizes and ``size``: editing any file
   invalidates it. See ``docs/bench/data_cache.md`` for the speed-up.
+- **Test sets are decoded once too.** ``PolypTestDataset(..., cache_dir=...)`` keeps the
+  decoded masks at their original resolution (bit-packed) and the images resized to ``size``
+  in two files under the cache folder (never in the data folder), named by the same kind of
+  hash; samples are bit-identical to the uncached ones. See ``docs/bench/eval.md``.
 """
 
 from __future__ import annotations
@@ -124,22 +128,30 @@ def subsample(pairs: Sequence[Pair], n: int | None, seed: int = 0,
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/kdas_lite`` (``~/.cache/kdas_lite`` by default)."""
+    """``$KDAS_CACHE`` if set, else ``$XDG_CACHE_HOME/kdas_lite`` (``~/.cache/kdas_lite`` by
+    default)."""
+    if os.environ.get("KDAS_CACHE"):
+        return Path(os.environ["KDAS_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "kdas_lite"
+
+
+def _file_entries(paths: Sequence[Path]) -> list[tuple[str, int, int]]:
+    """(resolved path, mtime in ns, byte size) of each file."""
+    entries = []
+    for path in paths:
+        try:
+            stat = path.stat()
+        except FileNotFoundError as exc:
+            raise DataError(f"dataset file not found: {path}") from exc
+        entries.append((str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+    return entries
 
 
 def _cache_key(pairs: Sequence[Pair], size: int, soft_masks: bool = False) -> str:
     """Hash of (paths, mtimes, byte sizes, target size, mask kind): changes whenever any input
     changes."""
-    entries = []
-    for pair in pairs:
-        for path in pair:
-            try:
-                stat = path.stat()
-            except FileNotFoundError as exc:
-                raise DataError(f"dataset file not found: {path}") from exc
-            entries.append((str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+    entries = _file_entries([path for pair in pairs for path in pair])
     # Soft masks are cached as 0..255; binary caches keep the key they had before soft masks.
     blob = json.dumps([_CACHE_FORMAT, size, entries, *(["soft"] if soft_masks else [])]).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
@@ -282,6 +294,81 @@ class PolypDataset(Dataset):
         return out["image"], torch.from_numpy(mask)
 
 
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``:
+    a crash never leaves a half-written file under ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + path.suffix,
+                               dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _test_cache_files(pairs: Sequence[Pair], size: int, cache_dir: Path) -> tuple[Path, Path]:
+    """The two cache files of a test set: images at ``size`` and masks at full resolution,
+    each named by a hash of its own files (path, mtime, byte size) and of ``size``."""
+    def key(*parts: Any) -> str:
+        return hashlib.sha256(json.dumps([_CACHE_FORMAT, *parts]).encode()).hexdigest()[:20]
+
+    images = key("test-images", size, _file_entries([image for image, _ in pairs]))
+    masks = key("test-masks", _file_entries([mask for _, mask in pairs]))
+    return cache_dir / f"test-{size}px-{images}.npy", cache_dir / f"test-masks-{masks}.npz"
+
+
+def _load_masks(path: Path, n: int) -> dict[str, np.ndarray] | None:
+    """The bit-packed masks of ``path`` (``bits``, byte ``offsets``, ``shapes``), or None if
+    the file is missing or does not hold ``n`` masks."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as npz:
+            packed = {k: npz[k] for k in ("bits", "offsets", "shapes")}
+    except (ValueError, OSError, KeyError):
+        packed = None
+    if packed is None or len(packed["shapes"]) != n or len(packed["offsets"]) != n + 1:
+        warnings.warn(f"rebuilding unreadable test-set cache {path}", DataWarning, stacklevel=4)
+        return None
+    return packed
+
+
+def _images_ok(path: Path, shape: tuple[int, ...]) -> bool:
+    """True if ``path`` is a readable ``.npy`` array of ``shape``."""
+    if not path.is_file():
+        return False
+    try:
+        return np.load(path, mmap_mode="r").shape == shape
+    except (ValueError, OSError):
+        warnings.warn(f"rebuilding unreadable test-set cache {path}", DataWarning, stacklevel=4)
+        return False
+
+
+def _build_test_cache(pairs: Sequence[Pair], size: int, images_file: Path | None,
+                      masks_file: Path | None, progress: bool) -> None:
+    """Decode every pair once; write the resized images to ``images_file`` and the packed
+    masks to ``masks_file`` (each skipped when None)."""
+    write_images = images_file is not None
+    resize = build_resize(size)
+    images = np.empty((len(pairs), size, size, 3), np.uint8) if write_images else None
+    chunks, shapes = [], []
+    for i, (image_path, mask_path) in enumerate(tqdm(pairs, desc=f"caching {size}px",
+                                                     leave=False, disable=not progress)):
+        image, mask = read_pair(image_path, mask_path)
+        if images is not None:
+            images[i] = resize(image=image)["image"]
+        chunks.append(np.packbits(mask.ravel()))
+        shapes.append(mask.shape)
+    if images_file is not None:
+        _atomic_write(images_file, lambda tmp: np.save(tmp, images))
+    if masks_file is not None:
+        offsets = np.cumsum([0, *(len(c) for c in chunks)])
+        _atomic_write(masks_file, lambda tmp: np.savez(
+            tmp, bits=np.concatenate(chunks), offsets=offsets, shapes=np.array(shapes)))
+
+
 class PolypTestDataset(Dataset):
     """One test set (a folder with ``images/`` and ``masks/``) for evaluation.
 
@@ -289,25 +376,73 @@ class PolypTestDataset(Dataset):
     (H0, W0) at the original resolution, "name": file stem}``. Use :func:`collate_test` as the
     DataLoader's ``collate_fn`` (masks differ in size, so they stay a list).
 
+    Args:
+        root: the folder.
+        size: side the images are resized to.
+        mean, std: normalisation statistics of the encoder.
+        cache_dir: if given, decode every pair once and keep the images resized to ``size``
+            (uint8, memory-mapped) and the masks (bit-packed) in two files there, named by a
+            hash of the files' paths, modification times and byte sizes (and ``size``): an
+            edited file gets new cache files, and samples are bit-identical to the uncached
+            ones. It must lie outside ``root``; :func:`default_cache_dir` is the usual choice.
+        progress: show a progress bar while the cache is built.
+
     Attributes:
         name: the folder name, e.g. ``"CVC-ColonDB"``.
         pairs: the sorted ``(image, mask)`` paths.
+        cache_files: the ``(images, masks)`` cache files, or None without a cache.
     """
 
     def __init__(self, root: str | os.PathLike[str], size: int = 352,
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 cache_dir: str | os.PathLike[str] | None = None, progress: bool = False):
         self.root = Path(root)
         self.name = self.root.name
         self.pairs: list[Pair] = pair_files(*image_mask_dirs(self.root))
         self.size = size
         self.transform = build_eval_transform(size, mean, std)
+        self.cache_files: tuple[Path, Path] | None = None
+        self._images: np.ndarray | None = None
+        self._masks: dict[str, np.ndarray] | None = None
+        if cache_dir is not None:
+            directory = Path(cache_dir).expanduser().resolve()
+            if directory.is_relative_to(self.root.resolve()):
+                raise ValueError(f"cache_dir {directory} lies inside the data folder "
+                                 f"{self.root}: choose a folder outside it, e.g. "
+                                 f"{default_cache_dir()}")
+            images_file, masks_file = _test_cache_files(self.pairs, size, directory)
+            self._masks = _load_masks(masks_file, len(self.pairs))
+            images_ok = _images_ok(images_file, (len(self.pairs), size, size, 3))
+            if self._masks is None or not images_ok:
+                _build_test_cache(self.pairs, size, None if images_ok else images_file,
+                                  None if self._masks is not None else masks_file, progress)
+                self._masks = _load_masks(masks_file, len(self.pairs))
+            self.cache_files = (images_file, masks_file)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_images"] = None  # a worker re-opens the memory map
+        return state
+
+    def _cached(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The resized image and the full-resolution mask of pair ``index`` from the cache."""
+        assert self.cache_files is not None and self._masks is not None
+        if self._images is None:
+            self._images = np.load(self.cache_files[0], mmap_mode="r")
+        start, end = self._masks["offsets"][index:index + 2]
+        h, w = self._masks["shapes"][index]
+        mask = np.unpackbits(self._masks["bits"][start:end], count=h * w).view(bool)
+        return np.ascontiguousarray(self._images[index]), mask.reshape(h, w)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_path, mask_path = self.pairs[index]
-        image, mask = read_pair(image_path, mask_path)
+        if self.cache_files is not None:
+            image, mask = self._cached(index)
+        else:
+            image, mask = read_pair(image_path, mask_path)
         return {"image": self.transform(image=image)["image"], "mask": mask,
                 "name": image_path.stem}
 

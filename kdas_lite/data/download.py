@@ -52,7 +52,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from kdas_lite import __version__
-from kdas_lite.data.io import IMAGE_EXTENSIONS, DataWarning
+from kdas_lite.data.io import IMAGE_EXTENSIONS, DataWarning, file_sha256
 from kdas_lite.data.registry import DATASETS, is_dataset_folder
 from kdas_lite.errors import DownloadError, KDASError
 
@@ -77,14 +77,6 @@ def dataset_size_limit(name: str) -> int:
     """Most bytes :func:`download_dataset` accepts for ``name``, downloaded and unpacked:
     :data:`SIZE_MARGIN` times the registry's ``archive_bytes``."""
     return SIZE_MARGIN * DATASETS[name].archive_bytes
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _open_new(path: Path) -> int:
@@ -142,7 +134,7 @@ def download_file(url: str, dest: str | os.PathLike[str], sha256: str | None = N
 def _fetch(url: str, dest: Path, sha256: str | None, progress: bool, timeout: float,
            max_bytes: int, wording: _Wording, shown_as: Path) -> Path:
     """:func:`download_file`; messages name ``shown_as`` and advise as ``wording`` says."""
-    if dest.is_file() and (sha256 is None or _sha256_of(dest) == sha256.lower()):
+    if dest.is_file() and (sha256 is None or file_sha256(dest) == sha256.lower()):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.part"

@@ -20,6 +20,7 @@ Pixels are read as stored: EXIF orientation tags are *not* applied, so an image 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import warnings
@@ -30,8 +31,8 @@ from PIL import Image, UnidentifiedImageError
 
 from kdas_lite.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "DataWarning", "list_folder", "pair_files", "read_image",
-           "read_mask", "read_pair"]
+__all__ = ["IMAGE_EXTENSIONS", "DataWarning", "file_sha256", "list_folder", "pair_files",
+           "read_image", "read_mask", "read_pair"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 """File suffixes (lower case) treated as images; everything else in a folder is ignored."""
@@ -236,3 +237,12 @@ def pair_files(image_dir: str | os.PathLike[str],
                      "differ): add the missing files or remove the extra ones.")
         raise DataError("\n".join(lines))
     return [(images[stem], masks[stem]) for stem in sorted(images)]
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

@@ -38,7 +38,6 @@ argument, the ``KDAS_DATA`` environment variable or the shared course folder.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import warnings
@@ -52,6 +51,7 @@ from kdas_lite.errors import DataError
 
 __all__ = [
     "DATASETS",
+    "MARKER",
     "TEST_SETS",
     "TRAIN_SET",
     "DataLayout",
@@ -62,6 +62,7 @@ __all__ = [
     "find_test_sets",
     "image_mask_dirs",
     "is_dataset_folder",
+    "is_synthetic",
     "leaked_test_images",
     "pranet_kvasir_test_names",
     "read_manifest",
@@ -69,6 +70,15 @@ __all__ = [
     "set_status",
     "training_source",
 ]
+
+MARKER = "SYNTHETIC.txt"  # written by kdas_lite.data.make_synthetic_dataset into its root
+
+
+def is_synthetic(root: str | os.PathLike[str]) -> bool:
+    """True when ``root`` was written by :func:`~kdas_lite.data.make_synthetic_dataset` (has
+    ``SYNTHETIC.txt``)."""
+    return (Path(root) / MARKER).is_file()
+
 
 PRANET_TRAIN_URL = "https://drive.google.com/file/d/1YiGHLw4iTvKdvbT6MgwO9zcCv8zJ_Bnb/view"
 PRANET_TEST_URL = "https://drive.google.com/file/d/1Y2z7FD5p5y31vkZwQQomXFRB0HutHyao/view"
@@ -332,7 +342,6 @@ def _manifest_entry(name: str, folder: Path) -> dict:
 
 
 def _is_synthetic_folder(folder: Path) -> bool:
-    from kdas_lite.data.synthetic import is_synthetic  # local import: synthetic imports us
 
     return any(is_synthetic(root) for root in (folder, folder.parent, folder.parent.parent))
 
@@ -436,14 +445,6 @@ CVC-ColonDB, CVC-300 and ETIS number their frames from 1 as well, so a training 
 (a ClinicDB frame) is *not* ColonDB's ``1.png``: those sets are compared by content only."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def leaked_test_images(train_pairs: Sequence[tuple[Path, Path]],
                    test_pairs: Mapping[str, Sequence[tuple[Path, Path]]]) -> dict[str, list[str]]:
     """The training images that are test images, by test set: a test image must never be
@@ -474,7 +475,9 @@ def leaked_test_images(train_pairs: Sequence[tuple[Path, Path]],
     by_size: dict[int, list[Path]] = {}
     for image, _ in train_pairs:
         by_size.setdefault(image.stat().st_size, []).append(image)
-    digest = functools.cache(_sha256)
+    from kdas_lite.data.io import file_sha256  # local import: io is a sibling, kept light
+
+    digest = functools.cache(file_sha256)
     for name, pairs in test_pairs.items():
         for image, _ in pairs:
             same = [c for c in by_size.get(image.stat().st_size, ()) if digest(c) == digest(image)]
@@ -496,7 +499,6 @@ def find_layout(root: str | os.PathLike[str]) -> DataLayout:
         DataError: none of these exists (the message shows the expected tree); a set has
             unpaired files, or more pairs than its benchmark (the files are named).
     """
-    from kdas_lite.data.synthetic import is_synthetic  # local import: synthetic imports us
 
     root = Path(root).expanduser()
     if not root.is_dir():

@@ -40,13 +40,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from kdas_lite.data.registry import DATASETS, TEST_SETS, TRAIN_SET
+from kdas_lite.data.registry import DATASETS, MARKER, TEST_SETS, TRAIN_SET, is_synthetic
 from kdas_lite.errors import DataError
 
 __all__ = ["MARKER", "MAX_SYNTHETIC_SIZE", "STYLES", "SyntheticStyle", "is_synthetic",
            "make_synthetic_dataset", "render_polyp_image"]
 
-MARKER = "SYNTHETIC.txt"
 """Name of the file that marks a data root as synthetic."""
 MAX_SYNTHETIC_SIZE = 2048
 """Largest side (px) of a synthetic image: bounds the generator's memory (a 40000 px image
@@ -223,11 +222,6 @@ def _write_split(folder: Path, prefix: str, count: int, size: int, seed: int,
         Image.fromarray(image).save(folder / "images" / f"{name}.jpg",
                                     quality=style.jpeg_quality)
         Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "masks" / f"{name}.png")
-
-
-def is_synthetic(root: str | os.PathLike[str]) -> bool:
-    """True when ``root`` was written by :func:`make_synthetic_dataset` (has ``SYNTHETIC.txt``)."""
-    return (Path(root) / MARKER).is_file()
 
 
 def _marker_params(root: Path) -> dict | None:

@@ -10,7 +10,7 @@
   architecture).
 - :func:`encoder_attention_maps` / :func:`attention_to_image`: the PVTv2 encoder's attention
   (:func:`has_encoder_attention`: whether a model has any).
-- :mod:`kdas_lite.models.checkpoints`: the authors' Polyp-PVT / KDAS and PVTv2 files.
+- :mod:`kdas_lite.models.key_maps`: the authors' Polyp-PVT / KDAS and PVTv2 files.
 - :mod:`kdas_lite.models.authors`: download the authors' released teacher and student
   (:func:`fetch_authors_checkpoints`, gdown on Colab) and load them (:func:`load_authors_models`).
 """
@@ -26,7 +26,7 @@ from kdas_lite.models.authors import (
     fetch_authors_checkpoints,
     load_authors_models,
 )
-from kdas_lite.models.checkpoints import (
+from kdas_lite.models.key_maps import (
     convert_original_state_dict,
     load_efficientnet_lite_backbone,
     load_polyp_pvt_checkpoint,

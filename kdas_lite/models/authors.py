@@ -9,7 +9,7 @@ A mirror or a test server can be given as plain URLs instead.
 
 Which file is which is read from the weights, not the file names: the stage widths and depths
 of each file tell the PVTv2-b2 teacher from the PVTv2-b0 student
-(:func:`~kdas_lite.models.checkpoints.infer_polyp_pvt_config`), and the file is then loaded
+(:func:`~kdas_lite.models.key_maps.infer_polyp_pvt_config`), and the file is then loaded
 strictly with the authors' key map (:func:`~kdas_lite.models.load_polyp_pvt_checkpoint`). These
 models were trained at 352 px on the PraNet training set with ImageNet normalisation; evaluate
 them at 352 px.
@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from kdas_lite.errors import CheckpointError, KDASError
-from kdas_lite.models.checkpoints import infer_polyp_pvt_config, load_polyp_pvt_checkpoint
+from kdas_lite.models.key_maps import infer_polyp_pvt_config, load_polyp_pvt_checkpoint
 from kdas_lite.models.polyp_pvt import build_student, build_teacher
 
 __all__ = ["AUTHORS_DRIVE_FOLDER", "AUTHORS_ENCODERS", "AUTHORS_FILE_BYTES",

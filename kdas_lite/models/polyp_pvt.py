@@ -171,7 +171,7 @@ class PolypPVT(nn.Module):
             ``"pvt_v2_b0"`` (student), ``"tf_efficientnet_lite2/0"`` (offline pair) ...
         pretrained: ``False`` for random initialisation, ``True`` for timm's ImageNet weights
             (needs the model hub), or the path of a local ImageNet file: the original PVTv2
-            ``pvt_v2_b*.pth`` (:func:`~kdas_lite.models.checkpoints.load_pvt_v2_backbone`) or
+            ``pvt_v2_b*.pth`` (:func:`~kdas_lite.models.key_maps.load_pvt_v2_backbone`) or
             an ``efficientnet-lite*.pth`` (for ``tf_efficientnet_lite*``).
         channel: decoder width ``c`` (32 in the paper).
         drop_path_rate: stochastic depth of the encoder blocks (0.1, as in the authors'

@@ -28,7 +28,7 @@ from timm.models import get_pretrained_cfg
 from torch import nn
 
 from kdas_lite.errors import CheckpointError
-from kdas_lite.models.checkpoints import load_efficientnet_lite_backbone, load_pvt_v2_backbone
+from kdas_lite.models.key_maps import load_efficientnet_lite_backbone, load_pvt_v2_backbone
 
 __all__ = ["download_error", "hub_unreachable", "imagenet_weights_available",
            "load_backbone_file", "offline_weights_file"]

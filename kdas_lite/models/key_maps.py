@@ -1,6 +1,6 @@
 """Load the authors' Polyp-PVT / KDAS checkpoints and ImageNet encoder files.
 
-Three file layouts are read, always through :func:`kdas_lite.checkpoint.load_checkpoint`
+Three file layouts are read, always through :func:`kdas_lite.checkpoint_files.load_checkpoint`
 (``weights_only=True``):
 
 1. **Polyp-PVT / KDAS checkpoints** (``torch.save(model.state_dict())`` of the authors'
@@ -40,7 +40,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from kdas_lite.checkpoint import load_checkpoint
+from kdas_lite.checkpoint_files import load_checkpoint
 from kdas_lite.errors import CheckpointError
 
 __all__ = [

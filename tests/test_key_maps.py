@@ -1,4 +1,4 @@
-"""Tests of kdas_lite.models.checkpoints: the authors' Polyp-PVT/KDAS and PVTv2 file layouts."""
+"""Tests of kdas_lite.models.key_maps: the authors' Polyp-PVT/KDAS and PVTv2 file layouts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from kdas_lite.checkpoint import save_checkpoint
+from kdas_lite.checkpoint_files import save_checkpoint
 from kdas_lite.errors import CheckpointError
 from kdas_lite.models import (
     PolypPVT,
