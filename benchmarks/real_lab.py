@@ -513,6 +513,11 @@ def lab_markdown(args: argparse.Namespace, lab: dict[str, Any], labels: dict[str
                   "only; their Δ is against that day's student alone): " + "; ".join(kept)
                   + ".", ""]
     lines.append(markdown_tables(stats, labels))
+    repeats = reproduction(lab)
+    if repeats:
+        lines += ["", "Re-run against the earlier run of the same row and seed (mDice on all "
+                  "images; the student alone does not depend on the teacher, the distilled "
+                  "rows do): " + "; ".join(repeats) + "."]
     lines += ["", "Paired Δ against the student alone with 95 % intervals: per test set "
               "`mean [lo, hi]` from the t distribution over the seeds (n − 1 degrees of "
               "freedom; the seeds column gives n); last column: a paired bootstrap over the "
@@ -529,6 +534,22 @@ def lab_markdown(args: argparse.Namespace, lab: dict[str, Any], labels: dict[str
              if name in lab["test_sets"] and status.caveat]
     lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
+
+
+def reproduction(lab: dict[str, Any]) -> list[str]:
+    """``label seed s: new vs earlier`` for every re-run whose row and seed the earlier
+    summary also has (the teacher: one model)."""
+    out = []
+    for entry in lab["rows"].values():
+        earlier = {run["seed"]: run["mDice"]["avg"]
+                   for run in entry.get("earlier", {}).get("runs", [])}
+        for run in entry["runs"] if entry.get("rerun") else []:
+            if run["seed"] in earlier:
+                new, old = run["mDice"]["avg"], earlier[run["seed"]]
+                same = " (identical)" if new == old else f" (Δ {new - old:+.4f})"
+                seed = "" if run["seed"] is None else f" s{run['seed']}"
+                out.append(f"{entry['label']}{seed} {new:.4f} vs {old:.4f}{same}")
+    return out
 
 
 def mechanism_markdown(args: argparse.Namespace, mech: dict[str, Any],
@@ -606,7 +627,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.command = shlex.join(["python", "benchmarks/real_lab.py", *(
         f"<outside the repository>/{Path(a).name}" if a.startswith("/") else a
-        for a in (sys.argv[1:] if argv is None else argv))])  # no machine path in a record
+        for a in (sys.argv[1:] if argv is None else argv)
+        if a != "--report-only")])  # the command that made the runs; no machine path
     if args.dry_run:
         args.size = args.teacher_size = 64
         args.epochs = args.teacher_epochs = 1

@@ -106,6 +106,29 @@ def test_evaluate_matches_the_pipeline_written_by_hand(sets: dict[str, Path]) ->
     assert table.rows["Kvasir"]["maxDic"] > 0.9  # the detector really finds the polyps
 
 
+def test_each_images_dice_is_kept_and_averages_to_the_sets_mdice(sets: dict[str, Path]) -> None:
+    from kdas_lite.metrics import score_map
+
+    model = RedDetector()
+    table = evaluate(model, sets, size=SIZE, batch_size=2, progress=False)
+    assert {k: sorted(v) for k, v in table.image_dice.items()} == {
+        "Kvasir": ["000", "001", "002"], "CVC-300": ["000", "001"]}
+    for name, folder in sets.items():
+        dataset = PolypTestDataset(folder, size=SIZE, mean=model.input_mean,
+                                   std=model.input_std)
+        with torch.no_grad():
+            sample = dataset[1]
+            p1, p2 = model(sample["image"][None])
+        res = F.interpolate(p1 + p2, size=sample["mask"].shape, mode="bilinear",
+                            align_corners=False).sigmoid().numpy().squeeze()
+        res = (res - res.min()) / (res.max() - res.min() + 1e-8)
+        assert table.image_dice[name]["001"] == pytest.approx(
+            score_map(res, sample["mask"])["meanDic"], abs=1e-6)
+        assert np.mean(list(table.image_dice[name].values())) == pytest.approx(
+            table.rows[name]["meanDic"], abs=1e-9)
+    assert "image_dice" not in table.to_dict()
+
+
 def test_heads_and_minmax_options(sets: dict[str, Path]) -> None:
     model = RedDetector()
     folder = {"Kvasir": sets["Kvasir"]}

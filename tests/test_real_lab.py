@@ -197,3 +197,16 @@ def test_first_step_weight_equalises_the_untrained_students_gradients(tmp_path):
     weighted = make_objective(config.replace(sgm_weight=weight), load_trained(teacher), student)
     grads = term_gradients(student, weighted, images, masks)
     assert grads["grad_sgm"] == pytest.approx(grads["grad_seg"], rel=1e-4)
+
+
+def test_reproduction_compares_rerun_runs_with_the_earlier_run_of_the_same_seed():
+    lab = {"rows": {
+        "alone": {"label": "alone", "rerun": True, "runs": [{"seed": 0, "mDice": {"avg": 0.41}},
+                                                            {"seed": 3, "mDice": {"avg": 0.4}}],
+                  "earlier": {"runs": [{"seed": 0, "mDice": {"avg": 0.41}}]}},
+        "teacher": {"label": "teacher", "rerun": True, "runs": [{"seed": None,
+                                                                 "mDice": {"avg": 0.694}}],
+                    "earlier": {"runs": [{"seed": None, "mDice": {"avg": 0.697}}]}},
+        "cwd": {"label": "cwd", "rerun": False, "runs": [{"seed": 0, "mDice": {"avg": 0.5}}]}}}
+    assert real_lab.reproduction(lab) == ["alone s0 0.4100 vs 0.4100 (identical)",
+                                          "teacher 0.6940 vs 0.6970 (Δ -0.0030)"]

@@ -57,3 +57,37 @@ def test_accumulator_logits_regions_and_the_mirror_by_hand() -> None:
     text = stats.markdown({"0": {"all": out}}, band=1)
     assert "| 0 | 0.125 | — | — | 1.000 | 0 / 16 |" in text
     assert "| 0 | P1 | -4.00 ± 0.00 | -4.00 ± 0.00 |" in text
+
+
+class Red(torch.nn.Module):
+    """P1 = P2 = s·(red − c): a fixed "segmenter" of the synthetic polyps (drawn red)."""
+
+    input_mean = (0.5, 0.5, 0.5)
+    input_std = (0.5, 0.5, 0.5)
+
+    def __init__(self, scale: float, shift: float = 0.0) -> None:
+        super().__init__()
+        self.scale, self.shift = scale, shift
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.scale * (x[:, :1] - self.shift)
+        return p, p
+
+
+def test_measure_runs_on_test_folders_and_pools_every_set(tmp_path) -> None:
+    from kdas_lite.data import find_layout, make_synthetic_dataset
+
+    root = make_synthetic_dataset(tmp_path / "syn", n_train=2, n_test=3, size=64, seed=0)
+    folders = dict(find_layout(root).test)
+    models = {"teacher": Red(8.0), "alone": Red(4.0), "sgm": Red(4.0, shift=0.5)}
+    out = stats.measure(models, folders, size=64, band=2, batch_size=2)
+    assert set(out) == {*folders, "all"}
+    regions = out["all"]["regions"]
+    assert sum(r["pixel_share"] for r in regions.values()) == pytest.approx(1.0)
+    assert sum(r["share_of_abs_delta"] for r in regions.values()) == pytest.approx(1.0)
+    # sgm = alone shifted down everywhere: p falls in every region
+    assert all(r["mean_delta_p"] < 0 for r in regions.values())
+    logits = out["all"]["logits"]
+    assert logits["teacher/p1/bg"]["std"] == pytest.approx(2 * logits["alone/p1/bg"]["std"],
+                                                          rel=1e-4)
+    assert "| seed |" in stats.markdown({"0": out}, band=2)
