@@ -45,3 +45,14 @@ def file_server(tmp_path_factory, monkeypatch):
     httpd.shutdown()
     httpd.server_close()
     thread.join(timeout=5)
+
+
+@pytest.fixture
+def no_local_data(tmp_path, monkeypatch):
+    """A fresh working directory with no KDAS_DATA and no shared folder."""
+    from kdas_lite.data import registry
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KDAS_DATA", raising=False)
+    monkeypatch.setattr(registry, "find_shared_data", lambda: None)
+    return tmp_path

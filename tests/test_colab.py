@@ -42,7 +42,6 @@ from kdas_lite.data import (
     make_synthetic_dataset,
     pair_files,
     pranet_kvasir_test_names,
-    registry,
 )
 from kdas_lite.data import pranet as pranet_module
 from kdas_lite.errors import DownloadError, KDASError
@@ -137,15 +136,6 @@ def _exact_counts(monkeypatch, counts: dict[str, int]) -> None:
     """Make the registry expect ``counts`` pairs (so that a tiny archive is complete)."""
     for name, n in counts.items():
         monkeypatch.setitem(DATASETS, name, dataclasses.replace(DATASETS[name], num_images=n))
-
-
-@pytest.fixture
-def no_local_data(tmp_path, monkeypatch):
-    """A fresh working directory with no KDAS_DATA and no shared folder."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("KDAS_DATA", raising=False)
-    monkeypatch.setattr(registry, "find_shared_data", lambda: None)
-    return tmp_path
 
 
 # ---------------------------------------------------------------------------------------------

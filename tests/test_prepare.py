@@ -22,7 +22,6 @@ from kdas_lite.data import (
     find_layout,
     pranet_kvasir_test_names,
     prepare_kvasir_split,
-    registry,
     set_status,
     subsample,
     training_source,
@@ -155,15 +154,6 @@ def _zip_of(folder: Path) -> bytes:
         for path in sorted(folder.rglob("*.jpg")):
             archive.write(path, f"Kvasir-SEG/{path.relative_to(folder)}")
     return buffer.getvalue()
-
-
-@pytest.fixture
-def no_local_data(tmp_path, monkeypatch):
-    """A fresh working directory with no KDAS_DATA and no shared folder."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("KDAS_DATA", raising=False)
-    monkeypatch.setattr(registry, "find_shared_data", lambda: None)
-    return tmp_path
 
 
 def test_course_data_downloads_and_splits_kvasir(no_local_data, file_server, capsys):
