@@ -1,7 +1,7 @@
 """What each term of L_KDAS does to the student: the gradient of each summand, measured.
 
 A loss term steers training through its gradient on the student's weights θ, not through its
-value. For the summands of paper Eq. 6 (:meth:`kdas_lite.train.Objective.weighted_terms`),
+value. For the summands of paper Eq. 6 (:meth:`kdas_lite.objectives.Objective.weighted_terms`),
 
     g_seg = ∇_θ (1 − α)·ΣL_seg,   g_at = ∇_θ α·ΣL_AT,   g_sgm = ∇_θ α·L_SGM,   g_kd = ∇_θ α·ΣL_KD,
 
@@ -29,7 +29,7 @@ __all__ = ["WeightedTerms", "equalizing_weight", "term_gradients"]
 
 class WeightedTerms(Protocol):
     """What this module needs of a training objective: its weighted summands of paper Eq. 6
-    (:meth:`kdas_lite.train.Objective.weighted_terms` has this shape; a protocol keeps the
+    (:meth:`kdas_lite.objectives.Objective.weighted_terms` has this shape; a protocol keeps the
     import arrow one way, train → gradients)."""
 
     def weighted_terms(self, model: nn.Module, images: Tensor, masks: Tensor
@@ -46,7 +46,7 @@ def term_gradients(model: nn.Module, objective: WeightedTerms, images: Tensor, m
 
     Args:
         model: the student (returns ``(P1, P2)`` logits).
-        objective: its training objective (:class:`kdas_lite.train.Objective`).
+        objective: its training objective (:class:`kdas_lite.objectives.Objective`).
         images: ``(B, 3, H, W)`` batch, normalised for ``model``.
         masks: ``(B, 1, H, W)`` ground truth.
         pairwise: also the cosine between every two distillation terms, ``cos_<a>_<b>``
@@ -59,7 +59,7 @@ def term_gradients(model: nn.Module, objective: WeightedTerms, images: Tensor, m
         gradient is zero (e.g. the public code's L_AT).
 
     Example:
-        >>> from kdas_lite.train import SupervisedObjective                # doctest: +SKIP
+        >>> from kdas_lite.objectives import SupervisedObjective           # doctest: +SKIP
         >>> term_gradients(student, SupervisedObjective(), images, masks)  # doctest: +SKIP
         {'grad_seg': 1.93}
     """
