@@ -5,19 +5,24 @@ Segmentation-KD gains are known to shrink or flip as the student's own baseline 
 stronger, so this trains the rows student alone, KDAS, + L_SGM only and CWD for 6, 12 and 24
 epochs (``--budgets``; same 200 images per seed, same 128 px, the learning-rate schedule —
 one warm-up epoch, cosine decay — stretched over the run's epochs), 3 seeds each, all
-distilled from **one** teacher: the lab's (``--out``/runs/teacher, 15 epochs, 320 images),
-trained by ``benchmarks/real_lab.py`` if it is not there.
+distilled from **one** teacher: the one under ``--out``/runs/teacher (the lab's settings: 15
+epochs, 320 images), trained by ``benchmarks/real_lab.py`` if it is not there. Its record is
+copied to ``--records``/teacher.json and every distilled record carries its checksum.
 
-Every run writes a compact record ``--records``/``e<E>-<row>-s<seed>.json`` (committed; the
-6-epoch runs reuse the lab's own records ``docs/results/lab_runs/<row>-s<seed>.json`` when
-their settings match) and is skipped when the same command runs again; an interrupted
-training resumes from its last epoch; ``--budget-minutes`` stops before a run that would not
-end in time. Runs go budget by budget, seed by seed (a partial sweep stays balanced).
-After every run ``docs/results/budget_sweep.json`` is rewritten: per budget and row, the
-per-seed mDice and the paired Δ against the student alone of the same budget and seed, with
-95 % t-intervals (:mod:`kdas_lite.lab_results`), the student-alone and teacher levels, and
-whether the teacher is ≥ 5 mDice points above the strongest student alone on Kvasir at the
-largest budget measured (if not, a stronger teacher must be trained: see the issue).
+Every run writes a compact record ``--records``/``e<E>/<row>-s<seed>.json`` (committed) and is
+skipped when the same command runs again; the 6-epoch runs too are trained here, the student
+alone included, so that every budget's rows come from one teacher, one code version and one
+environment (the lab's own 6-epoch records were made by an earlier training of the teacher and
+an earlier environment: see docs/RESULTS.md). An interrupted training resumes from its last
+epoch; ``--budget-minutes`` stops before a run that would not end in time. Runs go budget by
+budget, seed by seed (a partial sweep stays balanced); ``--budgets`` and ``--seeds`` split the
+sweep over processes that share the cores. After every run ``docs/results/budget_sweep.json`` is
+rewritten: per budget and row, the per-seed mDice and the paired Δ against the student alone of
+the same budget and seed, with 95 % t-intervals (:mod:`kdas_lite.lab_results`), the student-
+alone and teacher levels, and whether the teacher is ≥ 5 mDice points above the strongest
+student alone on Kvasir at the largest budget measured (if not, a stronger teacher must be
+trained); the table and the generated reading go between the ``budget-sweep`` markers of
+``--docs``.
 ``--figure`` draws paired Δ (Kvasir and all images) against epochs with the intervals.
 
 Usage::
@@ -39,31 +44,40 @@ from typing import Any
 
 import torch
 from lab_experiment import save_json
-from real_lab import ROWS, mdice, run_config, run_done, run_one, teacher_checkpoint
+from real_lab import (
+    ROWS,
+    compact,
+    mdice,
+    replace_block,
+    run_config,
+    run_done,
+    run_one,
+)
 
 from kdas_lite.data import find_layout, find_shared_data
-from kdas_lite.lab_results import t_interval
+from kdas_lite.lab_results import sweep_reading, t_interval
+from kdas_lite.viz import budget_sweep_figure
 
 SWEEP_ROWS = ["alone", "kdas", "sgm", "cwd"]
+#: the rows' names in the JSON and the figure (notebook 04's names and colours)
+LABELS = {"alone": "student alone", "kdas": "KDAS", "sgm": "+L_SGM", "cwd": "CWD"}
 SETS = ["Kvasir", "avg"]
+START = "<!-- budget-sweep: begin (written by benchmarks/budget_sweep.py) -->"
+END = "<!-- budget-sweep: end -->"
 
 
 def lab_args(args: argparse.Namespace, epochs: int) -> argparse.Namespace:
-    """The real_lab.py settings of one budget: its defaults with ``epochs``; runs of a budget
-    other than 6 go under ``<out>/e<E>`` (the teacher stays ``<out>/runs/teacher``)."""
+    """The real_lab.py settings of one budget: its defaults with ``epochs``; the runs go under
+    ``<out>/e<E>`` (the teacher stays ``<out>/runs/teacher``)."""
     from real_lab import parse_args
 
-    lab = parse_args(["--out", str(args.out), "--records", str(args.lab_records)])
+    lab = parse_args(["--out", str(args.out / f"e{epochs}"),
+                      "--records", str(args.records / f"e{epochs}")])
     lab.epochs = epochs
-    if epochs != 6:
-        lab.out = args.out / f"e{epochs}"
-        lab.records = args.records / f"e{epochs}"
     return lab
 
 
 def sweep_record_path(args: argparse.Namespace, epochs: int, row: str, seed: int) -> Path:
-    if epochs == 6:
-        return args.lab_records / f"{row}-s{seed}.json"
     return args.records / f"e{epochs}" / f"{row}-s{seed}.json"
 
 
@@ -100,7 +114,7 @@ def summary(args: argparse.Namespace) -> dict[str, Any]:
 def teacher_check(args: argparse.Namespace, budgets: dict[str, Any]) -> dict[str, Any] | None:
     """The teacher's Kvasir mDice and its margin over the strongest student alone (the
     largest budget with student-alone runs)."""
-    teacher = args.lab_records / "teacher.json"
+    teacher = args.records / "teacher.json"
     measured = [e for e in budgets if budgets[e].get("alone")]
     if not teacher.exists() or not measured:
         return None
@@ -113,61 +127,51 @@ def teacher_check(args: argparse.Namespace, budgets: dict[str, Any]) -> dict[str
             "clearly_ahead": margin >= 0.05}
 
 
-def figure(budgets: dict[str, Any], teacher: dict[str, Any] | None, path: Path) -> None:
-    """Paired Δ against epochs (Kvasir, all images) with 95 % t-intervals; the student-alone
-    level (right axis) beside it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
-    epochs = sorted(int(e) for e in budgets)
-    for ax, s in zip(axes, SETS, strict=True):
-        for i, row in enumerate(r for r in SWEEP_ROWS if r != "alone"):
-            xs, ys, lo, hi = [], [], [], []
-            for e in epochs:
-                d = budgets[str(e)].get(row, {}).get("delta_vs_alone", {}).get(s)
-                if d is None:
+def markdown(doc: dict[str, Any]) -> str:
+    """The budget-sweep block of docs/RESULTS.md: per budget and row the mean mDice and the
+    paired Δ against the student alone with its 95 % t-interval, then the generated reading."""
+    lines = [f"command: `{doc['command']}`", ""]
+    if doc["partial"]:
+        lines += [f"**PARTIAL**: {len(doc['missing'])} run(s) not done yet: "
+                  f"{', '.join(doc['missing'])}. Run the same command again to continue.", ""]
+    lines += ["| epochs | row | seeds | mDice Kvasir | mDice all images | Δ Kvasir [95 % t] | "
+              "Δ all images [95 % t] |", "|---:|---|---:|---:|---:|---:|---:|"]
+    for epochs, rows in sorted(doc["budgets"].items(), key=lambda item: int(item[0])):
+        for row in SWEEP_ROWS:
+            if row not in rows:
+                continue
+            entry = rows[row]
+            cells = [f"{statistics.fmean(entry['mDice'][s].values()):.3f}" for s in SETS]
+            for s in SETS:
+                delta = entry.get("delta_vs_alone", {}).get(s)
+                if not delta:
+                    cells.append("—")
                     continue
-                xs.append(e * (1 + 0.03 * (i - 1)))
-                ys.append(d["mean"])
-                ci = d["ci95_t"] or [d["mean"], d["mean"]]
-                lo.append(d["mean"] - ci[0])
-                hi.append(ci[1] - d["mean"])
-            if xs:
-                ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=ROWS[row].label)
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(epochs, [str(e) for e in epochs])
-        ax.set_xlabel("student epochs")
-        ax.set_ylabel(f"paired Δ mDice vs alone ({'all images' if s == 'avg' else s})")
-        levels = [statistics.fmean(budgets[str(e)]["alone"]["mDice"][s].values())
-                  for e in epochs if "alone" in budgets[str(e)]]
-        twin = ax.twinx()
-        twin.plot([e for e in epochs if "alone" in budgets[str(e)]], levels, "k--", lw=0.8,
-                  label="student alone (mDice)")
-        if teacher and s == "Kvasir":
-            twin.axhline(teacher["teacher_kvasir"], color="k", ls=":", lw=0.8,
-                         label="teacher (mDice)")
-        twin.set_ylabel("mDice level")
-    axes[0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+                ci = delta["ci95_t"]
+                cells.append(f"{delta['mean']:+.3f}" + ("" if ci is None else
+                                                         f" [{ci[0]:+.3f}, {ci[1]:+.3f}]"))
+            lines.append(f"| {epochs} | {doc['labels'][row]} | {len(entry['seeds'])} | "
+                         + " | ".join(cells) + " |")
+    lines += ["", "Generated reading (`kdas_lite.lab_results.sweep_reading`; a sign counts only "
+              "where the 95 % t-interval over seeds excludes 0):", "", sweep_reading(doc)]
+    return "\n".join(lines)
 
 
 def write(args: argparse.Namespace, missing: list[str]) -> dict[str, Any]:
     budgets = summary(args)
     teacher = teacher_check(args, budgets)
     doc = {"question": "does each method's sign change as the student gets stronger?",
-           "command": args.command, "budgets": budgets, "teacher_check": teacher,
+           "command": args.command, "labels": LABELS, "budgets": budgets,
+           "teacher_check": teacher,
            "seeds": args.seeds, "partial": bool(missing), "missing": missing,
            "data_root": "shared/data"}
     save_json(args.json, doc)
-    if args.figure is not None and any(budgets.values()):
-        figure(budgets, teacher, args.figure)
+    if args.docs is not None:
+        replace_block(args.docs, markdown(doc), START, END)
+    if args.figure is not None and any(r != "alone" for rows in budgets.values() for r in rows):
+        fig = budget_sweep_figure(doc)
+        args.figure.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.figure, dpi=120)
     return doc
 
 
@@ -178,10 +182,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budgets", nargs="+", type=int, default=[6, 12, 24])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--records", type=Path, default=Path("docs/results/budget_runs"))
-    parser.add_argument("--lab-records", type=Path, default=Path("docs/results/lab_runs"))
     parser.add_argument("--json", type=Path, default=Path("docs/results/budget_sweep.json"))
     parser.add_argument("--figure", type=Path, default=None)
+    parser.add_argument("--docs", type=Path, default=Path("docs/RESULTS.md"),
+                        help="Markdown file whose budget-sweep block gets the table")
     parser.add_argument("--budget-minutes", type=float, default=600.0)
+    parser.add_argument("--rows", nargs="+", choices=SWEEP_ROWS, default=SWEEP_ROWS,
+                        help="run only these rows (the student alone needs no teacher, so it "
+                        "can run while real_lab.py trains the teacher)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
@@ -193,12 +201,20 @@ def main(argv: list[str] | None = None) -> None:
     data_root = find_shared_data()
     if data_root is None or not find_layout(data_root).test:
         sys.exit("budget_sweep.py: error: no real PraNet data: set KDAS_DATA to its root")
-    if not teacher_checkpoint(lab_args(args, 6)).exists() and not args.report_only:
+    teacher = args.out / "runs" / "teacher" / "teacher" / "best.pth"
+    if (not teacher.exists() and not args.report_only
+            and set(args.rows) - {"alone"}):
         sys.exit(f"budget_sweep.py: error: no teacher under {args.out}/runs/teacher: run "
                  f"benchmarks/real_lab.py --out {args.out} first (it trains it first)")
+    full_teacher = args.out / "results" / "teacher.json"
+    if teacher.exists() and full_teacher.exists() and not (args.records / "teacher.json").exists():
+        save_json(args.records / "teacher.json",
+                  compact(json.loads(full_teacher.read_text(encoding="utf-8")), args.out))
     plan = [(e, seed, row) for e in args.budgets for seed in args.seeds for row in SWEEP_ROWS]
     times: list[float] = []
     for epochs, seed, row in [] if args.report_only else plan:
+        if row not in args.rows:
+            continue
         lab = lab_args(args, epochs)
         config = run_config(lab, data_root, row, seed)
         if run_done(lab, row, seed, config):
@@ -212,9 +228,9 @@ def main(argv: list[str] | None = None) -> None:
         # the students of every budget distil from the one teacher of --out
         lab.out.mkdir(parents=True, exist_ok=True)
         teacher_dir = lab.out / "runs" / "teacher" / "teacher"
-        if lab.out != args.out and not teacher_dir.exists():
+        if not teacher_dir.is_symlink() and not teacher_dir.exists():
             teacher_dir.parent.mkdir(parents=True, exist_ok=True)
-            teacher_dir.symlink_to(teacher_checkpoint(lab_args(args, 6)).parent.resolve())
+            teacher_dir.symlink_to(teacher.parent.resolve())
         record = run_one(lab, data_root, row, seed, config)
         times.append((record["train_s"] + record["eval_s"]) * 6 / epochs)
         write(args, missing_of(args, plan))

@@ -42,16 +42,23 @@ runs again (a record made with other settings stops the script); an interrupted 
 resumes from its last completed epoch; ``--budget-minutes`` stops before a run that would not
 finish in time. The runs go in order of importance, interleaved by seed so that a partial
 result stays balanced: the five headline rows (alone, sgm, at, kdas, cwd) of seed 0, then of
-seed 1, …; then the L_SGM mechanism rows for ``--mechanism-seeds``; then any earlier row asked
-for with ``--rows``. After every run the tables are rewritten to ``<out>/results.md``, the
-block between the ``real-lab`` markers of ``--docs`` (docs/RESULTS.md), ``--json``
-(docs/results/real_lab.json: rows re-run now replace their earlier summary, which is kept
-under ``earlier``; rows not re-run keep their earlier summary, marked ``"rerun": false``) and
-``--mechanism-json`` (docs/results/sgm_mechanism.json).
+seed 1, …; then any earlier row asked for with ``--rows``. After every run the tables are
+rewritten to ``<out>/results.md``, the block between the ``real-lab`` markers of ``--docs``
+(docs/RESULTS.md) and ``--json`` (docs/results/real_lab.json: rows re-run now replace their
+earlier summary, which is kept under ``earlier``; rows not re-run keep their earlier summary,
+marked ``"rerun": false``).
+
+``--mechanism`` runs the L_SGM mechanism part instead: per ``--mechanism-seeds`` seed the
+student alone, + L_SGM and the four intervention rows, every distilled row from the teacher
+under ``--out`` (its checksum is in each record), records in ``--mechanism-records``
+(docs/results/mechanism_runs/), tables in ``<out>/mechanism.md``, ``--mechanism-json``
+(docs/results/sgm_mechanism.json) and the ``sgm-mechanism`` block of ``--docs``. It has its own
++ L_SGM runs so that every intervention is compared with + L_SGM from the same teacher.
 
 Usage (the command of docs/RESULTS.md; the defaults are its settings)::
 
     .venv/bin/python benchmarks/real_lab.py --threads 1 --out runs/real-lab
+    .venv/bin/python benchmarks/real_lab.py --threads 1 --out runs/real-lab --mechanism
     # pipeline check at a tiny size (a few minutes; writes nothing under docs/)
     .venv/bin/python benchmarks/real_lab.py --dry-run --out /tmp/real-lab-dry
 """
@@ -72,9 +79,16 @@ from lab_experiment import Row, floor_scores, machine, save_json, spread
 
 from kdas_lite.config import TrainConfig, encoder_pair, get_preset
 from kdas_lite.data import TEST_SETS, find_layout, find_shared_data
+from kdas_lite.data.io import file_sha256
 from kdas_lite.evaluate import evaluate
 from kdas_lite.gradients import equalizing_weight
-from kdas_lite.lab_results import bootstrap_all_images, interval_table, reading, t_interval
+from kdas_lite.lab_results import (
+    bootstrap_all_images,
+    interval_table,
+    mechanism_reading,
+    reading,
+    t_interval,
+)
 from kdas_lite.runs import load_trained
 from kdas_lite.train import build_dataloaders, build_model, distill, make_objective, train_teacher
 
@@ -193,8 +207,10 @@ def run_one(args: argparse.Namespace, data_root: Path, row: str, seed: int,
     start = time.perf_counter()
     table = evaluate(result.model, data_root, size=config.image_size, device="cpu",
                      progress=False, name=f"{ROWS[row].label}, seed {config.seed}")
+    checkpoint = teacher_checkpoint(args)  # the teacher trained now, or the one distilled
     record = {
         "row": row, "label": ROWS[row].label, "seed": None if row == "teacher" else seed,
+        **({"teacher_sha256": file_sha256(checkpoint)} if ROWS[row].kind != "alone" else {}),
         "resumed": resumed, "train_s": train_s, "eval_s": time.perf_counter() - start,
         "best_epoch": result.best_epoch, "best_val_dice": result.best_val_dice,
         "table": table.to_dict(), "average": table.average(), "config": config.to_dict(),
@@ -229,6 +245,7 @@ def compact(record: dict[str, Any], out: Path) -> dict[str, Any]:
     Dice as a list in the order of its sorted file stems (``test_images.json``), 5 decimals."""
     return {
         "row": record["row"], "label": record["label"], "seed": record["seed"],
+        **({"teacher_sha256": record["teacher_sha256"]} if "teacher_sha256" in record else {}),
         "train_s": record["train_s"], "eval_s": record["eval_s"],
         "best_epoch": record["best_epoch"], "best_val_dice": record["best_val_dice"],
         "table": record["table"], "average": record["average"],
@@ -252,8 +269,18 @@ def save_compact(args: argparse.Namespace, record: dict[str, Any]) -> None:
                      "--records folder for other data")
     else:
         save_json(index, order)
-    save_json(args.records / f"{record_name(record['row'], record['seed'])}.json",
-              compact(record, args.out))
+    path = args.records / f"{record_name(record['row'], record['seed'])}.json"
+    if record["row"] == "teacher" and path.exists():
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        if earlier["table"] == record["table"]:
+            print(f"    the re-trained teacher scores exactly as {path.name} records; kept it",
+                  flush=True)
+            return
+        path = path.with_name("teacher-retrained.json")  # the earlier rows' teacher stays
+        print(f"    the re-trained teacher differs from the recorded one (mDice on all images "
+              f"{record['average']['meanDic']:.4f} vs {earlier['average']['meanDic']:.4f}); "
+              f"its record: {path.name}", flush=True)
+    save_json(path, compact(record, args.out))
 
 
 def run_done(args: argparse.Namespace, row: str, seed: int, config: TrainConfig | None
@@ -280,6 +307,15 @@ def run_done(args: argparse.Namespace, row: str, seed: int, config: TrainConfig 
 
 def teacher_checkpoint(args: argparse.Namespace) -> Path:
     return args.out / "runs" / "teacher" / "teacher" / "best.pth"
+
+
+def needs_teacher(args: argparse.Namespace, plan: list[tuple[str, int]]) -> bool:
+    """True when the teacher's checkpoint is not under ``--out`` (a clean clone, another
+    machine: its record is committed, its weights are not) while a distilled run of ``plan``
+    has no record yet: the teacher is then trained again with the same settings."""
+    return not teacher_checkpoint(args).exists() and any(
+        ROWS[row].kind == "distill" and not (args.records / f"{record_name(row, seed)}.json"
+                                             ).exists() for row, seed in plan)
 
 
 def load_records(out: Path) -> list[dict[str, Any]]:
@@ -390,8 +426,9 @@ def markdown_tables(stats: dict[str, Any], labels: dict[str, str]) -> str:
 # ---------------------------------------------------------------------------------------------
 def write_outputs(args: argparse.Namespace, data_root: Path, records: list[dict[str, Any]],
                   missing: list[str], wall_s: float, floor: dict[str, Any]) -> str:
-    """Write ``<out>/results.md``, and (unless ``--dry-run``) the two JSON summaries and the
-    ``real-lab`` / ``sgm-mechanism`` blocks of ``--docs``; return the Markdown."""
+    """Write ``<out>/results.md`` and (unless ``--dry-run``) ``--json`` and the ``real-lab``
+    block of ``--docs`` (``--mechanism``: ``<out>/mechanism.md``, ``--mechanism-json`` and
+    the ``sgm-mechanism`` block); return the Markdown."""
     layout = find_layout(data_root)
     labels = {name: status.label for name, status in layout.status.items()}
     compute_s = sum(r["train_s"] + r["eval_s"] for r in records)
@@ -402,38 +439,47 @@ def write_outputs(args: argparse.Namespace, data_root: Path, records: list[dict[
     if missing:
         head += [f"**PARTIAL**: {len(missing)} run(s) of this command not done yet: "
                  f"{', '.join(missing)}. Run the same command again to continue.", ""]
-    lab_rows = [r for r in records if r["row"] not in MECHANISM]
-    lab = lab_summary(args, layout, labels, summary(lab_rows), floor, missing, compute_s)
+    if args.mechanism:
+        return write_mechanism(args, records, missing, head, labels)
+    lab = lab_summary(args, layout, labels, summary(records), floor, missing, compute_s)
     lab_text = "\n".join(head) + lab_markdown(args, lab, labels, floor, layout)
-    mech_records = [r for r in records if r["row"] in ("alone", "sgm", *MECHANISM)
-                    and r["seed"] in args.mechanism_seeds]
-    mech = summary(mech_records)
-    mech_text = ""
-    if any(r["row"] in MECHANISM for r in records):
-        mech_text = "\n".join(head) + mechanism_markdown(args, mech, labels)
-    (args.out / "results.md").write_text(lab_text + "\n" + mech_text, encoding="utf-8")
+    (args.out / "results.md").write_text(lab_text, encoding="utf-8")
     if args.dry_run:
         return lab_text
     lab.pop("_path", None)
     save_json(args.json, lab)
-    if mech_text:
-        previous = json.loads(args.mechanism_json.read_text(encoding="utf-8")) \
-            if args.mechanism_json.exists() else {}
-        save_json(args.mechanism_json, {
-            **previous,  # keeps what benchmarks/sgm_map_stats.py added ("map_statistics")
-            "question": "why does L_SGM lower the student? one property of it changed per row",
-            "command": args.command, "machine": machine(),
-            "partial": any(m.split("/")[-1] in MECHANISM for m in missing),
-            "missing": [m for m in missing if m.split("/")[-1] in (*MECHANISM, "alone", "sgm")
-                        and int(m.split("/")[0][4:]) in args.mechanism_seeds],
-            "data_root": DATA_LABEL, "records": relative_records(args, args.mechanism_json),
-            "seeds": args.mechanism_seeds, "equal_grad_weights": equal_grad_weights(args),
-            **mech})
     if args.docs is not None:
         replace_block(args.docs, lab_text)
-        if mech_text:
-            replace_block(args.docs, mech_text, MECH_START, MECH_END)
     return lab_text
+
+
+def write_mechanism(args: argparse.Namespace, records: list[dict[str, Any]],
+                    missing: list[str], head: list[str], labels: dict[str, str]) -> str:
+    """The ``--mechanism`` outputs: ``<out>/mechanism.md``, ``--mechanism-json`` (what
+    ``benchmarks/sgm_map_stats.py`` added to it is kept) and the ``sgm-mechanism`` block."""
+    teacher = next((r for r in records if r["row"] == "teacher"), None)
+    mech = summary([r for r in records if r["row"] != "teacher"])
+    text = "\n".join(head) + mechanism_markdown(args, mech, labels)
+    (args.out / "mechanism.md").write_text(text, encoding="utf-8")
+    if args.dry_run:
+        return text
+    previous = json.loads(args.mechanism_json.read_text(encoding="utf-8")) \
+        if args.mechanism_json.exists() else {}
+    save_json(args.mechanism_json, {
+        **{k: v for k, v in previous.items() if k == "map_statistics"},
+        "question": "why does L_SGM lower the student? one property of it changed per row",
+        "command": args.command, "machine": machine(), "partial": bool(missing),
+        "missing": missing, "data_root": DATA_LABEL,
+        "records": relative_records(args, args.mechanism_json), "seeds": args.seeds,
+        "teacher": None if teacher is None else {
+            "mDice": teacher["average"]["meanDic"], "Kvasir": mdice(teacher, "Kvasir"),
+            "checkpoint_sha256": teacher.get("teacher_sha256")},
+        "teacher_sha256_of_runs": sorted({r["teacher_sha256"] for r in records
+                                          if "teacher_sha256" in r and r["row"] != "teacher"}),
+        "equal_grad_weights": equal_grad_weights(args), **mech})
+    if args.docs is not None:
+        replace_block(args.docs, text, MECH_START, MECH_END)
+    return text
 
 
 def relative_records(args: argparse.Namespace, json_path: Path) -> str:
@@ -556,7 +602,7 @@ def mechanism_markdown(args: argparse.Namespace, mech: dict[str, Any],
                        labels: dict[str, str]) -> str:
     """The sgm-mechanism block: the mechanism rows beside alone and + L_SGM, same seeds."""
     weights = equal_grad_weights(args)
-    lines = [f"Seeds {', '.join(map(str, args.mechanism_seeds))} (rows with fewer runs are "
+    lines = [f"Seeds {', '.join(map(str, args.seeds))} (rows with fewer runs are "
              "partial); every row is `(1 − α)·ΣL_seg + α·w·L_SGM'` with one property of L_SGM "
              "changed, α = 0.3.", "", markdown_tables(mech, labels)]
     lab = {**mech, "_path": str(args.mechanism_json), "records": args.records.name}
@@ -564,7 +610,9 @@ def mechanism_markdown(args: argparse.Namespace, mech: dict[str, Any],
               interval_table(lab, [r for r in ("sgm", *MECHANISM) if r in mech["rows"]],
                              args.records), "",
               reading(lab, [r for r in ("sgm", *MECHANISM) if r in mech["rows"]],
-                      args.records)]
+                      args.records), "",
+              "Each change against + L_SGM of the same seeds (`kdas_lite.lab_results."
+              "mechanism_reading`, all test images):", "", mechanism_reading(mech)]
     if weights:
         lines += ["", "Equal-gradient weights w (‖∇α·w·L_SGM‖ = ‖∇(1 − α)·ΣL_seg‖ for the "
                   "untrained student on its first validation batch): " + ", ".join(
@@ -596,7 +644,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seeds of the headline rows (and of any earlier row asked for)")
     parser.add_argument("--mechanism-seeds", nargs="+", type=int, default=[0, 1, 2],
                         help="seeds of the L_SGM mechanism rows")
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=HEADLINE + MECHANISM)
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=HEADLINE)
+    parser.add_argument("--mechanism", action="store_true",
+                        help="the L_SGM mechanism part: alone, sgm and the intervention rows "
+                        "for --mechanism-seeds (instead of --rows and --seeds), records in "
+                        "--mechanism-records")
+    parser.add_argument("--mechanism-records", type=Path,
+                        default=Path("docs/results/mechanism_runs"))
     parser.add_argument("--budget-minutes", type=float, default=600.0,
                         help="stop before a run that would end after this")
     parser.add_argument("--size", type=int, default=128, help="students' px (multiple of 32)")
@@ -634,18 +688,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.epochs = args.teacher_epochs = 1
         args.train_images = args.teacher_train_images = 16
         args.val_images, args.seeds, args.mechanism_seeds = 4, [0], [0]
-        args.rows = ["alone", "kdas", "sgm-equal-grad"]
-        args.records = args.out / "records"
+        args.rows = ["alone", "kdas"]
+        args.records = args.mechanism_records = args.out / "records"
+    if args.mechanism:
+        args.rows = ["alone", "sgm-equal-grad"] if args.dry_run else ["alone", "sgm", *MECHANISM]
+        args.seeds, args.records = args.mechanism_seeds, args.mechanism_records
     return args
 
 
 def plan_runs(args: argparse.Namespace) -> list[tuple[str, int]]:
-    """Teacher; headline rows interleaved by seed; mechanism rows by mechanism seed; then any
-    earlier row asked for, by seed."""
+    """Teacher; headline rows interleaved by seed, then any earlier row asked for, by seed
+    (``--mechanism``: the teacher, then alone, sgm and the mechanism rows, by seed)."""
     plan = [("teacher", args.teacher_seed)]
+    if args.mechanism:
+        return plan + [(row, seed) for seed in args.seeds for row in args.rows]
     plan += [(row, seed) for seed in args.seeds for row in HEADLINE if row in args.rows]
-    plan += [(row, seed) for seed in args.mechanism_seeds for row in MECHANISM
-             if row in args.rows]
     plan += [(row, seed) for seed in args.seeds for row in EARLIER if row in args.rows]
     return plan
 
@@ -659,9 +716,8 @@ def missing_runs(args: argparse.Namespace, plan: list[tuple[str, int]]) -> list[
 def report(args: argparse.Namespace, data_root: Path, plan: list[tuple[str, int]],
            wall_s: float, floor: dict[str, Any]) -> str:
     """Rewrite every output from the compact records of this command's rows and seeds."""
-    seeds = {*args.seeds, *args.mechanism_seeds}
     records = [r for r in load_compact(args.records)
-               if r["row"] == "teacher" or (r["row"] in args.rows and r["seed"] in seeds)]
+               if r["row"] == "teacher" or (r["row"] in args.rows and r["seed"] in args.seeds)]
     return write_outputs(args, data_root, records, missing_runs(args, plan), wall_s, floor)
 
 
@@ -685,7 +741,7 @@ def main(argv: list[str] | None = None) -> None:
             weight = equal_grad_weight(args, data_root, seed)
         config = run_config(args, data_root, row, seed, weight)
         if run_done(args, row, seed, None if row == "sgm-equal-grad" and weight is None
-                    else config):
+                    else config) and not (row == "teacher" and needs_teacher(args, plan)):
             full = args.out / "results" / f"{run_name(row, seed)}.json"
             small = args.records / f"{record_name(row, seed)}.json"
             if full.exists() and not small.exists():  # a run finished before --records

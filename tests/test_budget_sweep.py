@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from kdas_lite.viz import budget_sweep_figure
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 sweep = pytest.importorskip("budget_sweep")
 
@@ -21,14 +23,17 @@ def fake(path: Path, kvasir: float, avg: float) -> None:
 
 def test_summary_pairs_each_budget_with_its_own_student_alone_and_checks_the_teacher(tmp_path):
     lab, runs = tmp_path / "lab_runs", tmp_path / "budget_runs"
-    args = sweep.argparse.Namespace(budgets=[6, 12], seeds=[0, 1], lab_records=lab,
-                                    records=runs)
+    args = sweep.argparse.Namespace(budgets=[6, 12], seeds=[0, 1], records=runs)
     for seed, (a6, a12) in enumerate([(0.60, 0.70), (0.62, 0.74)]):
-        fake(lab / f"alone-s{seed}.json", a6, 0.4)
-        fake(lab / f"cwd-s{seed}.json", a6 + 0.04, 0.5)
+        fake(lab / f"alone-s{seed}.json", 0.0, 0.0)  # the lab's: another environment, unused
+        fake(lab / f"cwd-s{seed}.json", 0.0, 0.0)  # the lab's, from another teacher: unused
+        fake(runs / "e6" / f"alone-s{seed}.json", a6, 0.4)
+        fake(runs / "e6" / f"cwd-s{seed}.json", a6 + 0.04, 0.5)
         fake(runs / "e12" / f"alone-s{seed}.json", a12, 0.5)
         fake(runs / "e12" / f"cwd-s{seed}.json", a12 - 0.01 * (seed + 1), 0.5)
-    fake(lab / "teacher.json", 0.80, 0.7)
+    fake(lab / "teacher.json", 0.50, 0.5)  # the lab's teacher is not the sweep's
+    fake(runs / "teacher.json", 0.80, 0.7)
+    assert sweep.sweep_record_path(args, 6, "alone", 1) == runs / "e6" / "alone-s1.json"
     budgets = sweep.summary(args)
     assert budgets["6"]["cwd"]["delta_vs_alone"]["Kvasir"]["mean"] == pytest.approx(0.04)
     e12 = budgets["12"]["cwd"]["delta_vs_alone"]["Kvasir"]
@@ -38,5 +43,30 @@ def test_summary_pairs_each_budget_with_its_own_student_alone_and_checks_the_tea
     check = sweep.teacher_check(args, budgets)
     assert check["at_epochs"] == 12 and check["margin"] == pytest.approx(0.08)
     assert check["clearly_ahead"]
-    sweep.figure(budgets, check, tmp_path / "fig.png")
-    assert (tmp_path / "fig.png").stat().st_size > 1000
+    fig = budget_sweep_figure({"budgets": budgets, "teacher_check": check,
+                               "labels": sweep.LABELS})
+    axes = fig.axes
+    assert [ax.get_legend_handles_labels()[1] for ax in axes[:2]] == [["CWD"], ["CWD"]]
+    assert list(axes[0].lines[0].get_ydata()) == pytest.approx([0.04, -0.015])  # Kvasir Δ
+    assert list(axes[0].lines[0].get_xdata()) == pytest.approx([6, 12])
+
+
+def test_the_results_block_tabulates_each_budget_and_ends_with_the_generated_reading(tmp_path):
+    runs = tmp_path / "budget_runs"
+    args = sweep.argparse.Namespace(budgets=[6, 12], seeds=[0, 1, 2], records=runs)
+    for seed in range(3):
+        fake(runs / "e6" / f"alone-s{seed}.json", 0.60, 0.40)
+        fake(runs / "e6" / f"sgm-s{seed}.json", 0.50 + 0.01 * seed, 0.30)
+        fake(runs / "e12" / f"alone-s{seed}.json", 0.70, 0.50)
+        fake(runs / "e12" / f"sgm-s{seed}.json", 0.70 + 0.01 * (seed - 1), 0.50)
+    doc = {"command": "python benchmarks/budget_sweep.py", "partial": True,
+           "missing": ["e12/seed0/cwd"], "labels": sweep.LABELS,
+           "budgets": sweep.summary(args), "teacher_check": None}
+    text = sweep.markdown(doc)
+    assert "**PARTIAL**: 1 run(s) not done yet: e12/seed0/cwd" in text
+    assert ("| 6 | +L_SGM | 3 | 0.510 | 0.300 | -0.090 [-0.115, -0.065] | "
+            "-0.100 [-0.100, -0.100] |") in text
+    assert "| 12 | student alone | 3 | 0.700 | 0.500 | — | — |" in text
+    assert "**+L_SGM** (Δ vs the student alone, 3 seeds" in text
+    assert "Kvasir: 6 ep -0.090 [-0.115, -0.065], 12 ep +0.000 [-0.025, +0.025] — below → " \
+        "indistinguishable (no sign change)" in text

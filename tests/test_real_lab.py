@@ -89,14 +89,35 @@ def test_missing_runs_are_the_plan_without_compact_records_and_the_teacher_comes
     assert [r["row"] for r in real_lab.load_records(tmp_path)] == ["kdas"]
 
 
-def test_plan_interleaves_the_headline_rows_by_seed_then_the_mechanism_rows(tmp_path):
+def test_plan_interleaves_the_headline_rows_by_seed_and_the_mechanism_part_is_its_own(
+        tmp_path):
     args = real_lab.parse_args(["--out", str(tmp_path), "--seeds", "0", "1",
                                 "--mechanism-seeds", "0"])
     plan = real_lab.plan_runs(args)
-    assert plan[:7] == [("teacher", 0), ("alone", 0), ("sgm", 0), ("at", 0), ("kdas", 0),
-                        ("cwd", 0), ("alone", 1)]
-    assert plan[11:] == [("sgm-prob", 0), ("sgm-no-transpose", 0), ("sgm-teacher-std", 0),
-                         ("sgm-equal-grad", 0)]
+    assert plan == [("teacher", 0), ("alone", 0), ("sgm", 0), ("at", 0), ("kdas", 0),
+                    ("cwd", 0), ("alone", 1), ("sgm", 1), ("at", 1), ("kdas", 1), ("cwd", 1)]
+    assert args.records == Path("docs/results/lab_runs")
+    # the mechanism part: its own + L_SGM (same teacher as the interventions), own records
+    mech = real_lab.parse_args(["--out", str(tmp_path), "--mechanism",
+                                "--mechanism-seeds", "0", "1"])
+    assert real_lab.plan_runs(mech) == [("teacher", 0)] + [
+        (row, seed) for seed in (0, 1) for row in ("alone", "sgm", "sgm-prob",
+                                                   "sgm-no-transpose", "sgm-teacher-std",
+                                                   "sgm-equal-grad")]
+    assert mech.records == Path("docs/results/mechanism_runs")
+
+
+def test_the_teacher_is_trained_again_only_when_a_distilled_run_still_needs_its_weights(
+        tmp_path):
+    args = argparse.Namespace(out=tmp_path, records=tmp_path / "lab_runs")
+    real_lab.save_json(args.records / "teacher.json", RECORDS[0])
+    real_lab.save_json(args.records / "kdas-s0.json", RECORDS[3])
+    assert not real_lab.needs_teacher(args, [("teacher", 0), ("alone", 0), ("kdas", 0)])
+    assert real_lab.needs_teacher(args, [("teacher", 0), ("kdas", 0), ("sgm", 0)])
+    checkpoint = real_lab.teacher_checkpoint(args)
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"weights")
+    assert not real_lab.needs_teacher(args, [("teacher", 0), ("kdas", 0), ("sgm", 0)])
 
 
 def full_record(tmp_path, row: str, seed: int) -> dict:
