@@ -17,6 +17,10 @@ all test images (``"avg"``). This module turns those into statements a course ca
 - :func:`interval_table` and :func:`reading`: a Markdown table and a short generated reading
   (which rows beat the student alone where the interval excludes 0), so no number about the
   runs is typed by hand.
+- :func:`sweep_reading` (``docs/results/budget_sweep.json``): per method, its Δ at each
+  student budget and whether its sign changes as the student trains longer.
+- :func:`mechanism_reading` (``docs/results/sgm_mechanism.json``): per change to L_SGM, its
+  Δ against + L_SGM and against the student alone, and which property causes the harm.
 
 Works on the summary schema written since 2026-12-01 (rows → ``runs`` and ``delta_vs_alone``
 → test set → ``per_seed``); the fields added later (``records``, ``rerun``) are optional.
@@ -41,15 +45,26 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "SGM_PROPERTIES",
     "Interval",
     "bootstrap_all_images",
     "interval_table",
     "load_lab",
+    "load_mechanism",
     "load_records",
+    "load_sweep",
+    "mechanism_effect",
+    "mechanism_reading",
+    "paired_against",
     "paired_intervals",
     "reading",
+    "sign",
+    "sign_trend",
+    "sweep_intervals",
+    "sweep_reading",
     "t_interval",
     "t_quantile",
+    "takeaway",
 ]
 
 # Two-sided 95 % Student-t quantiles t_{0.975, df} (the usual table; df > 30 interpolates
@@ -295,4 +310,225 @@ def reading(lab: dict[str, Any], rows: Sequence[str] | None = None,
             parts.append("not distinguishable from it on " + ", ".join(rest))
         lines.append(f"- **{label}** ({n} seeds): " + "; ".join(parts)
                      + f" (95 % t-intervals over seeds: {detail}).")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The budget sweep and the L_SGM mechanism (docs/results/budget_sweep.json, sgm_mechanism.json)
+# ---------------------------------------------------------------------------------------------
+def _load_shipped(name: str, path: str | os.PathLike[str] | None, key: str,
+                  writer: str) -> dict[str, Any]:
+    if path is None:
+        from kdas_lite.lab_data import lab_file
+
+        path = lab_file(name).resolve()
+    path = Path(path)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    if key not in doc:
+        raise ValueError(f"{path} has no {key!r}: it is written by {writer}")
+    doc["_path"] = str(path)
+    return doc
+
+
+def load_sweep(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The budget sweep (default: the shipped ``docs/results/budget_sweep.json``, written by
+    ``benchmarks/budget_sweep.py``): per student budget in epochs, per row, the per-seed mDice
+    and the paired Δ against the student alone of the same budget."""
+    return _load_shipped("budget_sweep.json", path, "budgets", "benchmarks/budget_sweep.py")
+
+
+def load_mechanism(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The L_SGM mechanism part (default: the shipped ``docs/results/sgm_mechanism.json``,
+    written by ``benchmarks/real_lab.py --mechanism``): the lab-summary schema (rows → runs
+    and ``delta_vs_alone``) for the student alone, + L_SGM and the intervention rows."""
+    return _load_shipped("sgm_mechanism.json", path, "rows", "benchmarks/real_lab.py --mechanism")
+
+
+def sign(interval: Interval | None) -> int:
+    """+1 / −1 when the 95 % interval lies above / below 0, else 0 (not distinguishable)."""
+    if interval is None or not interval.excludes_zero:
+        return 0
+    return 1 if interval.mean > 0 else -1
+
+
+_SIGN_WORDS = {1: "above", -1: "below", 0: "indistinguishable"}
+
+
+def sweep_intervals(sweep: dict[str, Any], row: str, test_set: str) -> dict[int, Interval]:
+    """Budget (epochs) → the paired Δ of ``row`` against the student alone of that budget on
+    ``test_set`` (``"Kvasir"`` or ``"avg"``), with its 95 % t-interval over the seeds."""
+    out = {}
+    for epochs, rows in sweep["budgets"].items():
+        delta = rows.get(row, {}).get("delta_vs_alone", {}).get(test_set)
+        if delta and delta.get("per_seed"):
+            out[int(epochs)] = t_interval(list(delta["per_seed"].values()))
+    return dict(sorted(out.items()))
+
+
+def sign_trend(signs: Sequence[int]) -> str:
+    """How a method's sign against the student alone (:func:`sign`, smallest budget first)
+    changes, in words: "changes sign", "stays above", or the path, e.g. "above →
+    indistinguishable (no sign change)"."""
+    if not signs:
+        return "not measured"
+    if 1 in signs and -1 in signs:
+        return "changes sign (" + " → ".join(_SIGN_WORDS[x] for x in signs) + ")"
+    if len(set(signs)) == 1:
+        return f"stays {_SIGN_WORDS[signs[0]]}"
+    return " → ".join(_SIGN_WORDS[x] for x in signs) + " (no sign change)"
+
+
+def sweep_reading(sweep: dict[str, Any], sets: Sequence[str] = ("Kvasir", "avg")) -> str:
+    """A generated Markdown reading of the budget sweep: the student-alone and teacher levels,
+    then per method its paired Δ at each budget and whether its sign changes as the student
+    trains longer (a sign counts only where the 95 % t-interval excludes 0)."""
+    labels = sweep.get("labels", {})
+    names = {"avg": "all images"}
+    budgets = sorted(int(e) for e in sweep["budgets"])
+    levels = []
+    for epochs in budgets:
+        alone = sweep["budgets"][str(epochs)].get("alone")
+        if alone:
+            levels.append(f"{epochs} epochs " + ", ".join(
+                f"{names.get(s, s)} {statistics.fmean(alone['mDice'][s].values()):.3f}"
+                for s in sets if s in alone["mDice"]))
+    lines = ["- *Student alone* (mean over seeds): " + "; ".join(levels) + "."]
+    check = sweep.get("teacher_check")
+    if check:
+        lines.append(f"- *Teacher* on Kvasir {check['teacher_kvasir']:.3f}: "
+                     f"{check['margin']:+.3f} over the student alone at {check['at_epochs']} "
+                     "epochs, " + ("clearly ahead (≥ 0.05)." if check["clearly_ahead"] else
+                                   "**not** clearly ahead (< 0.05): the comparison at the "
+                                   "largest budget has little to transfer."))
+    rows = dict.fromkeys(r for e in budgets for r in sweep["budgets"][str(e)] if r != "alone")
+    for row in rows:
+        parts, n = [], 0
+        for s in sets:
+            intervals = sweep_intervals(sweep, row, s)
+            if not intervals:
+                continue
+            n = max(n, *(iv.n for iv in intervals.values()))
+            steps = ", ".join(f"{e} ep {iv.format()}" for e, iv in intervals.items())
+            trend = sign_trend([sign(iv) for iv in intervals.values()])
+            parts.append(f"{names.get(s, s)}: {steps} — {trend}")
+        lines.append(f"- **{labels.get(row, row)}** (Δ vs the student alone, {n} seeds, "
+                     "95 % t-intervals): " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
+#: What each mechanism row changes in L_SGM (benchmarks/real_lab.py, ``--mechanism``).
+SGM_PROPERTIES = {
+    "sgm-prob": "the logit scale (the maps compared as probabilities σ(P), bounded)",
+    "sgm-no-transpose": "the symmetric pairing P + Pᵀ (the maps compared as P + P: plain "
+                        "pooled logit matching)",
+    "sgm-teacher-std": "the teacher's per-image logit scale (both maps divided by it)",
+    "sgm-equal-grad": "the size of its gradient (weighted to L_seg's at the first step)",
+}
+
+
+def paired_against(lab: dict[str, Any], row: str, reference: str, test_set: str = "avg"
+                   ) -> Interval | None:
+    """The paired Δ ``mDice(row) − mDice(reference)`` on ``test_set`` over the seeds both rows
+    have, with its 95 % t-interval (None when they share no seed)."""
+    def by_seed(name: str) -> dict[Any, float]:
+        return {r["seed"]: r["mDice"][test_set] for r in lab["rows"].get(name, {}).get("runs", [])
+                if test_set in r["mDice"]}
+    a, b = by_seed(row), by_seed(reference)
+    common = sorted(set(a) & set(b))
+    return t_interval([a[s] - b[s] for s in common]) if common else None
+
+
+def mechanism_effect(vs_sgm: Interval | None, vs_alone: Interval | None) -> str:
+    """What one change to L_SGM does to its harm, from its paired Δ against + L_SGM and
+    against the student alone: "removes the harm" (better than + L_SGM, not below the student
+    alone), "reduces the harm" (better than + L_SGM, still below the student alone), "no
+    measurable effect", or "makes it worse"."""
+    better = sign(vs_sgm)
+    if better > 0:
+        return "removes the harm" if sign(vs_alone) >= 0 else "reduces the harm"
+    return "makes it worse" if better < 0 else "no measurable effect"
+
+
+def mechanism_reading(mech: dict[str, Any], test_set: str = "avg") -> str:
+    """A generated Markdown reading of the L_SGM interventions: for each, its paired Δ against
+    + L_SGM (same teacher, same seeds) and against the student alone on ``test_set``, what it
+    does to the harm (:func:`mechanism_effect`), and a conclusion naming the properties whose
+    change removes (or reduces) the harm — or saying that none does."""
+    name = "all test images" if test_set == "avg" else test_set
+    rows = mech["rows"]
+    if "sgm" not in rows or "alone" not in rows:
+        return "The mechanism part has no + L_SGM or student-alone runs yet."
+    harm = paired_intervals(mech, "sgm").get(test_set)
+    lines = [f"- **{rows['sgm']['label']}** (this part's own runs, {harm.n if harm else 0} "
+             f"seeds): Δ vs the student alone on {name} "
+             f"{harm.format() if harm else '—'}: "
+             f"{ {1: 'above it', -1: 'below it', 0: 'not distinguishable'}[sign(harm)]}."]
+    effects: dict[str, str] = {}
+    for row, prop in SGM_PROPERTIES.items():
+        if row not in rows:
+            continue
+        vs_sgm = paired_against(mech, row, "sgm", test_set)
+        vs_alone = paired_intervals(mech, row).get(test_set)
+        effects[row] = mechanism_effect(vs_sgm, vs_alone)
+        lines.append(f"- **{rows[row]['label']}** — changes {prop}: Δ vs + L_SGM "
+                     f"{vs_sgm.format() if vs_sgm else '—'}, vs the student alone "
+                     f"{vs_alone.format() if vs_alone else '—'} → **{effects[row]}**.")
+    if sign(harm) >= 0:
+        lines.append(f"\n**Conclusion.** In these runs + L_SGM is not below the student alone "
+                     f"on {name}, so there is no harm to explain here.")
+        return "\n".join(lines)
+    removes = [r for r, e in effects.items() if e == "removes the harm"]
+    reduces = [r for r, e in effects.items() if e == "reduces the harm"]
+
+    def names(found: list[str]) -> str:
+        return "; ".join(SGM_PROPERTIES[r].split(" (")[0] for r in found)
+    if removes:
+        text = (f"changing {names(removes)} removes the harm: that property of L_SGM causes it"
+                + (f"; changing {names(reduces)} only reduces it" if reduces else ""))
+    elif reduces:
+        text = (f"changing {names(reduces)} reduces the harm but does not remove it: that "
+                "property contributes, and none of the four alone explains all of it")
+    else:
+        text = ("none of the four changes measurably reduces the harm: it is not caused by "
+                "any one of these properties alone")
+    missing = [r for r in SGM_PROPERTIES if r not in rows]
+    if missing:
+        text += f" ({len(missing)} intervention(s) not run yet)"
+    lines.append(f"\n**Conclusion** (on {name}, 95 % t-intervals over seeds; a change counts "
+                 f"only where its interval excludes 0): {text}.")
+    return "\n".join(lines)
+
+
+def takeaway(lab: dict[str, Any], sweep: dict[str, Any] | None = None,
+             mech: dict[str, Any] | None = None) -> str:
+    """What a student should take away from the committed lab, the budget sweep and the L_SGM
+    mechanism, in plain words generated from their numbers (all images; a sign counts only
+    where the 95 % t-interval over seeds excludes 0)."""
+    words = {1: "helps", -1: "hurts", 0: "makes no measurable difference"}
+    lines = []
+    found = {row: paired_intervals(lab, row).get("avg") for row in ("sgm", "at", "kdas", "cwd")
+             if row in lab["rows"]}
+    said = [f"{lab['rows'][row]['label']} {words[sign(iv)]} ({iv.format()})"
+            for row, iv in found.items() if iv is not None]
+    if said:
+        lines.append("- **At the lab's budget**, against the student alone on all test images: "
+                     + "; ".join(said) + ".")
+    if sweep is not None:
+        labels = sweep.get("labels", {})
+        trends = []
+        for row in dict.fromkeys(r for rows in sweep["budgets"].values() for r in rows
+                                 if r != "alone"):
+            intervals = sweep_intervals(sweep, row, "avg")
+            if len(intervals) > 1:
+                trend = sign_trend([sign(iv) for iv in intervals.values()])
+                trends.append(f"{labels.get(row, row)} {trend}")
+        if trends:
+            budgets = sorted(int(e) for e in sweep["budgets"])
+            lines.append(f"- **As the student trains longer** ({', '.join(map(str, budgets))} "
+                         "epochs, one teacher), against the student alone of the same budget: "
+                         + "; ".join(trends) + ". A gain measured on an under-trained student "
+                         "is not a gain on a converged one until it is measured there.")
+    if mech is not None and "sgm" in mech.get("rows", {}):
+        conclusion = mechanism_reading(mech).split("**Conclusion**")[-1].split(": ", 1)[-1]
+        lines.append("- **Why L_SGM hurts** (one property changed at a time): " + conclusion)
     return "\n".join(lines)

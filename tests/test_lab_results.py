@@ -13,8 +13,15 @@ from kdas_lite.lab_results import (
     bootstrap_all_images,
     interval_table,
     load_lab,
+    mechanism_effect,
+    mechanism_reading,
+    paired_against,
     paired_intervals,
     reading,
+    sign,
+    sign_trend,
+    sweep_intervals,
+    sweep_reading,
     t_interval,
     t_quantile,
 )
@@ -142,3 +149,84 @@ def test_load_lab_defaults_to_the_shipped_committed_lab(monkeypatch, tmp_path) -
     repo = Path(__file__).resolve().parents[1]
     assert Path(lab["_path"]) == (repo / "docs" / "results" / "real_lab.json").resolve()
     assert "alone" in lab["rows"]
+
+
+def _runs(values: dict[int, float], name: str = "avg") -> list[dict]:
+    return [{"seed": seed, "mDice": {name: v}} for seed, v in values.items()]
+
+
+def _mechanism(alone: dict, sgm: dict, **rows: dict) -> dict:
+    """A mechanism summary with the lab schema: runs, and Δ vs the student alone per seed."""
+    def entry(label: str, values: dict) -> dict:
+        return {"label": label, "runs": _runs(values), "delta_vs_alone": {"avg": {
+            "per_seed": {str(s): values[s] - alone[s] for s in values if s in alone}}}}
+    doc = {"test_sets": ["avg"], "rows": {"alone": {"label": "student alone",
+                                                     "runs": _runs(alone)},
+                                           "sgm": entry("+ L_SGM", sgm)}}
+    doc["rows"].update({row: entry(row, values) for row, values in rows.items()})
+    return doc
+
+
+def test_paired_against_pairs_by_seed_and_mechanism_effect_reads_both_intervals() -> None:
+    mech = _mechanism({0: 0.40, 1: 0.42, 2: 0.41}, {0: 0.30, 1: 0.31, 2: 0.29},
+                      **{"sgm-prob": {0: 0.401, 1: 0.43, 2: 0.40, 3: 0.9}})
+    iv = paired_against(mech, "sgm-prob", "sgm")
+    assert iv.n == 3  # seed 3 has no + L_SGM run to pair with
+    assert iv.mean == pytest.approx((0.101 + 0.12 + 0.11) / 3)
+    up, down, zero = t_interval([1.0, 1.1, 0.9]), t_interval([-1.0, -1.1, -0.9]), \
+        t_interval([-1.0, 1.0, 0.1])
+    assert (sign(up), sign(down), sign(zero), sign(None)) == (1, -1, 0, 0)
+    assert mechanism_effect(up, zero) == "removes the harm"
+    assert mechanism_effect(up, down) == "reduces the harm"
+    assert mechanism_effect(zero, down) == "no measurable effect"
+    assert mechanism_effect(down, down) == "makes it worse"
+
+
+def test_mechanism_reading_names_the_property_that_removes_the_harm() -> None:
+    alone, sgm = {0: 0.40, 1: 0.42, 2: 0.41}, {0: 0.30, 1: 0.31, 2: 0.29}
+    mech = _mechanism(alone, sgm,
+                      **{"sgm-prob": {0: 0.401, 1: 0.425, 2: 0.405},  # back to alone
+                         "sgm-no-transpose": {0: 0.29, 1: 0.32, 2: 0.30},  # as + L_SGM
+                         "sgm-teacher-std": {0: 0.35, 1: 0.36, 2: 0.345}})  # half way
+    text = mechanism_reading(mech)
+    assert text.splitlines()[0].endswith("-0.110 [-0.135, -0.085]: below it.")
+    assert "sgm-prob** — changes the logit scale" in text and "**removes the harm**" in text
+    assert "sgm-no-transpose** — changes the symmetric pairing" in text
+    assert "**no measurable effect**" in text and "**reduces the harm**" in text
+    conclusion = text.split("**Conclusion**")[1]
+    assert "changing the logit scale removes the harm" in conclusion
+    assert "changing the teacher's per-image logit scale only reduces it" in conclusion
+    assert "1 intervention(s) not run yet" in conclusion  # sgm-equal-grad
+    none = mechanism_reading(_mechanism(alone, sgm, **{"sgm-prob": sgm}))
+    assert "none of the four changes measurably reduces the harm" in none
+    no_harm = mechanism_reading(_mechanism(alone, alone))
+    assert "no harm to explain" in no_harm
+
+
+def _sweep(deltas: dict[int, list[float]], alone: dict[int, list[float]]) -> dict:
+    budgets = {}
+    for epochs, values in deltas.items():
+        budgets[str(epochs)] = {
+            "alone": {"mDice": {"Kvasir": {str(s): v for s, v in enumerate(alone[epochs])}}},
+            "cwd": {"delta_vs_alone": {"Kvasir": {"per_seed": {
+                str(s): v for s, v in enumerate(values)}}}}}
+    margin = 0.8 - float(np.mean(alone[max(deltas)]))
+    return {"budgets": budgets, "labels": {"cwd": "CWD"},
+            "teacher_check": {"teacher_kvasir": 0.8, "at_epochs": max(deltas),
+                              "margin": margin, "clearly_ahead": margin >= 0.05}}
+
+
+def test_sweep_reading_says_whether_a_methods_sign_changes_with_the_budget() -> None:
+    alone = {6: [0.60, 0.61, 0.62], 12: [0.70, 0.70, 0.71], 24: [0.77, 0.78, 0.78]}
+    flips = _sweep({6: [0.04, 0.05, 0.045], 12: [0.0, 0.02, -0.02],
+                    24: [-0.03, -0.035, -0.04]}, alone)
+    assert sorted(sweep_intervals(flips, "cwd", "Kvasir")) == [6, 12, 24]
+    text = sweep_reading(flips, sets=("Kvasir",))
+    assert "6 epochs Kvasir 0.610; 12 epochs Kvasir 0.703; 24 epochs Kvasir 0.777" in text
+    assert "+0.023 over the student alone at 24 epochs, **not** clearly ahead" in text
+    assert "**CWD** (Δ vs the student alone, 3 seeds" in text
+    assert "changes sign (above → indistinguishable → below)" in text
+    assert sign_trend([1, 1, 1]) == "stays above"
+    assert sign_trend([1, 0, 0]) == "above → indistinguishable → indistinguishable (no sign " \
+        "change)"
+    assert sign_trend([]) == "not measured"

@@ -91,10 +91,11 @@ def test_the_committed_lab_ships_as_links_to_docs_results() -> None:
     from kdas_lite.lab_data import lab_file
 
     repo = Path(__file__).resolve().parents[1]
-    shipped = repo / "kdas_lite" / "lab_data" / "real_lab.json"
-    assert shipped.is_symlink(), "one copy only: the package holds a link into docs/results"
-    assert shipped.resolve() == (repo / "docs" / "results" / "real_lab.json").resolve()
-    assert lab_file().read_bytes() == (repo / "docs" / "results" / "real_lab.json").read_bytes()
+    for name in ("real_lab.json", "budget_sweep.json", "sgm_mechanism.json"):
+        shipped = repo / "kdas_lite" / "lab_data" / name
+        assert shipped.is_symlink(), "one copy only: the package holds a link into docs/results"
+        assert shipped.resolve() == (repo / "docs" / "results" / name).resolve()
+        assert lab_file(name).read_bytes() == (repo / "docs" / "results" / name).read_bytes()
     pyproject = (repo / "pyproject.toml").read_text(encoding="utf-8")
     assert '\n"kdas_lite.lab_data" = ["*.json"]' in pyproject  # the wheel gets the files
     with pytest.raises(DataError, match=r"shipped: .*real_lab\.json"):

@@ -1,7 +1,9 @@
 """The committed lab results, shipped with the package.
 
-``docs/results/`` holds the summaries of the real-data lab (``real_lab.json``, written by
-``benchmarks/real_lab.py``). This folder holds **links** to them, not copies: in the source
+``docs/results/`` holds the summaries of the real-data lab: ``real_lab.json`` and
+``sgm_mechanism.json`` (written by ``benchmarks/real_lab.py``, the latter with
+``--mechanism`` and ``benchmarks/sgm_map_stats.py``) and ``budget_sweep.json`` (written by
+``benchmarks/budget_sweep.py``). This folder holds **links** to them, not copies: in the source
 tree (and an editable install) they resolve to ``docs/results/``, and building a wheel or an
 sdist copies the files they point to (``[tool.setuptools.package-data]`` in
 ``pyproject.toml``), so an installed package — e.g. on Colab — carries the same numbers as the

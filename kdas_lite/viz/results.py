@@ -337,6 +337,64 @@ def ablation_vs_lab_figure(scores: Mapping[str, Sequence[float]],
     return fig
 
 
+def budget_sweep_figure(sweep: Mapping[str, Any], *, title: str | None = None) -> Figure:
+    """The budget sweep (``docs/results/budget_sweep.json``): each method's paired Δ against
+    the student alone of the same budget, against the students' epochs, with its 95 %
+    t-interval over seeds (:func:`kdas_lite.lab_results.sweep_intervals`); left Kvasir, right
+    all test images; the student-alone level (and, on Kvasir, the teacher's) on a second axis.
+
+    Raises:
+        ValueError: the sweep has no budget with a distilled row.
+    """
+    from kdas_lite.lab_results import sweep_intervals
+
+    budgets = sorted(int(e) for e in sweep["budgets"])
+    rows = list(dict.fromkeys(r for e in budgets for r in sweep["budgets"][str(e)]
+                              if r != "alone"))
+    if not rows:
+        raise ValueError("budget_sweep_figure: no distilled row in the sweep yet")
+    labels = sweep.get("labels", {})
+    check = sweep.get("teacher_check") or {}
+    fig, axes = _subplots(1, 2, (4.6, 3.4))
+    for ax, test_set in zip(axes[0], ("Kvasir", "avg"), strict=True):
+        for i, row in enumerate(rows):
+            intervals = sweep_intervals(sweep, row, test_set)
+            if not intervals:
+                continue
+            xs = [e * 2 ** (0.04 * (i - (len(rows) - 1) / 2)) for e in intervals]
+            means = np.array([iv.mean for iv in intervals.values()])
+            lo = np.array([iv.lo if iv.lo is not None else iv.mean for iv in intervals.values()])
+            hi = np.array([iv.hi if iv.hi is not None else iv.mean for iv in intervals.values()])
+            ax.errorbar(xs, means, yerr=[means - lo, hi - means], marker="o", capsize=3,
+                        color=method_color(labels.get(row, row)), label=labels.get(row, row))
+        ax.axhline(0, color="k", lw=1)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(budgets, [str(e) for e in budgets])
+        ax.minorticks_off()
+        ax.set_xlabel("student epochs")
+        name = "all test images" if test_set == "avg" else test_set
+        ax.set_ylabel(f"paired Δ mDice vs student alone ({name})")
+        ax.grid(alpha=0.3)
+        level = [(e, float(np.mean(list(sweep["budgets"][str(e)]["alone"]["mDice"][test_set]
+                                        .values()))))
+                 for e in budgets if "alone" in sweep["budgets"][str(e)]
+                 and test_set in sweep["budgets"][str(e)]["alone"]["mDice"]]
+        twin = ax.twinx()
+        if level:
+            twin.plot(*zip(*level, strict=True), "k--", lw=0.9, label="student alone (level)")
+        if test_set == "Kvasir" and check:
+            twin.axhline(check["teacher_kvasir"], color="k", ls=":", lw=0.9,
+                         label="teacher (level)")
+        twin.set_ylim(0, 1)
+        twin.set_ylabel("mDice level (dashed, dotted)", fontsize=8)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=len(rows), fontsize="small",
+               frameon=False)
+    _suptitle(fig, title or "Does the sign change as the student trains longer? "
+              "(95 % t-intervals over seeds)")
+    return fig
+
+
 def _data_title(ax: Any, title: str | None, synthetic: bool) -> None:
     """Set ``title``, led by "SYNTHETIC data" when the figure shows synthetic data."""
     parts = (["SYNTHETIC data (not real endoscopy)"] if synthetic else []) + (
