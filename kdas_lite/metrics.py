@@ -266,16 +266,14 @@ def _threshold_counts(p: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndar
 
     Pixel ``i`` is positive at ``THRESHOLDS[j] = t`` iff at least ``256 − j`` thresholds are
     ``≤ S_i``, i.e. iff its level (:func:`_levels`) is ``≥ 255 − j``: histogramming the levels
-    over all pixels and over the foreground and summing them from the top level down counts,
-    for every ``j``, the positives among each. The levels fit in a byte, so OpenCV's
-    ``calcHist`` counts them (exact: float32 holds integers below 2^24).
+    over the background and over the foreground (one 256 × 2 histogram) and summing them from
+    the top level down counts, for every ``j``, the positives among each. The levels fit in a
+    byte, so OpenCV's ``calcHist`` counts them (exact: float32 holds integers below 2^24).
     """
-    levels = _levels(p)
     fg = np.ascontiguousarray(g).view(np.uint8)
-    every = cv2.calcHist([levels], [0], None, [_N_T], [0, _N_T])[::-1, 0].astype(np.int64)
-    on_fg = cv2.calcHist([levels], [0], fg, [_N_T], [0, _N_T])[::-1, 0].astype(np.int64)
-    tp = np.cumsum(on_fg)
-    return tp, np.cumsum(every) - tp
+    hist = cv2.calcHist([_levels(p), fg], [0, 1], None, [_N_T, 2], [0, _N_T, 0, 2])
+    fp, tp = np.cumsum(hist[::-1].astype(np.int64), axis=0).T  # columns: background, G
+    return tp, fp
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -351,6 +349,13 @@ def _object_score(mean: float, std: float) -> float:
     return 2 * mean / (mean**2 + 1 + std + _EPS)
 
 
+def _row_col_counts(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground pixels in each row ``(H,)`` and each column ``(W,)`` of ``g``, int64."""
+    u8 = g.view(np.uint8)
+    return (cv2.reduce(u8, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[:, 0].astype(np.int64),
+            cv2.reduce(u8, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[0].astype(np.int64))
+
+
 def _matlab_centroid(g: np.ndarray, n_fg: int) -> tuple[int, int]:
     """Foreground centroid as MATLAB's 1-based ``round`` (half away from zero): (rows, cols).
 
@@ -358,8 +363,9 @@ def _matlab_centroid(g: np.ndarray, n_fg: int) -> tuple[int, int]:
     Integer sums keep the mean exact, so a half-pixel centroid is detected exactly.
     """
     h, w = g.shape
-    row_sum = int(g.sum(axis=1) @ np.arange(1, h + 1))
-    col_sum = int(g.sum(axis=0) @ np.arange(1, w + 1))
+    per_row, per_col = _row_col_counts(g)
+    row_sum = int(per_row @ np.arange(1, h + 1))
+    col_sum = int(per_col @ np.arange(1, w + 1))
     return int(np.floor(row_sum / n_fg + 0.5)), int(np.floor(col_sum / n_fg + 0.5))
 
 
@@ -581,7 +587,7 @@ def _weighted_f_measure(p: np.ndarray, g: np.ndarray, beta2: float = 1.0) -> flo
     if n_fg == 0:
         return 0.0
     h, w = g.shape
-    rows, cols = np.flatnonzero(g.any(axis=1)), np.flatnonzero(g.any(axis=0))
+    rows, cols = (np.flatnonzero(counts) for counts in _row_col_counts(g))
 
     def grown(r: int) -> tuple[slice, slice]:  # the box around G grown by r pixels
         return (slice(max(rows[0] - r, 0), min(rows[-1] + r + 1, h)),
