@@ -521,53 +521,44 @@ def _sum(p: np.ndarray) -> float:
     return float(np.sum(p, dtype=np.float64))
 
 
-#: Offsets ``(dr, dc)`` to the pixels at most √18 away, one group per squared distance
-#: ``dr² + dc²`` (increasing), each ordered by column offset, then row offset. A background
-#: pixel within 3 (Chebyshev) of G has a foreground pixel at most 3·√2 away, so its nearest
-#: foreground pixel is in one of these groups.
-_NEAR_GROUPS: list[tuple[np.ndarray, np.ndarray]] = []
-for _d2 in range(1, 19):
-    _group = sorted((dc, dr) for dr in range(-4, 5) for dc in range(-4, 5)
-                    if dr * dr + dc * dc == _d2)
-    if _group:
-        _NEAR_GROUPS.append((np.array([dr for _, dr in _group])[:, None],
-                             np.array([dc for dc, _ in _group])[:, None]))
+#: Offsets ``(dr, dc)`` to the 60 pixels at most √18 away, nearest first; at equal distance
+#: by column offset, then row offset (the tie order of SciPy's feature transform). A
+#: background pixel within 3 (Chebyshev) of G has a foreground pixel at most 3·√2 away, so the
+#: first of these offsets that lands in G gives its nearest foreground pixel.
+_NEAR_DR, _NEAR_DC = np.array(sorted(
+    ((dr, dc) for dr in range(-4, 5) for dc in range(-4, 5) if 0 < dr * dr + dc * dc <= 18),
+    key=lambda o: (o[0] ** 2 + o[1] ** 2, o[1], o[0]))).T
 _BAND_KERNEL = np.ones((7, 7), np.uint8)
+_PAD = 4  # margin that keeps every offset inside the array
 
 
 def _propagate_error(error: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``E_t``: the error of the nearest foreground pixel, where the 7×7 kernel reads it.
+    """``E_t``, the error of the nearest foreground pixel, where the 7×7 kernel reads it.
 
     At a foreground pixel ``E_t = E``; at a background pixel within 3 (Chebyshev) of G,
-    ``E_t`` is ``E`` at its nearest foreground pixel (Euclidean), found among the offsets of
-    :data:`_NEAR_GROUPS`, nearest group first; elsewhere ``E_t = 0`` (no foreground pixel's
-    7×7 window reaches it). Among equally near foreground pixels the one with the smallest
-    column, then the smallest row, is taken, as SciPy's feature transform does (what the
-    earlier code used; tested equal on masks full of ties).
+    ``E_t`` is ``E`` at its nearest foreground pixel (Euclidean): the first offset of
+    ``(_NEAR_DR, _NEAR_DC)`` that lands in G. Among equally near foreground pixels this is the
+    one with the smallest column, then the smallest row, as SciPy's feature transform (MATLAB's
+    ``bwdist`` index, which the earlier code used) picks it; tested equal on masks full of
+    ties. Elsewhere ``E_t = 0``: no foreground pixel's 7×7 window reaches it, and the margin
+    is the zero padding outside the image.
 
     Args:
-        error: ``(h, w)`` float64, ``E = |S − G|``.
-        g: ``(h, w)`` bool mask.
+        error: ``(h, w)`` float64 ``E = |S − G|``, with a margin of ``_PAD`` pixels (zeros)
+            outside the image on every side.
+        g: ``(h, w)`` bool mask, with the same margin (False).
     """
+    g_u8 = g.view(np.uint8)
+    band = cv2.dilate(g_u8, _BAND_KERNEL)
+    band -= g_u8  # background pixels within 3 of G
+    band[:_PAD] = band[-_PAD:] = 0  # the margin is outside the image
+    band[:, :_PAD] = band[:, -_PAD:] = 0
+    pixels = np.flatnonzero(band)
+    offsets = _NEAR_DR * g.shape[1] + _NEAR_DC  # (60,) in the flattened array
+    candidates = pixels + offsets[:, None]  # (60, band pixels)
+    first = g.ravel()[candidates].argmax(axis=0)  # the first offset that lands in G
     error_t = np.where(g, error, 0.0)
-    band = cv2.dilate(g.view(np.uint8), _BAND_KERNEL, borderType=cv2.BORDER_CONSTANT,
-                      borderValue=0)
-    band[g] = 0
-    rows, cols = np.nonzero(band)
-    padded = np.pad(g, 4)  # every offset of a band pixel stays inside
-    near_r, near_c = rows.copy(), cols.copy()
-    todo = np.arange(rows.size)
-    for dr, dc in _NEAR_GROUPS:
-        hit = padded[rows[todo] + (dr + 4), cols[todo] + (dc + 4)]  # (group size, todo)
-        found = hit.any(axis=0)
-        first = hit.argmax(axis=0)[found]  # the first of the group, in tie order
-        done = todo[found]
-        near_r[done] += dr[first, 0]
-        near_c[done] += dc[first, 0]
-        todo = todo[~found]
-        if todo.size == 0:
-            break
-    error_t[rows, cols] = error[near_r, near_c]
+    error_t.ravel()[pixels] = error.ravel()[pixels + offsets[first]]
     return error_t
 
 
@@ -575,9 +566,9 @@ def _weighted_f_measure(p: np.ndarray, g: np.ndarray, beta2: float = 1.0) -> flo
     """wFm in two parts that need different pixels.
 
     - *Inside G* the error is ``min(E, E_A)``, and ``E_A`` (7×7 kernel) reads ``E_t`` at most 3
-      pixels from G: both are computed on the box around G grown by 3 pixels, with SciPy's
-      feature transform (which foreground pixel is nearest, ties as before) and OpenCV's
-      separable filter (zero padding; equal to SciPy's up to rounding).
+      pixels from G: both are computed on the box around G grown by 3 pixels (with a zero
+      margin, the filter's padding), ``E_t`` by :func:`_propagate_error` and ``E_A`` by
+      OpenCV's separable filter (equal to SciPy's up to rounding).
     - *Outside G* the error is ``S`` itself, weighted by ``B(d)``. ``B = 2`` exactly from
       ``d = 266`` on, so only the box around G grown by 266 pixels needs distances: there
       OpenCV's exact Euclidean distance (float32, so ``d²`` is recovered exactly by rounding:
@@ -594,12 +585,13 @@ def _weighted_f_measure(p: np.ndarray, g: np.ndarray, beta2: float = 1.0) -> flo
                 slice(max(cols[0] - r, 0), min(cols[-1] + r + 1, w)))
 
     box = grown(3)
-    g_box = g[box]
-    error = p[box].astype(np.float64)  # E = |S − G| in float64, whatever the map's dtype
-    error -= g_box
-    np.abs(error, out=error)
-    error_t = _propagate_error(error, g_box)
-    error_a = cv2.sepFilter2D(error_t, cv2.CV_64F, _GAUSS, _GAUSS,
+    g_box = np.pad(g[box], _PAD)
+    error = np.zeros(g_box.shape)  # E = |S − G| in float64, whatever the map's dtype
+    inner = error[_PAD:-_PAD, _PAD:-_PAD]
+    inner[...] = p[box]
+    inner -= g[box]
+    np.abs(inner, out=inner)
+    error_a = cv2.sepFilter2D(_propagate_error(error, g_box), cv2.CV_64F, _GAUSS, _GAUSS,
                               borderType=cv2.BORDER_CONSTANT)
     error_fg = float(np.sum(np.minimum(error, error_a), where=g_box))
 
@@ -607,13 +599,12 @@ def _weighted_f_measure(p: np.ndarray, g: np.ndarray, beta2: float = 1.0) -> flo
     dist = cv2.distanceTransform(np.logical_not(g[top, left]).view(np.uint8), cv2.DIST_L2,
                                  cv2.DIST_MASK_PRECISE)
     np.minimum(dist, _IMPORTANCE_RADIUS, out=dist)
-    np.multiply(dist, dist, out=dist)
-    dist += 0.5
-    weighted = _IMPORTANCE[dist.astype(np.intp)]  # B(d), 0 inside G
-    weighted *= p[top, left]
+    squared = cv2.multiply(dist, dist, dtype=cv2.CV_32S)  # rounded to the nearest integer
+    importance = np.take(_IMPORTANCE, squared)  # B(d), 0 inside G
+    near = np.einsum("ij,ij->", importance, p[top, left], dtype=np.float64)
     far = (_sum(p[:top.start]) + _sum(p[top.stop:])  # pixels 266 or more from G: B = 2
            + _sum(p[top, :left.start]) + _sum(p[top, left.stop:]))
-    fp_w = float(weighted.sum()) + 2.0 * far
+    fp_w = float(near) + 2.0 * far
     tp_w = n_fg - error_fg
     recall = 1 - error_fg / n_fg
     precision = tp_w / (_EPS + tp_w + fp_w)
