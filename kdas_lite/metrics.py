@@ -378,10 +378,12 @@ class _Moments:
     S-measure's split (top-left, top-right, bottom-left, bottom-right) and each class
     (0: background, 1: foreground): three ``(4, 2)`` float64 arrays, plus ``blocks``.
 
-    OpenCV's ``meanStdDev`` gives the mean and the population σ of the masked pixels in one
-    pass (float64 sums; ``m2 = n·σ²``). That one-pass variance loses digits when σ is tiny
-    next to the mean (a nearly constant cell): below :data:`_ILL_CONDITIONED` of the mean
-    square the cell is recomputed in two passes (mean, then ``Σ(S − mean)²``).
+    The map is split into ``S·G`` and ``S·(1 − G)`` (exact), and OpenCV sums each block of
+    each in one vectorised pass, ``Σ S`` (``sumElems``) and ``Σ S²`` (``norm``, NORM_L2SQR),
+    both in float64, float32 maps included; then ``m2 = Σ S² − mean·Σ S``. That one-pass
+    variance loses digits when σ is tiny next to the mean (a nearly constant cell): below
+    :data:`_ILL_CONDITIONED` of ``Σ S²`` the cell is recomputed in two passes (mean, then
+    ``Σ(S − mean)²``).
 
     Every other statistic of the S-measure and MAE follows from these cells, without another
     pass over the pixels (merging cells is Chan et al.'s pairwise update: the spread of the
@@ -392,17 +394,20 @@ class _Moments:
         h, w = g.shape
         self.blocks = [(rows, cols) for rows in (slice(0, y), slice(y, h))
                        for cols in (slice(0, x), slice(x, w))]
-        masks = (np.logical_not(g).view(np.uint8), g.view(np.uint8))
+        on_fg = p * g  # S on G, 0 elsewhere (same dtype as S)
+        split = (p - on_fg, on_fg)
         self.n, self.mean, self.m2 = np.zeros((4, 2)), np.zeros((4, 2)), np.zeros((4, 2))
         for b, block in enumerate(self.blocks):
-            for c, mask in enumerate(masks):
-                count = np.count_nonzero(mask[block])
+            n_fg = np.count_nonzero(g[block])
+            for c, count in enumerate((g[block].size - n_fg, n_fg)):
                 if count == 0:
                     continue
-                mean, std = (float(v[0, 0]) for v in cv2.meanStdDev(p[block], mask=mask[block]))
-                m2 = count * std * std
-                if m2 < _ILL_CONDITIONED * count * (mean * mean + std * std):
-                    values = p[block][mask[block].view(bool)].astype(np.float64)
+                total = cv2.sumElems(split[c][block])[0]
+                squares = cv2.norm(split[c][block], cv2.NORM_L2SQR)
+                mean = total / count
+                m2 = squares - mean * total
+                if m2 < _ILL_CONDITIONED * squares:
+                    values = p[block][g[block] == c].astype(np.float64)
                     mean = float(values.mean())
                     values -= mean
                     m2 = float(np.einsum("i,i->", values, values))
