@@ -509,12 +509,16 @@ def s_measure(pred: Any, gt: Any, alpha: float = 0.5) -> float:
 # Weighted F-measure (Margolin et al., CVPR 2014)
 # ---------------------------------------------------------------------------------------------
 #: Pixel importance ``B = 2 − exp(ln(0.5)/5 · d)`` by squared distance ``n = d²`` (an integer
-#: on the pixel grid); ``B`` rounds to exactly 2.0 from ``d = 266`` on, the last entry. Entry 0
-#: (``d = 0``: the pixel is in G) is 0 instead of 1, so that ``Σ S·B[n]`` sums the background.
-_IMPORTANCE_RADIUS = 266
+#: on the pixel grid), up to ``d = 200``. From there on ``2 − B ≤ 2^-40`` and ``B`` counts as 2
+#: (the last entry; the earlier code's ``B`` rounds to 2.0 only from ``d = 266``): as every
+#: background pixel weighs ``B(1) > 1.1``, this moves ``FP_w`` by at most 2^-40 of itself, and
+#: wFm by less than 10^-12 of itself. Entry 0 (``d = 0``: the pixel is in G) is 0 instead of 1,
+#: so that ``Σ S·B[n]`` sums the background.
+_IMPORTANCE_RADIUS = 200
 _IMPORTANCE = 2.0 - np.exp(np.log(0.5) / 5.0 * np.sqrt(np.arange(_IMPORTANCE_RADIUS**2 + 1.0)))
 _IMPORTANCE[0] = 0.0
-assert _IMPORTANCE[-1] == 2.0
+assert 2.0 - _IMPORTANCE[-1] < 1e-12
+_IMPORTANCE[-1] = 2.0
 _IMPORTANCE.setflags(write=False)
 #: ``fspecial('gaussian', 7, 5)`` as the separable 1-D kernel (scipy's ``gaussian_filter``).
 _GAUSS = np.exp(-0.5 * np.arange(-3.0, 4.0) ** 2 / 25.0)
@@ -574,10 +578,11 @@ def _weighted_f_measure(p: np.ndarray, g: np.ndarray, beta2: float = 1.0) -> flo
       pixels from G: both are computed on the box around G grown by 3 pixels (with a zero
       margin, the filter's padding), ``E_t`` by :func:`_propagate_error` and ``E_A`` by
       OpenCV's separable filter (equal to SciPy's up to rounding).
-    - *Outside G* the error is ``S`` itself, weighted by ``B(d)``. ``B = 2`` exactly from
-      ``d = 266`` on, so only the box around G grown by 266 pixels needs distances: there
-      OpenCV's exact Euclidean distance (float32, so ``d²`` is recovered exactly by rounding:
-      ``d² < 2^22``) indexes the table :data:`_IMPORTANCE`; the rest of the image adds ``2·Σ S``.
+    - *Outside G* the error is ``S`` itself, weighted by ``B(d)``. ``B`` counts as 2 from
+      ``d = 200`` on (:data:`_IMPORTANCE`), so only the box around G grown by 200 pixels needs
+      distances: there OpenCV's exact Euclidean distance (float32, so ``d²`` is recovered
+      exactly by rounding: ``d² < 2^22``) indexes the table; the rest of the image adds
+      ``2·Σ S``.
     """
     n_fg = np.count_nonzero(g)
     if n_fg == 0:
@@ -607,7 +612,7 @@ def _weighted_f_measure(p: np.ndarray, g: np.ndarray, beta2: float = 1.0) -> flo
     squared = cv2.multiply(dist, dist, dtype=cv2.CV_32S)  # rounded to the nearest integer
     importance = np.take(_IMPORTANCE, squared)  # B(d), 0 inside G
     near = np.einsum("ij,ij->", importance, p[top, left], dtype=np.float64)
-    far = (_sum(p[:top.start]) + _sum(p[top.stop:])  # pixels 266 or more from G: B = 2
+    far = (_sum(p[:top.start]) + _sum(p[top.stop:])  # pixels over 200 from G: B = 2
            + _sum(p[top, :left.start]) + _sum(p[top, left.stop:]))
     fp_w = float(near) + 2.0 * far
     tp_w = n_fg - error_fg

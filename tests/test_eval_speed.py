@@ -78,7 +78,7 @@ def _synthetic_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     two = blob | (((yy - 8) / 5) ** 2 + ((xx - 70) / 6) ** 2 < 1)
     border = (yy < 10) & (xx > 50)  # touches the top and right edges
     far = np.zeros((40, 620), bool)
-    far[18:22, 3:6] = True  # most pixels lie beyond the importance table (d ≥ 266)
+    far[18:22, 3:6] = True  # most pixels lie beyond the importance table (d ≥ 200)
     one = np.zeros((30, 30), bool)
     one[15, 15] = True
     ring = (np.hypot(yy - 30, xx - 40) < 20) & (np.hypot(yy - 30, xx - 40) > 10)  # ties
@@ -100,7 +100,7 @@ def _synthetic_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     cases["single-class blocks"] = (np.where(yy < 40, 0.8, 0.2), quadrant)
     cases["0/1 uint8 map"] = (blob.astype(np.uint8), blob)
     corner = np.zeros((700, 650), bool)
-    corner[5:20, 8:30] = True  # most pixels are beyond 266 below and to the right
+    corner[5:20, 8:30] = True  # most pixels are beyond 200 below and to the right
     cases["corner, large"] = (_soft(corner, rng), corner)
     return cases
 
