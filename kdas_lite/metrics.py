@@ -90,9 +90,11 @@ Conventions and known differences
   score and splits without MATLAB's +1 offset; we follow the MATLAB original. A block of zero
   area (centroid on the last row/column) contributes 0 instead of MATLAB's NaN.
 - **wFm.** The separable Gaussian filter equals MATLAB's 7×7 ``imfilter`` up to rounding; when
-  several foreground pixels are equally near a background pixel, SciPy and MATLAB's ``bwdist``
-  may pick different ones. UACANet's port pads with ``nearest`` instead of zeros; we follow
-  MATLAB. ``wFm = 0`` for an empty mask (pysodmetrics' convention; MATLAB gives NaN).
+  several foreground pixels are equally near a background pixel, we take the one SciPy's
+  feature transform takes (smallest column, then smallest row), and MATLAB's ``bwdist`` may
+  pick another. ``B`` counts as 2 from ``d = 200`` on (``2 − B ≤ 2^-40`` there; wFm moves by
+  less than 10^-12 of itself). UACANet's port pads with ``nearest`` instead of zeros; we
+  follow MATLAB. ``wFm = 0`` for an empty mask (pysodmetrics' convention; MATLAB gives NaN).
 - **Empty mask, empty prediction.** With ``|G| = 0`` there is never a true positive, so Dice,
   IoU, Sen and Spe are 0 at every threshold (no "1 for empty vs empty"); Sm = 1 − mean(S),
   Em(t) = (pixels predicted background) / (N − 1), MAE = mean(S), wFm = 0. The five public
@@ -169,9 +171,10 @@ def _check_pair(pred: Any, gt: Any, label: str = "",
                 keep_float32: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Validate one (prediction, mask) pair; return ``S`` and bool ``G``, both (H, W).
 
-    ``S`` is float64, or the float32 input itself with ``keep_float32`` (the scoring code reads
-    float32 maps directly and converts only what needs float64; every value of a float32 is
-    exactly a float64, so the scores do not depend on it).
+    ``S`` is float64, or the float32 input itself with ``keep_float32`` (what the scoring code
+    asks for: it reads float32 maps directly and converts only what needs float64; every
+    float32 is exactly a float64, so the scores do not depend on it). The default, float64, is
+    what the frozen code of ``benchmarks/eval_baseline.py`` reads.
     """
     where = f"{label}: " if label else ""
     p = _to_2d(pred, f"{where}prediction")
@@ -199,6 +202,11 @@ def _check_pair(pred: Any, gt: Any, label: str = "",
             "apply sigmoid to logits, or divide 8-bit maps by 255"
         )
     return p, g
+
+
+def _sum(p: np.ndarray) -> float:
+    """``Σ p`` in float64 (pairwise), for float32 and float64 maps alike."""
+    return float(np.sum(p, dtype=np.float64))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -525,11 +533,6 @@ _GAUSS = np.exp(-0.5 * np.arange(-3.0, 4.0) ** 2 / 25.0)
 _GAUSS /= _GAUSS.sum()
 
 
-def _sum(p: np.ndarray) -> float:
-    """``Σ p`` in float64 (pairwise), for float32 and float64 maps alike."""
-    return float(np.sum(p, dtype=np.float64))
-
-
 #: Offsets ``(dr, dc)`` to the 60 pixels at most √18 away, nearest first; at equal distance
 #: by column offset, then row offset (the tie order of SciPy's feature transform). A
 #: background pixel within 3 (Chebyshev) of G has a foreground pixel at most 3·√2 away, so the
@@ -689,8 +692,8 @@ class MetricAccumulator:
     Only the five 256-point curves and three scalars are kept per image, so a whole test set
     never has to sit in memory (``kdas_lite.evaluate`` streams predictions through it).
 
-    With ``workers > 1`` :meth:`submit` scores in that many threads (NumPy, SciPy and OpenCV
-    release the GIL in the per-pixel work) while the caller goes on, e.g. with the next
+    With ``workers > 1`` :meth:`submit` scores in that many threads (NumPy and OpenCV release
+    the GIL in the per-pixel work) while the caller goes on, e.g. with the next
     forward pass; at most ``2·workers`` pairs wait at a time, so memory stays bounded. The
     results do not depend on ``workers``: images are averaged in the order they were added.
 
