@@ -2,8 +2,12 @@
 
 - every measure of :mod:`kdas_lite.metrics` equals the frozen code of main before the change
   (``benchmarks/eval_baseline.py``) to 1e-9, on synthetic cases built to hit the edges
-  (border polyps, distances past the importance table, ties, 8-bit maps) and on a sample of
-  the real test sets (``realdata``);
+  (border polyps, distances past the importance table, ties, 8-bit maps, constant and nearly
+  constant maps, blocks of a single class), each as a float64 and as a float32 map, and on a
+  sample of the real test sets (``realdata``);
+- the parts that replaced a library call give exactly its answer: the float32 threshold
+  levels (``searchsorted``) and the nearest foreground pixel of wFm's band (SciPy's feature
+  transform, ties included);
 - scoring in threads gives exactly the scores of one thread;
 - the test-set cache gives bit-identical samples, lives outside the data folder, and is
   rebuilt when a file changes.
@@ -33,7 +37,17 @@ from kdas_lite.data import (
     read_mask,
 )
 from kdas_lite.evaluate import evaluate
-from kdas_lite.metrics import CURVE_NAMES, METRIC_NAMES, MetricAccumulator, _check_pair, _score
+from kdas_lite.metrics import (
+    _ASCENDING,
+    _PAD,
+    CURVE_NAMES,
+    METRIC_NAMES,
+    MetricAccumulator,
+    _check_pair,
+    _levels,
+    _propagate_error,
+    _score,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import eval_baseline
@@ -42,8 +56,9 @@ TOL = 1e-9
 
 
 def _assert_same_as_before(pred: np.ndarray, gt: np.ndarray, what: str) -> None:
-    p, g = _check_pair(pred, gt)
-    new, old = _score(p, g), eval_baseline.score(p, g)
+    # The library scores float32 maps as float32 (keep_float32); the baseline always read float64.
+    new = _score(*_check_pair(pred, gt, keep_float32=True))
+    old = eval_baseline.score(*_check_pair(pred, gt))
     for name in METRIC_NAMES:
         assert abs(new[name] - old[name]) <= TOL, f"{what}: {name} {new[name]} vs {old[name]}"
     for name in CURVE_NAMES:
@@ -63,7 +78,7 @@ def _synthetic_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     two = blob | (((yy - 8) / 5) ** 2 + ((xx - 70) / 6) ** 2 < 1)
     border = (yy < 10) & (xx > 50)  # touches the top and right edges
     far = np.zeros((40, 620), bool)
-    far[18:22, 3:6] = True  # most pixels lie beyond the importance table (d ≥ 266)
+    far[18:22, 3:6] = True  # most pixels lie beyond the importance table (d ≥ 200)
     one = np.zeros((30, 30), bool)
     one[15, 15] = True
     ring = (np.hypot(yy - 30, xx - 40) < 20) & (np.hypot(yy - 30, xx - 40) > 10)  # ties
@@ -79,15 +94,72 @@ def _synthetic_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     cases["perfect"] = (blob.astype(np.float64), blob)
     cases["zeros"] = (np.zeros(blob.shape), blob)
     cases["transposed"] = (_soft(two, rng).T, two.T)  # non-contiguous views
+    cases["constant"] = (np.full(blob.shape, 0.3), blob)
+    cases["nearly constant"] = (0.6 + 1e-7 * rng.random(blob.shape), blob)  # tiny variances
+    quadrant = (yy < 40) & (xx < 50)  # the top-left block is all foreground
+    cases["single-class blocks"] = (np.where(yy < 40, 0.8, 0.2), quadrant)
+    cases["0/1 uint8 map"] = (blob.astype(np.uint8), blob)
+    corner = np.zeros((700, 650), bool)
+    corner[5:20, 8:30] = True  # most pixels are beyond 200 below and to the right
+    cases["corner, large"] = (_soft(corner, rng), corner)
     return cases
 
 
 CASES = _synthetic_cases()
 
 
+@pytest.mark.parametrize("dtype", ["as built", "float32"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_every_measure_equals_the_code_before(case: str) -> None:
-    _assert_same_as_before(*CASES[case], what=case)
+def test_every_measure_equals_the_code_before(case: str, dtype: str) -> None:
+    pred, gt = CASES[case]
+    if dtype == "float32":  # float32 maps take their own paths (levels, no float64 copy)
+        if pred.dtype != np.float64:
+            return  # already float32 (or 8-bit): tested as built
+        pred = pred.astype(np.float32)
+    _assert_same_as_before(pred, gt, what=f"{case} ({dtype})")
+
+
+def test_float32_levels_count_the_thresholds_exactly() -> None:
+    k = np.arange(256) / 255
+    near = np.concatenate([  # every float32 next to each k/255, and the edges of [0, 1]
+        np.nextafter(k.astype(np.float32), np.float32(-1)),
+        k.astype(np.float32),
+        np.nextafter(k.astype(np.float32), np.float32(2)),
+        np.float32([0, 1, 1e-30, 2**-8, 2**-8 - 2**-32, np.nextafter(np.float32(1), 0)]),
+        np.random.default_rng(0).random(100_000, dtype=np.float32),
+    ]).clip(0, 1).astype(np.float32)
+    expected = np.searchsorted(_ASCENDING, near.astype(np.float64), side="right") - 1
+    np.testing.assert_array_equal(_levels(near.reshape(1, -1))[0], expected)
+
+
+def test_band_error_is_the_nearest_foreground_pixels_as_scipy_picks_it() -> None:
+    """wFm's E_t near G equals SciPy's feature transform's, on masks full of equidistant
+    foreground pixels (random dots, lattices, thin rings, masks at the border)."""
+    rng = np.random.default_rng(5)
+    for trial in range(400):
+        h, w = rng.integers(1, 40, 2)
+        yy, xx = np.mgrid[:h, :w]
+        kind = trial % 4
+        if kind == 0:
+            g = rng.random((h, w)) < rng.uniform(0.01, 0.6)
+        elif kind == 1:
+            r = np.hypot(yy - rng.uniform(0, h), xx - rng.uniform(0, w))
+            radius = rng.uniform(1, 15)
+            g = (r < radius) & (r >= radius * rng.uniform(0, 0.9))
+        elif kind == 2:
+            g = np.zeros((h, w), bool)
+            g[rng.integers(0, h, 3), rng.integers(0, w, 3)] = True
+        else:
+            g = (yy % rng.integers(2, 7) == 0) & (xx % rng.integers(2, 7) == 0)
+        if not g.any():
+            continue
+        error = rng.random((h, w))
+        near_r, near_c = ndimage.distance_transform_edt(~g, return_distances=False,
+                                                        return_indices=True)
+        got = _propagate_error(np.pad(error, _PAD), np.pad(g, _PAD))[_PAD:-_PAD, _PAD:-_PAD]
+        reach = ndimage.binary_dilation(g, np.ones((7, 7), bool))  # what the 7×7 kernel reads
+        np.testing.assert_array_equal(got[reach], error[near_r, near_c][reach])
+        assert not got[~reach].any()
 
 
 @pytest.mark.realdata
