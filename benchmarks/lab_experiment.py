@@ -55,6 +55,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -329,12 +330,27 @@ def write_report(args: argparse.Namespace, records: list[dict[str, Any]], synthe
     return text
 
 
+#: the libraries whose version changes a student's training or scores (augmentation, image
+#: decoding and resizing, the encoders, the metrics); a run reproduces to every digit only with
+#: the same versions
+NUMERIC_LIBRARIES = ("albumentations", "opencv-python-headless", "timm", "numpy", "scipy",
+                     "pillow")
+
+
 def machine() -> str:
+    """The device, torch and Python, and the versions of :data:`NUMERIC_LIBRARIES`."""
     device = resolve_device("auto")
     where = (torch.cuda.get_device_name(device) if device.type == "cuda" else
              f"CPU ({platform.machine()}), {os.cpu_count()} cores, "
              f"{torch.get_num_threads()} torch threads")
-    return f"{where}; torch {torch.__version__}; Python {platform.python_version()}"
+    libraries = []
+    for name in NUMERIC_LIBRARIES:
+        try:
+            libraries.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return (f"{where}; torch {torch.__version__}; Python {platform.python_version()}; "
+            + ", ".join(libraries))
 
 
 # ---------------------------------------------------------------------------------------------
