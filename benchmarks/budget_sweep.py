@@ -29,6 +29,14 @@ Usage::
 
     KDAS_DATA=../shared/data .venv/bin/python benchmarks/budget_sweep.py --threads 1 \\
         --out runs/real-lab --figure docs/results/budget_sweep.png
+    # a stronger teacher (trained here when --out has none), with its own records and summary
+    KDAS_DATA=../shared/data .venv/bin/python benchmarks/budget_sweep.py --threads 1 \\
+        --out runs/sweep-strong --teacher-epochs 30 --teacher-train-images 1450 \\
+        --records docs/results/budget_runs_strong --json docs/results/budget_sweep_strong.json \\
+        --figure docs/results/budget_sweep_strong.png --docs /dev/null
+
+Records distilled from another teacher than the one under ``--out`` stop the sweep (their
+checksums differ): one sweep, one teacher.
 """
 
 from __future__ import annotations
@@ -52,9 +60,11 @@ from real_lab import (
     run_config,
     run_done,
     run_one,
+    teacher_checkpoint,
 )
 
 from kdas_lite.data import find_layout, find_shared_data
+from kdas_lite.data.io import file_sha256
 from kdas_lite.lab_results import sweep_reading, t_interval
 from kdas_lite.viz import budget_sweep_figure
 
@@ -66,15 +76,36 @@ START = "<!-- budget-sweep: begin (written by benchmarks/budget_sweep.py) -->"
 END = "<!-- budget-sweep: end -->"
 
 
-def lab_args(args: argparse.Namespace, epochs: int) -> argparse.Namespace:
-    """The real_lab.py settings of one budget: its defaults with ``epochs``; the runs go under
-    ``<out>/e<E>`` (the teacher stays ``<out>/runs/teacher``)."""
+def lab_args(args: argparse.Namespace, epochs: int | None) -> argparse.Namespace:
+    """The real_lab.py settings of one budget: its defaults with ``epochs`` and the sweep's
+    teacher settings; the runs go under ``<out>/e<E>`` (``epochs`` None: the teacher's, under
+    ``<out>``)."""
     from real_lab import parse_args
 
-    lab = parse_args(["--out", str(args.out / f"e{epochs}"),
-                      "--records", str(args.records / f"e{epochs}")])
-    lab.epochs = epochs
+    where = [] if epochs is None else [f"e{epochs}"]
+    lab = parse_args(["--out", str(args.out.joinpath(*where)),
+                      "--records", str(args.records.joinpath(*where)),
+                      "--teacher-epochs", str(args.teacher_epochs),
+                      "--teacher-train-images", str(args.teacher_train_images)])
+    if epochs is not None:
+        lab.epochs = epochs
     return lab
+
+
+def check_teacher(args: argparse.Namespace, teacher: Path, plan: list[tuple[int, int, str]]
+                  ) -> None:
+    """Stop when a record under ``--records`` was distilled from another teacher than the one
+    under ``--out`` (its checksum differs): one sweep, one teacher."""
+    sha = file_sha256(teacher)
+    paths = [args.records / "teacher.json"] + [sweep_record_path(args, e, r, s)
+                                               for e, s, r in plan if r != "alone"]
+    for path in paths:
+        if path.exists():
+            recorded = json.loads(path.read_text(encoding="utf-8")).get("teacher_sha256")
+            if recorded not in (None, sha):
+                sys.exit(f"budget_sweep.py: error: {path} was made with another teacher than "
+                         f"{teacher} (checksum {recorded[:12]} vs {sha[:12]}): give this "
+                         "teacher its own --records and --json")
 
 
 def sweep_record_path(args: argparse.Namespace, epochs: int, row: str, seed: int) -> Path:
@@ -190,6 +221,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", nargs="+", choices=SWEEP_ROWS, default=SWEEP_ROWS,
                         help="run only these rows (the student alone needs no teacher, so it "
                         "can run while real_lab.py trains the teacher)")
+    parser.add_argument("--teacher-epochs", type=int, default=15,
+                        help="the teacher's epochs when it is trained here (real_lab's default)")
+    parser.add_argument("--teacher-train-images", type=int, default=320,
+                        help="its training images (1450: all of them) when trained here")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
@@ -201,16 +236,20 @@ def main(argv: list[str] | None = None) -> None:
     data_root = find_shared_data()
     if data_root is None or not find_layout(data_root).test:
         sys.exit("budget_sweep.py: error: no real PraNet data: set KDAS_DATA to its root")
-    teacher = args.out / "runs" / "teacher" / "teacher" / "best.pth"
-    if (not teacher.exists() and not args.report_only
-            and set(args.rows) - {"alone"}):
-        sys.exit(f"budget_sweep.py: error: no teacher under {args.out}/runs/teacher: run "
-                 f"benchmarks/real_lab.py --out {args.out} first (it trains it first)")
+    plan = [(e, seed, row) for e in args.budgets for seed in args.seeds for row in SWEEP_ROWS]
+    teacher_lab = lab_args(args, None)
+    teacher = teacher_checkpoint(teacher_lab)
+    if not teacher.exists() and not args.report_only and set(args.rows) - {"alone"}:
+        print(f"no teacher under {args.out}: training it ({args.teacher_epochs} epochs, "
+              f"{args.teacher_train_images} images)", flush=True)
+        run_one(teacher_lab, data_root, "teacher", teacher_lab.teacher_seed,
+                run_config(teacher_lab, data_root, "teacher", teacher_lab.teacher_seed))
     full_teacher = args.out / "results" / "teacher.json"
     if teacher.exists() and full_teacher.exists() and not (args.records / "teacher.json").exists():
         save_json(args.records / "teacher.json",
                   compact(json.loads(full_teacher.read_text(encoding="utf-8")), args.out))
-    plan = [(e, seed, row) for e in args.budgets for seed in args.seeds for row in SWEEP_ROWS]
+    if teacher.exists():
+        check_teacher(args, teacher, plan)
     times: list[float] = []
     for epochs, seed, row in [] if args.report_only else plan:
         if row not in args.rows:

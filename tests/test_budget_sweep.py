@@ -70,3 +70,18 @@ def test_the_results_block_tabulates_each_budget_and_ends_with_the_generated_rea
     assert "**+L_SGM** (Δ vs the student alone, 3 seeds" in text
     assert "Kvasir: 6 ep -0.090 [-0.115, -0.065], 12 ep +0.000 [-0.025, +0.025] — below → " \
         "indistinguishable (no sign change)" in text
+
+
+def test_records_distilled_from_another_teacher_stop_the_sweep(tmp_path):
+    runs = tmp_path / "budget_runs"
+    args = sweep.argparse.Namespace(records=runs)
+    teacher = tmp_path / "best.pth"
+    teacher.write_bytes(b"the sweep's teacher")
+    sha = sweep.file_sha256(teacher)
+    plan = [(6, 0, "alone"), (6, 0, "kdas")]
+    fake(runs / "e6" / "alone-s0.json", 0.6, 0.4)  # no teacher: never checked
+    (runs / "e6" / "kdas-s0.json").write_text(json.dumps({"teacher_sha256": sha}))
+    sweep.check_teacher(args, teacher, plan)  # same teacher: passes
+    (runs / "e6" / "kdas-s0.json").write_text(json.dumps({"teacher_sha256": "f" * 64}))
+    with pytest.raises(SystemExit, match=r"kdas-s0\.json was made with another teacher"):
+        sweep.check_teacher(args, teacher, plan)
