@@ -14,6 +14,7 @@ from kdas_lite import train as train_module
 from kdas_lite.checkpoint_files import load_checkpoint
 from kdas_lite.config import ConfigError, TrainConfig
 from kdas_lite.errors import CheckpointError, DataError, TrainingError
+from kdas_lite.losses import KDASLoss
 from kdas_lite.models import PolypPVT, build_student
 from kdas_lite.train import (
     DistillationObjective,
@@ -189,7 +190,7 @@ def test_teacher_stays_frozen_in_eval_mode():
     teacher = build_student()
     for param in teacher.parameters():  # as left by the teacher's own training
         param.grad = torch.ones_like(param)
-    objective = DistillationObjective(teacher, train_module.KDASLoss())
+    objective = DistillationObjective(teacher, KDASLoss())
     objective.train()
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     student = build_student()
@@ -202,12 +203,12 @@ def test_teacher_stays_frozen_in_eval_mode():
 def test_teacher_input_is_renormalised_for_a_teacher_with_other_statistics():
     teacher = PolypPVT("tf_efficientnet_lite0")  # mean = std = 0.5
     imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    objective = DistillationObjective(teacher, train_module.KDASLoss(), *imagenet)
+    objective = DistillationObjective(teacher, KDASLoss(), *imagenet)
     rgb = torch.rand(1, 3, 8, 8)
     student_input = (rgb - torch.tensor(imagenet[0]).view(1, 3, 1, 1)) / torch.tensor(
         imagenet[1]).view(1, 3, 1, 1)
     torch.testing.assert_close(student_input * objective.scale + objective.shift, (rgb - 0.5) / 0.5)
-    same = DistillationObjective(build_student(), train_module.KDASLoss(), *imagenet)
+    same = DistillationObjective(build_student(), KDASLoss(), *imagenet)
     assert same.scale is None and same.shift is None
 
 
