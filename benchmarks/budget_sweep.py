@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.command = shlex.join(["python", "benchmarks/budget_sweep.py", *(
         f"<outside the repository>/{Path(a).name}" if a.startswith("/") else a
-        for a in (sys.argv[1:] if argv is None else argv))])
+        for a in (sys.argv[1:] if argv is None else argv)
+        if a != "--report-only")])  # the command that made the runs; no machine path
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     data_root = find_shared_data()
