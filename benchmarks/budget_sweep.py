@@ -185,7 +185,7 @@ def markdown(doc: dict[str, Any]) -> str:
                          + " | ".join(cells) + " |")
     lines += ["", "Generated reading (`kdas_lite.lab_results.sweep_reading`; a sign counts only "
               "where the 95 % t-interval over seeds excludes 0):", "", sweep_reading(doc)]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 def write(args: argparse.Namespace, missing: list[str]) -> dict[str, Any]:

@@ -432,7 +432,7 @@ def write_outputs(args: argparse.Namespace, data_root: Path, records: list[dict[
     layout = find_layout(data_root)
     labels = {name: status.label for name, status in layout.status.items()}
     compute_s = sum(r["train_s"] + r["eval_s"] for r in records)
-    head = [f"command: `{args.command}`", "", f"machine: {machine()}", "",
+    head = [f"command: `{args.command}`", "", f"machine: {machine_of_runs(args)}", "",
             f"data: `{DATA_LABEL}` — {layout.describe().split(' ', 1)[1]}", "",
             f"runs with a record: {len(records)}; their training + evaluation time: "
             f"{compute_s / 60:.1f} min (this invocation: {wall_s / 60:.1f} min wall)", ""]
@@ -468,7 +468,7 @@ def write_mechanism(args: argparse.Namespace, records: list[dict[str, Any]],
     save_json(args.mechanism_json, {
         **{k: v for k, v in previous.items() if k == "map_statistics"},
         "question": "why does L_SGM lower the student? one property of it changed per row",
-        "command": args.command, "machine": machine(), "partial": bool(missing),
+        "command": args.command, "machine": machine_of_runs(args), "partial": bool(missing),
         "missing": missing, "data_root": DATA_LABEL,
         "records": relative_records(args, args.mechanism_json), "seeds": args.seeds,
         "teacher": None if teacher is None else {
@@ -480,6 +480,18 @@ def write_mechanism(args: argparse.Namespace, records: list[dict[str, Any]],
     if args.docs is not None:
         replace_block(args.docs, text, MECH_START, MECH_END)
     return text
+
+
+def machine_of_runs(args: argparse.Namespace) -> str:
+    """The machine the runs were made on: this one, except for ``--report-only``, which runs
+    nothing and keeps the machine its summary already names (the environment may have changed
+    since)."""
+    summary_json = args.mechanism_json if args.mechanism else args.json
+    if args.report_only and summary_json.exists():
+        recorded = json.loads(summary_json.read_text(encoding="utf-8")).get("machine")
+        if recorded:
+            return recorded
+    return machine()
 
 
 def relative_records(args: argparse.Namespace, json_path: Path) -> str:
@@ -525,7 +537,7 @@ def lab_summary(args: argparse.Namespace, layout: Any, labels: dict[str, str],
     sets = [s for s in TEST_SETS if s in layout.status]
     lab = {
         "question": "does distillation help a small student on real polyp data?",
-        "command": args.command, "machine": machine(), "partial": bool(missing),
+        "command": args.command, "machine": machine_of_runs(args), "partial": bool(missing),
         "missing": missing, "compute_minutes": round(compute_s / 60, 1),
         "data_root": DATA_LABEL, "records": relative_records(args, args.json),
         "rerun_rows": [r for r, e in rows.items() if e["rerun"]],
