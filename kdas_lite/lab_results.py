@@ -53,6 +53,7 @@ __all__ = [
     "load_mechanism",
     "load_records",
     "load_sweep",
+    "mechanism_conclusion",
     "mechanism_effect",
     "mechanism_reading",
     "paired_against",
@@ -449,34 +450,29 @@ def mechanism_effect(vs_sgm: Interval | None, vs_alone: Interval | None) -> str:
     return "makes it worse" if better < 0 else "no measurable effect"
 
 
-def mechanism_reading(mech: dict[str, Any], test_set: str = "avg") -> str:
-    """A generated Markdown reading of the L_SGM interventions: for each, its paired Δ against
-    + L_SGM (same teacher, same seeds) and against the student alone on ``test_set``, what it
-    does to the harm (:func:`mechanism_effect`), and a conclusion naming the properties whose
-    change removes (or reduces) the harm — or saying that none does."""
+def _mechanism_effects(mech: dict[str, Any], test_set: str
+                       ) -> dict[str, tuple[Interval | None, Interval | None, str]]:
+    """Intervention row → (Δ vs + L_SGM, Δ vs the student alone, :func:`mechanism_effect`)."""
+    out = {}
+    for row in SGM_PROPERTIES:
+        if row in mech["rows"]:
+            vs_sgm = paired_against(mech, row, "sgm", test_set)
+            vs_alone = paired_intervals(mech, row).get(test_set)
+            out[row] = (vs_sgm, vs_alone, mechanism_effect(vs_sgm, vs_alone))
+    return out
+
+
+def mechanism_conclusion(mech: dict[str, Any], test_set: str = "avg") -> str:
+    """One sentence: which property of L_SGM causes its harm on ``test_set`` — the changes
+    that remove it (or only reduce it) — or that none of the four does, or that + L_SGM does
+    no harm in these runs."""
     name = "all test images" if test_set == "avg" else test_set
-    rows = mech["rows"]
-    if "sgm" not in rows or "alone" not in rows:
-        return "The mechanism part has no + L_SGM or student-alone runs yet."
-    harm = paired_intervals(mech, "sgm").get(test_set)
-    lines = [f"- **{rows['sgm']['label']}** (this part's own runs, {harm.n if harm else 0} "
-             f"seeds): Δ vs the student alone on {name} "
-             f"{harm.format() if harm else '—'}: "
-             f"{ {1: 'above it', -1: 'below it', 0: 'not distinguishable'}[sign(harm)]}."]
-    effects: dict[str, str] = {}
-    for row, prop in SGM_PROPERTIES.items():
-        if row not in rows:
-            continue
-        vs_sgm = paired_against(mech, row, "sgm", test_set)
-        vs_alone = paired_intervals(mech, row).get(test_set)
-        effects[row] = mechanism_effect(vs_sgm, vs_alone)
-        lines.append(f"- **{rows[row]['label']}** — changes {prop}: Δ vs + L_SGM "
-                     f"{vs_sgm.format() if vs_sgm else '—'}, vs the student alone "
-                     f"{vs_alone.format() if vs_alone else '—'} → **{effects[row]}**.")
-    if sign(harm) >= 0:
-        lines.append(f"\n**Conclusion.** In these runs + L_SGM is not below the student alone "
-                     f"on {name}, so there is no harm to explain here.")
-        return "\n".join(lines)
+    if "sgm" not in mech["rows"] or "alone" not in mech["rows"]:
+        return "the mechanism part has no + L_SGM or student-alone runs yet."
+    if sign(paired_intervals(mech, "sgm").get(test_set)) >= 0:
+        return (f"in these runs + L_SGM is not below the student alone on {name}, so there "
+                "is no harm to explain.")
+    effects = {row: e[2] for row, e in _mechanism_effects(mech, test_set).items()}
     removes = [r for r, e in effects.items() if e == "removes the harm"]
     reduces = [r for r, e in effects.items() if e == "reduces the harm"]
 
@@ -491,11 +487,31 @@ def mechanism_reading(mech: dict[str, Any], test_set: str = "avg") -> str:
     else:
         text = ("none of the four changes measurably reduces the harm: it is not caused by "
                 "any one of these properties alone")
-    missing = [r for r in SGM_PROPERTIES if r not in rows]
+    missing = [r for r in SGM_PROPERTIES if r not in effects]
     if missing:
         text += f" ({len(missing)} intervention(s) not run yet)"
+    return text + "."
+
+
+def mechanism_reading(mech: dict[str, Any], test_set: str = "avg") -> str:
+    """A generated Markdown reading of the L_SGM interventions: for each, its paired Δ against
+    + L_SGM (same teacher, same seeds) and against the student alone on ``test_set``, what it
+    does to the harm (:func:`mechanism_effect`), and :func:`mechanism_conclusion`."""
+    name = "all test images" if test_set == "avg" else test_set
+    rows = mech["rows"]
+    lines = []
+    if "sgm" in rows and "alone" in rows:
+        harm = paired_intervals(mech, "sgm").get(test_set)
+        verdict = {1: "above it", -1: "below it", 0: "not distinguishable"}[sign(harm)]
+        lines.append(f"- **{rows['sgm']['label']}** (this part's own runs, "
+                     f"{harm.n if harm else 0} seeds): Δ vs the student alone on {name} "
+                     f"{harm.format() if harm else '—'}: {verdict}.")
+        for row, (vs_sgm, vs_alone, effect) in _mechanism_effects(mech, test_set).items():
+            lines.append(f"- **{rows[row]['label']}** — changes {SGM_PROPERTIES[row]}: Δ vs "
+                         f"+ L_SGM {vs_sgm.format() if vs_sgm else '—'}, vs the student alone "
+                         f"{vs_alone.format() if vs_alone else '—'} → **{effect}**.")
     lines.append(f"\n**Conclusion** (on {name}, 95 % t-intervals over seeds; a change counts "
-                 f"only where its interval excludes 0): {text}.")
+                 f"only where its interval excludes 0): {mechanism_conclusion(mech, test_set)}")
     return "\n".join(lines)
 
 
@@ -524,11 +540,16 @@ def takeaway(lab: dict[str, Any], sweep: dict[str, Any] | None = None,
                 trends.append(f"{labels.get(row, row)} {trend}")
         if trends:
             budgets = sorted(int(e) for e in sweep["budgets"])
+            check = sweep.get("teacher_check") or {}
+            caveat = "" if check.get("clearly_ahead", True) else (
+                f" At {check['at_epochs']} epochs the teacher is not clearly ahead of the "
+                "student alone, so that point has little left to transfer.")
             lines.append(f"- **As the student trains longer** ({', '.join(map(str, budgets))} "
                          "epochs, one teacher), against the student alone of the same budget: "
-                         + "; ".join(trends) + ". A gain measured on an under-trained student "
-                         "is not a gain on a converged one until it is measured there.")
-    if mech is not None and "sgm" in mech.get("rows", {}):
-        conclusion = mechanism_reading(mech).split("**Conclusion**")[-1].split(": ", 1)[-1]
-        lines.append("- **Why L_SGM hurts** (one property changed at a time): " + conclusion)
+                         + "; ".join(trends) + "." + caveat + " A gain measured on an "
+                         "under-trained student is not a gain on a converged one until it is "
+                         "measured there.")
+    if mech is not None:
+        lines.append("- **Why L_SGM hurts** (one property changed at a time): "
+                     + mechanism_conclusion(mech))
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from kdas_lite.lab_results import (
     sweep_reading,
     t_interval,
     t_quantile,
+    takeaway,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,3 +231,23 @@ def test_sweep_reading_says_whether_a_methods_sign_changes_with_the_budget() -> 
     assert sign_trend([1, 0, 0]) == "above → indistinguishable → indistinguishable (no sign " \
         "change)"
     assert sign_trend([]) == "not measured"
+
+
+def test_takeaway_reads_the_lab_the_sweep_with_its_teacher_caveat_and_the_mechanism() -> None:
+    lab = {"rows": {"alone": {"label": "alone", "runs": []},
+                    "cwd": {"label": "CWD", "delta_vs_alone": {"avg": {
+                        "per_seed": {"0": 0.10, "1": 0.11, "2": 0.09}}}}}}
+    alone = {6: [0.60, 0.61, 0.62], 24: [0.77, 0.78, 0.78]}
+    sweep = _sweep({6: [0.04, 0.05, 0.045], 24: [-0.03, -0.035, -0.04]}, alone)
+    for rows in sweep["budgets"].values():  # the same Δ on all images as on Kvasir
+        rows["cwd"]["delta_vs_alone"]["avg"] = rows["cwd"]["delta_vs_alone"]["Kvasir"]
+    mech = _mechanism({0: 0.40, 1: 0.42, 2: 0.41}, {0: 0.30, 1: 0.31, 2: 0.29},
+                      **{"sgm-prob": {0: 0.401, 1: 0.425, 2: 0.405}})
+    text = takeaway(lab, sweep, mech)
+    assert "CWD helps (+0.100 [+0.075, +0.125])" in text
+    assert "CWD changes sign (above → below)" in text
+    assert "At 24 epochs the teacher is not clearly ahead" in text
+    assert text.endswith("changing the logit scale removes the harm: that property of L_SGM "
+                         "causes it (3 intervention(s) not run yet).")
+    no_harm = takeaway(lab, None, _mechanism({0: 0.4, 1: 0.4}, {0: 0.4, 1: 0.41}))
+    assert no_harm.endswith("so there is no harm to explain.")
