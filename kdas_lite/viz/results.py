@@ -355,7 +355,7 @@ def budget_sweep_figure(sweep: Mapping[str, Any], *, title: str | None = None) -
         raise ValueError("budget_sweep_figure: no distilled row in the sweep yet")
     labels = sweep.get("labels", {})
     check = sweep.get("teacher_check") or {}
-    fig, axes = _subplots(1, 2, (4.6, 3.4))
+    fig, axes = _subplots(1, 2, (5.4, 3.4))
     for ax, test_set in zip(axes[0], ("Kvasir", "avg"), strict=True):
         for i, row in enumerate(rows):
             intervals = sweep_intervals(sweep, row, test_set)
@@ -373,7 +373,7 @@ def budget_sweep_figure(sweep: Mapping[str, Any], *, title: str | None = None) -
         ax.minorticks_off()
         ax.set_xlabel("student epochs")
         name = "all test images" if test_set == "avg" else test_set
-        ax.set_ylabel(f"paired Δ mDice vs student alone ({name})")
+        ax.set_ylabel(f"Δ mDice vs alone ({name})")
         ax.grid(alpha=0.3)
         level = [(e, float(np.mean(list(sweep["budgets"][str(e)]["alone"]["mDice"][test_set]
                                         .values()))))
@@ -386,12 +386,12 @@ def budget_sweep_figure(sweep: Mapping[str, Any], *, title: str | None = None) -
             twin.axhline(check["teacher_kvasir"], color="k", ls=":", lw=0.9,
                          label="teacher (level)")
         twin.set_ylim(0, 1)
-        twin.set_ylabel("mDice level (dashed, dotted)", fontsize=8)
+        twin.set_ylabel("level: alone --, teacher ··", fontsize=8)
     handles, names = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncols=len(rows), fontsize="small",
                frameon=False)
-    _suptitle(fig, title or "Does the sign change as the student trains longer? "
-              "(95 % t-intervals over seeds)")
+    _suptitle(fig, title or "Paired Δ against the student alone, by budget "
+              "(95 % t over seeds)")
     return fig
 
 
