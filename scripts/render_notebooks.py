@@ -110,8 +110,10 @@ def readable(nb: nbformat.NotebookNode) -> None:
         cell["outputs"] = outputs
 
 
-def render(executed: Path, docs: Path) -> list[tuple[str, float | None, dict]]:
-    """Convert the executed notebooks in ``executed`` to ``docs/<name>.html``.
+def render(executed: Path, docs: Path, only: list[str] | None = None
+           ) -> list[tuple[str, float | None, dict]]:
+    """Convert the executed notebooks in ``executed`` to ``docs/<name>.html`` (``only``: those
+    whose names start with one of these prefixes, e.g. ``["04"]``).
 
     Returns ``(name, seconds, parameters)`` per notebook, from papermill's metadata.
     """
@@ -119,6 +121,8 @@ def render(executed: Path, docs: Path) -> list[tuple[str, float | None, dict]]:
     exporter = HTMLExporter(template_name="lab")
     rendered = []
     for source in run_notebooks.notebooks():
+        if only and not source.name.startswith(tuple(only)):
+            continue
         path = executed / source.name
         if not path.is_file():
             raise SystemExit(f"{path} not found: execute the notebooks first (omit --executed)")
@@ -169,6 +173,25 @@ def write_index(docs: Path, rendered: list[tuple[str, float | None, dict]]) -> P
     return path
 
 
+def update_index(docs: Path, rendered: list[tuple[str, float | None, dict]]) -> Path:
+    """Replace the rows of the re-rendered pages in an existing ``docs/index.md`` (the other
+    pages keep theirs); without an index, write a whole one."""
+    path = docs / "index.md"
+    if not path.is_file():
+        return write_index(docs, rendered)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for stem, seconds, _ in rendered:
+        took = "—" if seconds is None else f"{seconds / 60:.1f} min"
+        row = f"| [{stem}]({stem}.html) | {took} |"
+        at = [i for i, line in enumerate(lines) if line.startswith(f"| [{stem}](")]
+        if at:
+            lines[at[0]] = row
+        else:
+            lines.append(row)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--executed", type=Path, default=None,
@@ -179,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="dataset for the run (see run_notebooks.py)")
     parser.add_argument("--data-root", type=Path, default=run_notebooks.SHARED_DATA,
                         help="where the real datasets are (default: ../shared/data)")
+    parser.add_argument("--only", nargs="+", metavar="NN",
+                        help="render only these notebooks (e.g. 04) and update their rows of "
+                        "the existing index; with --executed")
     args = parser.parse_args(argv)
+    if args.only and args.executed is None:
+        parser.error("--only renders already executed notebooks: give --executed")
     DATA_ROOTS.insert(0, args.data_root.resolve())
 
     executed = args.executed
@@ -189,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "--data", args.data, "--data-root", str(args.data_root)])
         if status:
             return status
-    print(write_index(args.output, render(executed.resolve(), args.output)))
+    rendered = render(executed.resolve(), args.output, args.only)
+    print(update_index(args.output, rendered) if args.only else write_index(args.output, rendered))
     return 0
 
 
