@@ -65,7 +65,7 @@ from real_lab import (
 
 from kdas_lite.data import find_layout, find_shared_data
 from kdas_lite.data.io import file_sha256
-from kdas_lite.lab_results import sweep_reading, t_interval
+from kdas_lite.lab_results import sweep_intervals, sweep_reading, t_interval
 from kdas_lite.viz import budget_sweep_figure
 
 SWEEP_ROWS = ["alone", "kdas", "sgm", "cwd"]
@@ -174,13 +174,8 @@ def markdown(doc: dict[str, Any]) -> str:
             entry = rows[row]
             cells = [f"{statistics.fmean(entry['mDice'][s].values()):.3f}" for s in SETS]
             for s in SETS:
-                delta = entry.get("delta_vs_alone", {}).get(s)
-                if not delta:
-                    cells.append("—")
-                    continue
-                ci = delta["ci95_t"]
-                cells.append(f"{delta['mean']:+.3f}" + ("" if ci is None else
-                                                         f" [{ci[0]:+.3f}, {ci[1]:+.3f}]"))
+                interval = sweep_intervals(doc, row, s).get(int(epochs))
+                cells.append("—" if interval is None else interval.format())
             lines.append(f"| {epochs} | {doc['labels'][row]} | {len(entry['seeds'])} | "
                          + " | ".join(cells) + " |")
     lines += ["", "Generated reading (`kdas_lite.lab_results.sweep_reading`; a sign counts only "

@@ -140,6 +140,12 @@ def render(executed: Path, docs: Path, only: list[str] | None = None
     return rendered
 
 
+def index_row(stem: str, seconds: float | None) -> str:
+    """The index's row of one page: its link and the execution time of the rendered copy."""
+    took = "—" if seconds is None else f"{seconds / 60:.1f} min"
+    return f"| [{stem}]({stem}.html) | {took} |"
+
+
 def write_index(docs: Path, rendered: list[tuple[str, float | None, dict]]) -> Path:
     """``docs/index.md``: one line per page, with how and when it was produced."""
     today = datetime.date.today().isoformat()
@@ -165,9 +171,7 @@ def write_index(docs: Path, rendered: list[tuple[str, float | None, dict]]) -> P
         "| notebook | execution time of the rendered copy |",
         "| --- | ---: |",
     ]
-    for stem, seconds, _ in rendered:
-        took = "—" if seconds is None else f"{seconds / 60:.1f} min"
-        lines.append(f"| [{stem}]({stem}.html) | {took} |")
+    lines += [index_row(stem, seconds) for stem, seconds, _ in rendered]
     path = docs / "index.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -181,8 +185,7 @@ def update_index(docs: Path, rendered: list[tuple[str, float | None, dict]]) -> 
         return write_index(docs, rendered)
     lines = path.read_text(encoding="utf-8").splitlines()
     for stem, seconds, _ in rendered:
-        took = "—" if seconds is None else f"{seconds / 60:.1f} min"
-        row = f"| [{stem}]({stem}.html) | {took} |"
+        row = index_row(stem, seconds)
         at = [i for i, line in enumerate(lines) if line.startswith(f"| [{stem}](")]
         if at:
             lines[at[0]] = row
