@@ -63,7 +63,7 @@ from real_lab import (
     teacher_checkpoint,
 )
 
-from kdas_lite.data import find_layout, find_shared_data
+from kdas_lite.data import TEST_SETS, find_layout, find_shared_data
 from kdas_lite.data.io import file_sha256
 from kdas_lite.lab_results import sweep_intervals, sweep_reading, t_interval
 from kdas_lite.viz import budget_sweep_figure
@@ -178,6 +178,8 @@ def markdown(doc: dict[str, Any]) -> str:
                 cells.append("—" if interval is None else interval.format())
             lines.append(f"| {epochs} | {doc['labels'][row]} | {len(entry['seeds'])} | "
                          + " | ".join(cells) + " |")
+    if doc.get("all_images"):
+        lines += ["", f"*All images*: {doc['all_images']}."]
     lines += ["", "Generated reading (`kdas_lite.lab_results.sweep_reading`; a sign counts only "
               "where the 95 % t-interval over seeds excludes 0):", "", sweep_reading(doc)]
     return "\n".join(lines) + "\n"
@@ -190,7 +192,7 @@ def write(args: argparse.Namespace, missing: list[str]) -> dict[str, Any]:
            "command": args.command, "labels": LABELS, "budgets": budgets,
            "teacher_check": teacher,
            "seeds": args.seeds, "partial": bool(missing), "missing": missing,
-           "data_root": "shared/data"}
+           "data_root": "shared/data", "all_images": args.all_images}
     save_json(args.json, doc)
     if args.docs is not None:
         replace_block(args.docs, markdown(doc), START, END)
@@ -232,6 +234,11 @@ def main(argv: list[str] | None = None) -> None:
     data_root = find_shared_data()
     if data_root is None or not find_layout(data_root).test:
         sys.exit("budget_sweep.py: error: no real PraNet data: set KDAS_DATA to its root")
+    layout = find_layout(data_root)
+    tests = [layout.status[name] for name in TEST_SETS if name in layout.status]
+    args.all_images = (f"the {sum(s.pairs for s in tests)} test images of "
+                       + ", ".join(s.label for s in tests)
+                       + ", pooled (\"avg\" in the JSON)")
     plan = [(e, seed, row) for e in args.budgets for seed in args.seeds for row in SWEEP_ROWS]
     teacher_lab = lab_args(args, None)
     teacher = teacher_checkpoint(teacher_lab)
