@@ -5,9 +5,10 @@ Segmentation-KD gains are known to shrink or flip as the student's own baseline 
 stronger, so this trains the rows student alone, KDAS, + L_SGM only and CWD for 6, 12 and 24
 epochs (``--budgets``; same 200 images per seed, same 128 px, the learning-rate schedule —
 one warm-up epoch, cosine decay — stretched over the run's epochs), 3 seeds each, all
-distilled from **one** teacher: the one under ``--out``/runs/teacher (the lab's settings: 15
-epochs, 320 images), trained by ``benchmarks/real_lab.py`` if it is not there. Its record is
-copied to ``--records``/teacher.json and every distilled record carries its checksum.
+distilled from **one** teacher: the one under ``--out``/runs/teacher, trained here when it
+is not there (by default 20 epochs on all training images: the lab's teacher — 15 epochs,
+320 images — is not 5 points ahead of the 24-epoch student alone). Its record is copied to
+``--records``/teacher.json and every distilled record carries its checksum.
 
 Every run writes a compact record ``--records``/``e<E>/<row>-s<seed>.json`` (committed) and is
 skipped when the same command runs again; the 6-epoch runs too are trained here, the student
@@ -15,28 +16,33 @@ alone included, so that every budget's rows come from one teacher, one code vers
 environment (the lab's own 6-epoch records were made by an earlier training of the teacher and
 an earlier environment: see docs/RESULTS.md). An interrupted training resumes from its last
 epoch; ``--budget-minutes`` stops before a run that would not end in time. Runs go budget by
-budget, seed by seed (a partial sweep stays balanced); ``--budgets`` and ``--seeds`` split the
-sweep over processes that share the cores. After every run ``docs/results/budget_sweep.json`` is
-rewritten: per budget and row, the per-seed mDice and the paired Δ against the student alone of
-the same budget and seed, with 95 % t-intervals (:mod:`kdas_lite.lab_results`), the student-
-alone and teacher levels, and whether the teacher is ≥ 5 mDice points above the strongest
-student alone on Kvasir at the largest budget measured (if not, a stronger teacher must be
-trained); the table and the generated reading go between the ``budget-sweep`` markers of
-``--docs``.
-``--figure`` draws paired Δ (Kvasir and all images) against epochs with the intervals.
+budget, seed by seed (a partial sweep stays balanced); ``--budgets``, ``--seeds`` and
+``--rows`` split the sweep over processes that share the cores. After every run ``--json`` is
+rewritten: per budget and row, the per-seed mDice and the paired Δ against the student alone
+of the same budget and seed, with 95 % t-intervals (:mod:`kdas_lite.lab_results`), the
+student-alone and teacher levels, and whether the teacher is ≥ 5 mDice points above the
+strongest student alone on Kvasir at the largest budget measured; the table and the generated
+reading go between the ``--block`` markers of ``--docs``. ``--compare`` names the same sweep
+from another teacher (same students alone): the block then adds, per method and budget, the
+paired Δ between the two teachers. ``--figure`` draws paired Δ (Kvasir and all images)
+against epochs with the intervals.
 
 Usage::
 
+    # the sweep (trains its own teacher first, ~30 min on two threads)
     KDAS_DATA=../shared/data .venv/bin/python benchmarks/budget_sweep.py --threads 1 \\
-        --out runs/real-lab --figure docs/results/budget_sweep.png
-    # a stronger teacher (trained here when --out has none), with its own records and summary
+        --figure docs/results/budget_sweep.png \\
+        --compare docs/results/budget_sweep_lab_teacher.json
+    # the same sweep from the lab's teacher (real_lab.py's --out)
     KDAS_DATA=../shared/data .venv/bin/python benchmarks/budget_sweep.py --threads 1 \\
-        --out runs/sweep-strong --teacher-epochs 30 --teacher-train-images 1450 \\
-        --records docs/results/budget_runs_strong --json docs/results/budget_sweep_strong.json \\
-        --figure docs/results/budget_sweep_strong.png --docs /dev/null
+        --out runs/real-lab --teacher-epochs 15 --teacher-train-images 320 \\
+        --records docs/results/budget_runs_lab_teacher \\
+        --json docs/results/budget_sweep_lab_teacher.json --block budget-sweep-lab-teacher \\
+        --figure docs/results/budget_sweep_lab_teacher.png
 
 Records distilled from another teacher than the one under ``--out`` stop the sweep (their
-checksums differ): one sweep, one teacher.
+checksums differ): one sweep, one teacher. The student alone needs no teacher: its records
+serve every teacher's sweep of the same budgets and seeds.
 """
 
 from __future__ import annotations
@@ -65,15 +71,24 @@ from real_lab import (
 
 from kdas_lite.data import TEST_SETS, find_layout, find_shared_data
 from kdas_lite.data.io import file_sha256
-from kdas_lite.lab_results import sweep_intervals, sweep_reading, t_interval
+from kdas_lite.lab_results import (
+    sweep_intervals,
+    sweep_reading,
+    t_interval,
+    teacher_strength_reading,
+)
 from kdas_lite.viz import budget_sweep_figure
 
 SWEEP_ROWS = ["alone", "kdas", "sgm", "cwd"]
 #: the rows' names in the JSON and the figure (notebook 04's names and colours)
 LABELS = {"alone": "student alone", "kdas": "KDAS", "sgm": "+L_SGM", "cwd": "CWD"}
 SETS = ["Kvasir", "avg"]
-START = "<!-- budget-sweep: begin (written by benchmarks/budget_sweep.py) -->"
-END = "<!-- budget-sweep: end -->"
+
+
+def markers(block: str) -> tuple[str, str]:
+    """The begin / end markers of the ``block`` section of ``--docs``."""
+    return (f"<!-- {block}: begin (written by benchmarks/budget_sweep.py) -->",
+            f"<!-- {block}: end -->")
 
 
 def lab_args(args: argparse.Namespace, epochs: int | None) -> argparse.Namespace:
@@ -158,9 +173,11 @@ def teacher_check(args: argparse.Namespace, budgets: dict[str, Any]) -> dict[str
             "clearly_ahead": margin >= 0.05}
 
 
-def markdown(doc: dict[str, Any]) -> str:
+def markdown(doc: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     """The budget-sweep block of docs/RESULTS.md: per budget and row the mean mDice and the
-    paired Δ against the student alone with its 95 % t-interval, then the generated reading."""
+    paired Δ against the student alone with its 95 % t-interval, then the generated reading;
+    with ``other`` (the same sweep from another teacher, ``--compare``), the generated
+    teacher-strength reading too."""
     lines = [f"command: `{doc['command']}`", ""]
     if doc["partial"]:
         lines += [f"**PARTIAL**: {len(doc['missing'])} run(s) not done yet: "
@@ -182,6 +199,10 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["", f"*All images*: {doc['all_images']}."]
     lines += ["", "Generated reading (`kdas_lite.lab_results.sweep_reading`; a sign counts only "
               "where the 95 % t-interval over seeds excludes 0):", "", sweep_reading(doc)]
+    if other is not None:
+        lines += ["", f"Against the same sweep from another teacher (`{doc['compared_with']}`; "
+                  "`kdas_lite.lab_results.teacher_strength_reading`):", "",
+                  teacher_strength_reading(doc, other)]
     return "\n".join(lines) + "\n"
 
 
@@ -193,9 +214,13 @@ def write(args: argparse.Namespace, missing: list[str]) -> dict[str, Any]:
            "teacher_check": teacher,
            "seeds": args.seeds, "partial": bool(missing), "missing": missing,
            "data_root": "shared/data", "all_images": args.all_images}
+    other = None
+    if args.compare is not None:
+        doc["compared_with"] = args.compare.as_posix()
+        other = json.loads(args.compare.read_text(encoding="utf-8"))
     save_json(args.json, doc)
     if args.docs is not None:
-        replace_block(args.docs, markdown(doc), START, END)
+        replace_block(args.docs, markdown(doc, other), *markers(args.block))
     if args.figure is not None and any(r != "alone" for rows in budgets.values() for r in rows):
         fig = budget_sweep_figure(doc)
         args.figure.parent.mkdir(parents=True, exist_ok=True)
@@ -205,23 +230,30 @@ def write(args: argparse.Namespace, missing: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/real-lab"),
-                        help="real_lab.py's --out (its teacher is used)")
+    parser.add_argument("--out", type=Path, default=Path("runs/budget-sweep"),
+                        help="real_lab.py's --out: its teacher is used, or trained there "
+                        "with --teacher-epochs / --teacher-train-images when it has none")
     parser.add_argument("--budgets", nargs="+", type=int, default=[6, 12, 24])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--records", type=Path, default=Path("docs/results/budget_runs"))
     parser.add_argument("--json", type=Path, default=Path("docs/results/budget_sweep.json"))
     parser.add_argument("--figure", type=Path, default=None)
     parser.add_argument("--docs", type=Path, default=Path("docs/RESULTS.md"),
-                        help="Markdown file whose budget-sweep block gets the table")
+                        help="Markdown file whose --block section gets the table")
+    parser.add_argument("--block", default="budget-sweep",
+                        help="name of the <!-- NAME: begin … --> / <!-- NAME: end --> section")
+    parser.add_argument("--compare", type=Path, default=None,
+                        help="another sweep's JSON (same students alone, another teacher): "
+                        "the block adds the paired Δ between the two teachers")
     parser.add_argument("--budget-minutes", type=float, default=600.0)
     parser.add_argument("--rows", nargs="+", choices=SWEEP_ROWS, default=SWEEP_ROWS,
                         help="run only these rows (the student alone needs no teacher, so it "
                         "can run while real_lab.py trains the teacher)")
-    parser.add_argument("--teacher-epochs", type=int, default=15,
-                        help="the teacher's epochs when it is trained here (real_lab's default)")
-    parser.add_argument("--teacher-train-images", type=int, default=320,
-                        help="its training images (1450: all of them) when trained here")
+    parser.add_argument("--teacher-epochs", type=int, default=20,
+                        help="the teacher's epochs when it is trained here (the lab's: 15)")
+    parser.add_argument("--teacher-train-images", type=int, default=1450,
+                        help="its training images when trained here (1450: all of them but "
+                        "the 10 %% validation hold-out; the lab's: 320)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)

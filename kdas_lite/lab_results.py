@@ -18,7 +18,9 @@ all test images (``"avg"``). This module turns those into statements a course ca
   (which rows beat the student alone where the interval excludes 0), so no number about the
   runs is typed by hand.
 - :func:`sweep_reading` (``docs/results/budget_sweep.json``): per method, its Δ at each
-  student budget and whether its sign changes as the student trains longer.
+  student budget and whether its sign changes as the student trains longer;
+  :func:`teacher_strength_reading`: the same sweep from a weaker teacher
+  (``docs/results/budget_sweep_lab_teacher.json``), paired seed by seed.
 - :func:`mechanism_reading` (``docs/results/sgm_mechanism.json``): per change to L_SGM, its
   Δ against + L_SGM and against the student alone, and which property causes the harm.
 
@@ -59,6 +61,7 @@ __all__ = [
     "paired_against",
     "paired_intervals",
     "reading",
+    "same_students_alone",
     "sign",
     "sign_trend",
     "sweep_intervals",
@@ -66,6 +69,8 @@ __all__ = [
     "t_interval",
     "t_quantile",
     "takeaway",
+    "teacher_effect",
+    "teacher_strength_reading",
 ]
 
 # Two-sided 95 % Student-t quantiles t_{0.975, df} (the usual table; df > 30 interpolates
@@ -417,6 +422,73 @@ def sweep_reading(sweep: dict[str, Any], sets: Sequence[str] = ("Kvasir", "avg")
     return "\n".join(lines)
 
 
+def teacher_effect(sweep: dict[str, Any], other: dict[str, Any], row: str, test_set: str
+                   ) -> dict[int, Interval]:
+    """Budget (epochs) → the paired Δ ``mDice(row from sweep's teacher) − mDice(row from
+    other's teacher)`` on ``test_set`` over the seeds both sweeps have, with its 95 %
+    t-interval. A seed fixes the student's initial weights, its images and their order, so
+    the pair differs only in the teacher it distilled from."""
+    out = {}
+    for epochs, rows in sweep["budgets"].items():
+        mine = rows.get(row, {}).get("mDice", {}).get(test_set, {})
+        theirs = other["budgets"].get(epochs, {}).get(row, {}).get("mDice", {}).get(test_set, {})
+        common = sorted(set(mine) & set(theirs), key=int)
+        if common:
+            out[int(epochs)] = t_interval([mine[s] - theirs[s] for s in common])
+    return dict(sorted(out.items()))
+
+
+def same_students_alone(sweep: dict[str, Any], other: dict[str, Any]) -> bool:
+    """True when both sweeps hold the same student-alone scores at every budget and seed
+    they share (then a method's Δ against the student alone moves only with its teacher)."""
+    shared = [e for e in sweep["budgets"] if "alone" in sweep["budgets"][e]
+              and "alone" in other["budgets"].get(e, {})]
+    return bool(shared) and all(
+        sweep["budgets"][e]["alone"]["mDice"] == other["budgets"][e]["alone"]["mDice"]
+        for e in shared)
+
+
+def _teacher_line(name: str, sweep: dict[str, Any]) -> str:
+    check = sweep.get("teacher_check")
+    if not check:
+        return f"{name}: not measured"
+    return (f"{name} {check['teacher_kvasir']:.3f} ({check['margin']:+.3f} over the student "
+            f"alone at {check['at_epochs']} epochs)")
+
+
+def teacher_strength_reading(sweep: dict[str, Any], other: dict[str, Any],
+                             sets: Sequence[str] = ("Kvasir", "avg")) -> str:
+    """A generated Markdown reading of two budget sweeps that differ only in the teacher
+    (``sweep``: the stronger one): the two teachers' Kvasir levels, whether the students
+    alone are the same runs, and per method the paired Δ stronger − weaker teacher at each
+    budget (:func:`teacher_effect`), "better" / "worse" only where the 95 % t-interval
+    excludes 0."""
+    labels = sweep.get("labels", {})
+    names = {"avg": "all images"}
+    lines = ["- *Teachers* on Kvasir: " + _teacher_line("stronger", sweep) + "; "
+             + _teacher_line("weaker", other) + "."]
+    lines.append("- *Students alone*: " + (
+        "the same runs in both sweeps (equal per-seed scores), so each Δ below is the "
+        "teacher's doing." if same_students_alone(sweep, other) else
+        "**not** the same runs in both sweeps: a Δ below mixes the teacher with whatever "
+        "else differs."))
+    words = {1: "better", -1: "worse", 0: "indistinguishable"}
+    rows = dict.fromkeys(r for rows in sweep["budgets"].values() for r in rows if r != "alone")
+    for row in rows:
+        parts, n = [], 0
+        for s in sets:
+            intervals = teacher_effect(sweep, other, row, s)
+            if not intervals:
+                continue
+            n = max(n, *(iv.n for iv in intervals.values()))
+            parts.append(f"{names.get(s, s)}: " + ", ".join(
+                f"{e} ep {iv.format()} ({words[sign(iv)]})" for e, iv in intervals.items()))
+        if parts:
+            lines.append(f"- **{labels.get(row, row)}** (stronger − weaker teacher, {n} paired "
+                         "seeds, 95 % t-intervals): " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
 #: What each mechanism row changes in L_SGM (benchmarks/real_lab.py, ``--mechanism``).
 SGM_PROPERTIES = {
     "sgm-prob": "the logit scale (the maps compared as probabilities σ(P), bounded)",
@@ -516,10 +588,11 @@ def mechanism_reading(mech: dict[str, Any], test_set: str = "avg") -> str:
 
 
 def takeaway(lab: dict[str, Any], sweep: dict[str, Any] | None = None,
-             mech: dict[str, Any] | None = None) -> str:
-    """What a student should take away from the committed lab, the budget sweep and the L_SGM
-    mechanism, in plain words generated from their numbers (all images; a sign counts only
-    where the 95 % t-interval over seeds excludes 0)."""
+             mech: dict[str, Any] | None = None, weaker: dict[str, Any] | None = None) -> str:
+    """What a student should take away from the committed lab, the budget sweep (and, with
+    ``weaker``, the same sweep from a weaker teacher) and the L_SGM mechanism, in plain words
+    generated from their numbers (all images; a sign counts only where the 95 % t-interval
+    over seeds excludes 0)."""
     words = {1: "helps", -1: "hurts", 0: "makes no measurable difference"}
     lines = []
     found = {row: paired_intervals(lab, row).get("avg") for row in ("sgm", "at", "kdas", "cwd")
@@ -549,6 +622,23 @@ def takeaway(lab: dict[str, Any], sweep: dict[str, Any] | None = None,
                          + "; ".join(trends) + "." + caveat + " A gain measured on an "
                          "under-trained student is not a gain on a converged one until it is "
                          "measured there.")
+    if sweep is not None and weaker is not None:
+        labels = sweep.get("labels", {})
+        words = {1: "better", -1: "worse", 0: "no measurable difference"}
+        said = []
+        for row in dict.fromkeys(r for rows in sweep["budgets"].values() for r in rows
+                                 if r != "alone"):
+            by_word: dict[str, list[str]] = {}
+            for epochs, iv in teacher_effect(sweep, weaker, row, "avg").items():
+                by_word.setdefault(words[sign(iv)], []).append(str(epochs))
+            if by_word:
+                said.append(f"{labels.get(row, row)}: " + ", ".join(
+                    f"{w} at {' and '.join(es)} epochs" for w, es in by_word.items()))
+        strong, weak = sweep.get("teacher_check") or {}, weaker.get("teacher_check") or {}
+        if said and strong and weak:
+            lines.append(f"- **A stronger teacher** (Kvasir {strong['teacher_kvasir']:.3f} "
+                         f"instead of {weak['teacher_kvasir']:.3f}), each student against "
+                         "itself distilled from the weaker one: " + "; ".join(said) + ".")
     if mech is not None:
         lines.append("- **Why L_SGM hurts** (one property changed at a time): "
                      + mechanism_conclusion(mech))

@@ -85,3 +85,39 @@ def test_records_distilled_from_another_teacher_stop_the_sweep(tmp_path):
     (runs / "e6" / "kdas-s0.json").write_text(json.dumps({"teacher_sha256": "f" * 64}))
     with pytest.raises(SystemExit, match=r"kdas-s0\.json was made with another teacher"):
         sweep.check_teacher(args, teacher, plan)
+
+
+def test_block_and_compare_put_both_teachers_in_their_own_section(tmp_path):
+    strong, weak = tmp_path / "strong", tmp_path / "weak"
+    for runs, gain, teacher in ((strong, 0.06, 0.88), (weak, 0.02, 0.82)):
+        for seed in range(3):
+            fake(runs / "e6" / f"alone-s{seed}.json", 0.60, 0.40)
+            fake(runs / "e6" / f"cwd-s{seed}.json", 0.60 + gain + 0.01 * seed, 0.45)
+        fake(runs / "teacher.json", teacher, 0.7)
+    docs = tmp_path / "RESULTS.md"
+    begin, end = sweep.markers("sweep-strong")
+    docs.write_text(f"# R\n{begin}\nold\n{end}\n<!-- budget-sweep: begin -->\nkept\n")
+    common = dict(budgets=[6], seeds=[0, 1, 2], command="python benchmarks/budget_sweep.py",
+                  all_images="pooled", figure=None)
+    sweep.write(sweep.argparse.Namespace(records=weak, json=tmp_path / "weak.json",
+                                         docs=None, compare=None, block="unused", **common),
+                [])
+    doc = sweep.write(sweep.argparse.Namespace(
+        records=strong, json=tmp_path / "strong.json", docs=docs,
+        compare=tmp_path / "weak.json", block="sweep-strong", **common), [])
+    assert doc["compared_with"] == (tmp_path / "weak.json").as_posix()
+    text = docs.read_text()
+    assert "old" not in text and text.endswith("<!-- budget-sweep: begin -->\nkept\n")
+    block = text.split(begin)[1].split(end)[0]
+    assert "| 6 | CWD | 3 | 0.670 | 0.450 | +0.070 [+0.045, +0.095] |" in block
+    assert "stronger 0.880 (+0.280 over the student alone at 6 epochs); weaker 0.820" in block
+    assert "the same runs in both sweeps" in block
+    assert "Kvasir: 6 ep +0.040 [+0.040, +0.040] (better)" in block
+    figure = budget_sweep_figure(doc, compare=json.loads((tmp_path / "weak.json").read_text()))
+    assert [line.get_label() for line in figure.axes[0].lines if line.get_label()[0] != "_"] \
+        == ["CWD, other teacher"]
+    hollow = next(line for line in figure.axes[0].lines
+                  if line.get_label() == "CWD, other teacher")
+    assert list(hollow.get_ydata()) == pytest.approx([0.03])  # the weaker teacher's mean Δ
+    twin_levels = [line.get_ydata()[0] for line in figure.axes[2].lines]
+    assert twin_levels[-2:] == pytest.approx([0.88, 0.82])  # both teachers' levels

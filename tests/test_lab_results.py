@@ -18,6 +18,7 @@ from kdas_lite.lab_results import (
     paired_against,
     paired_intervals,
     reading,
+    same_students_alone,
     sign,
     sign_trend,
     sweep_intervals,
@@ -25,6 +26,8 @@ from kdas_lite.lab_results import (
     t_interval,
     t_quantile,
     takeaway,
+    teacher_effect,
+    teacher_strength_reading,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -251,3 +254,43 @@ def test_takeaway_reads_the_lab_the_sweep_with_its_teacher_caveat_and_the_mechan
                          "causes it (3 intervention(s) not run yet).")
     no_harm = takeaway(lab, None, _mechanism({0: 0.4, 1: 0.4}, {0: 0.4, 1: 0.41}))
     assert no_harm.endswith("so there is no harm to explain.")
+
+
+def _teacher_sweep(teacher: float, cwd: dict[int, list[float]], alone: dict[int, list[float]]
+                   ) -> dict:
+    """A sweep's summary with per-seed mDice only (Kvasir and all images equal)."""
+    def scores(values: list[float]) -> dict:
+        per_seed = {str(s): v for s, v in enumerate(values)}
+        return {"mDice": {"Kvasir": per_seed, "avg": per_seed}}
+    budgets = {str(e): {"alone": scores(alone[e]), "cwd": scores(cwd[e])} for e in cwd}
+    top = max(cwd)
+    margin = teacher - float(np.mean(alone[top]))
+    return {"budgets": budgets, "labels": {"cwd": "CWD"},
+            "teacher_check": {"teacher_kvasir": teacher, "at_epochs": top, "margin": margin,
+                              "clearly_ahead": margin >= 0.05}}
+
+
+def test_teacher_strength_pairs_each_student_with_itself_from_the_other_teacher() -> None:
+    alone = {6: [0.60, 0.61, 0.62], 24: [0.77, 0.78, 0.78]}
+    strong = _teacher_sweep(0.88, {6: [0.70, 0.72, 0.71], 24: [0.80, 0.76, 0.78]}, alone)
+    weak = _teacher_sweep(0.82, {6: [0.64, 0.65, 0.66], 24: [0.78, 0.78, 0.78]}, alone)
+    effect = teacher_effect(strong, weak, "cwd", "avg")
+    assert sorted(effect) == [6, 24]
+    assert effect[6].mean == pytest.approx(0.06) and effect[6].n == 3
+    assert effect[6].lo == pytest.approx(0.06 - 4.303 * 0.01 / 3 ** 0.5)
+    assert effect[24].mean == pytest.approx(0.0)  # +0.02, −0.02, 0: not distinguishable
+    assert same_students_alone(strong, weak)
+    text = teacher_strength_reading(strong, weak, sets=("avg",))
+    assert "stronger 0.880 (+0.103 over the student alone at 24 epochs); weaker 0.820" in text
+    assert "the same runs in both sweeps" in text
+    assert "6 ep +0.060 [+0.035, +0.085] (better), 24 ep +0.000" in text
+    assert text.endswith("(indistinguishable).")
+    other_alone = _teacher_sweep(0.82, {6: [0.64, 0.65, 0.66], 24: [0.78, 0.78, 0.78]},
+                                 {6: [0.5, 0.5, 0.5], 24: [0.7, 0.7, 0.7]})
+    assert not same_students_alone(strong, other_alone)
+    assert "**not** the same runs" in teacher_strength_reading(strong, other_alone)
+    lab = {"rows": {"alone": {"label": "alone", "runs": []}}}
+    said = takeaway(lab, strong, None, weak)
+    assert ("**A stronger teacher** (Kvasir 0.880 instead of 0.820), each student against "
+            "itself distilled from the weaker one: CWD: better at 6 epochs, no measurable "
+            "difference at 24 epochs.") in said

@@ -337,11 +337,15 @@ def ablation_vs_lab_figure(scores: Mapping[str, Sequence[float]],
     return fig
 
 
-def budget_sweep_figure(sweep: Mapping[str, Any], *, title: str | None = None) -> Figure:
+def budget_sweep_figure(sweep: Mapping[str, Any], *, compare: Mapping[str, Any] | None = None,
+                        title: str | None = None) -> Figure:
     """The budget sweep (``docs/results/budget_sweep.json``): each method's paired Δ against
     the student alone of the same budget, against the students' epochs, with its 95 %
     t-interval over seeds (:func:`kdas_lite.lab_results.sweep_intervals`); left Kvasir, right
     all test images; the student-alone level (and, on Kvasir, the teacher's) on a second axis.
+    ``compare`` (the same sweep from another teacher, e.g.
+    ``docs/results/budget_sweep_lab_teacher.json``) adds its mean Δ as hollow markers on a
+    dotted line in the same colour, and its teacher's level as a grey dotted line.
 
     Raises:
         ValueError: the sweep has no budget with a distilled row.
@@ -365,8 +369,14 @@ def budget_sweep_figure(sweep: Mapping[str, Any], *, title: str | None = None) -
             means = np.array([iv.mean for iv in intervals.values()])
             lo = np.array([iv.lo if iv.lo is not None else iv.mean for iv in intervals.values()])
             hi = np.array([iv.hi if iv.hi is not None else iv.mean for iv in intervals.values()])
-            ax.errorbar(xs, means, yerr=[means - lo, hi - means], marker="o", capsize=3,
-                        color=method_color(labels.get(row, row)), label=labels.get(row, row))
+            color = method_color(labels.get(row, row))
+            ax.errorbar(xs, means, yerr=np.vstack([means - lo, hi - means]), marker="o", capsize=3,
+                        color=color, label=labels.get(row, row))
+            other = sweep_intervals(compare, row, test_set) if compare is not None else {}
+            if other:
+                ax.plot([e * 2 ** (0.04 * (i - (len(rows) - 1) / 2)) for e in other],
+                        [iv.mean for iv in other.values()], ls=":", marker="o", mfc="white",
+                        color=color, label=f"{labels.get(row, row)}, other teacher")
         ax.axhline(0, color="k", lw=1)
         ax.set_xscale("log", base=2)
         ax.set_xticks(budgets, [str(e) for e in budgets])
@@ -385,11 +395,15 @@ def budget_sweep_figure(sweep: Mapping[str, Any], *, title: str | None = None) -
         if test_set == "Kvasir" and check:
             twin.axhline(check["teacher_kvasir"], color="k", ls=":", lw=0.9,
                          label="teacher (level)")
+        other_check = (compare or {}).get("teacher_check")
+        if test_set == "Kvasir" and other_check:
+            twin.axhline(other_check["teacher_kvasir"], color="0.6", ls=":", lw=0.9,
+                         label="other teacher (level)")
         twin.set_ylim(0, 1)
         twin.set_ylabel("level: alone --, teacher ··", fontsize=8)
     handles, names = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncols=len(rows), fontsize="small",
-               frameon=False)
+               frameon=False)  # with ``compare``: each column a method, both teachers
     _suptitle(fig, title or "Paired Δ against the student alone, by budget "
               "(95 % t over seeds)")
     return fig
