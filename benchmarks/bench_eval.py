@@ -42,12 +42,8 @@ import eval_baseline
 
 from kdas_lite.data import TEST_SETS, PolypTestDataset, find_shared_data
 from kdas_lite.evaluate import soft_maps
-from kdas_lite.metrics import (
-    METRIC_NAMES,
-    MetricAccumulator,
-    _check_pair,
-    default_workers,
-)
+from kdas_lite.metrics import METRIC_NAMES, MetricAccumulator, default_workers
+from kdas_lite.metrics._common import _check_pair
 from kdas_lite.models import build_student
 
 

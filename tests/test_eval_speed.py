@@ -37,17 +37,11 @@ from kdas_lite.data import (
     read_mask,
 )
 from kdas_lite.evaluate import evaluate
-from kdas_lite.metrics import (
-    _ASCENDING,
-    _PAD,
-    CURVE_NAMES,
-    METRIC_NAMES,
-    MetricAccumulator,
-    _check_pair,
-    _levels,
-    _propagate_error,
-    _score,
-)
+from kdas_lite.metrics import CURVE_NAMES, METRIC_NAMES, MetricAccumulator
+from kdas_lite.metrics._common import _check_pair
+from kdas_lite.metrics.scoring import _score
+from kdas_lite.metrics.thresholded import _ASCENDING, _levels
+from kdas_lite.metrics.weighted_f import _PAD, _propagate_error
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import eval_baseline

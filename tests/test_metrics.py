@@ -23,8 +23,6 @@ from kdas_lite.metrics import (
     METRIC_NAMES,
     THRESHOLDS,
     MetricAccumulator,
-    _matlab_centroid,
-    _n_thresholds_below,
     batch_dice,
     evaluate_maps,
     s_measure,
@@ -32,6 +30,8 @@ from kdas_lite.metrics import (
     threshold_curves,
     weighted_f_measure,
 )
+from kdas_lite.metrics.structure import _matlab_centroid
+from kdas_lite.metrics.thresholded import _n_thresholds_below
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -10,10 +10,10 @@ from hypothesis.extra.numpy import arrays
 from kdas_lite.metrics import (
     CURVE_NAMES,
     THRESHOLDS,
-    _n_thresholds_below,
     evaluate_maps,
     score_map,
 )
+from kdas_lite.metrics.thresholded import _n_thresholds_below
 
 SETTINGS = settings(max_examples=40, deadline=None)
 shapes = st.tuples(st.integers(2, 32), st.integers(2, 32))
