@@ -222,7 +222,7 @@ def write(args: argparse.Namespace, missing: list[str]) -> dict[str, Any]:
     if args.docs is not None:
         replace_block(args.docs, markdown(doc, other), *markers(args.block))
     if args.figure is not None and any(r != "alone" for rows in budgets.values() for r in rows):
-        fig = budget_sweep_figure(doc)
+        fig = budget_sweep_figure(doc, compare=other)
         args.figure.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.figure, dpi=120)
     return doc

@@ -339,7 +339,9 @@ def _load_shipped(name: str, path: str | os.PathLike[str] | None, key: str,
 def load_sweep(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The budget sweep (default: the shipped ``docs/results/budget_sweep.json``, written by
     ``benchmarks/budget_sweep.py``): per student budget in epochs, per row, the per-seed mDice
-    and the paired Δ against the student alone of the same budget."""
+    and the paired Δ against the student alone of the same budget. The same sweep from the
+    lab's weaker teacher: ``load_sweep(lab_file("budget_sweep_lab_teacher.json"))``
+    (:func:`kdas_lite.lab_data.lab_file`)."""
     return _load_shipped("budget_sweep.json", path, "budgets", "benchmarks/budget_sweep.py")
 
 
@@ -587,6 +589,11 @@ def mechanism_reading(mech: dict[str, Any], test_set: str = "avg") -> str:
     return "\n".join(lines)
 
 
+def _and(items: Sequence[str]) -> str:
+    """``["6", "12", "24"]`` → ``"6, 12 and 24"``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def takeaway(lab: dict[str, Any], sweep: dict[str, Any] | None = None,
              mech: dict[str, Any] | None = None, weaker: dict[str, Any] | None = None) -> str:
     """What a student should take away from the committed lab, the budget sweep (and, with
@@ -633,12 +640,13 @@ def takeaway(lab: dict[str, Any], sweep: dict[str, Any] | None = None,
                 by_word.setdefault(words[sign(iv)], []).append(str(epochs))
             if by_word:
                 said.append(f"{labels.get(row, row)}: " + ", ".join(
-                    f"{w} at {' and '.join(es)} epochs" for w, es in by_word.items()))
+                    f"{w} at {_and(es)} epochs" for w, es in by_word.items()))
         strong, weak = sweep.get("teacher_check") or {}, weaker.get("teacher_check") or {}
         if said and strong and weak:
             lines.append(f"- **A stronger teacher** (Kvasir {strong['teacher_kvasir']:.3f} "
                          f"instead of {weak['teacher_kvasir']:.3f}), each student against "
-                         "itself distilled from the weaker one: " + "; ".join(said) + ".")
+                         "itself distilled from the weaker one, on all test images: "
+                         + "; ".join(said) + ".")
     if mech is not None:
         lines.append("- **Why L_SGM hurts** (one property changed at a time): "
                      + mechanism_conclusion(mech))

@@ -292,5 +292,12 @@ def test_teacher_strength_pairs_each_student_with_itself_from_the_other_teacher(
     lab = {"rows": {"alone": {"label": "alone", "runs": []}}}
     said = takeaway(lab, strong, None, weak)
     assert ("**A stronger teacher** (Kvasir 0.880 instead of 0.820), each student against "
-            "itself distilled from the weaker one: CWD: better at 6 epochs, no measurable "
-            "difference at 24 epochs.") in said
+            "itself distilled from the weaker one, on all test images: CWD: better at 6 epochs, "
+            "no measurable difference at 24 epochs.") in said
+    alone3 = {**alone, 12: [0.70, 0.70, 0.70]}
+    strong3 = _teacher_sweep(0.88, {6: [0.64, 0.65, 0.66], 12: [0.70, 0.70, 0.70],
+                                    24: [0.78, 0.78, 0.78]}, alone3)
+    weak3 = _teacher_sweep(0.82, {6: [0.64, 0.66, 0.65], 12: [0.71, 0.69, 0.70],
+                                  24: [0.78, 0.79, 0.77]}, alone3)
+    assert "CWD: no measurable difference at 6, 12 and 24 epochs." in takeaway(
+        lab, strong3, None, weak3)

@@ -402,8 +402,11 @@ def budget_sweep_figure(sweep: Mapping[str, Any], *, compare: Mapping[str, Any] 
         twin.set_ylim(0, 1)
         twin.set_ylabel("level: alone --, teacher ··", fontsize=8)
     handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncols=len(rows), fontsize="small",
-               frameon=False)  # with ``compare``: each column a method, both teachers
+    order = [labels.get(r, r) for r in rows]  # each column one method, this teacher on top
+    ranked = sorted(zip(handles, names, strict=True), key=lambda hn: (
+        order.index(hn[1].removesuffix(", other teacher")), hn[1].endswith("other teacher")))
+    fig.legend([h for h, _ in ranked], [n for _, n in ranked], loc="outside lower center",
+               ncols=len(rows), fontsize="small", frameon=False)
     _suptitle(fig, title or "Paired Δ against the student alone, by budget "
               "(95 % t over seeds)")
     return fig
