@@ -66,6 +66,7 @@ __all__ = [
     "sign_trend",
     "sweep_intervals",
     "sweep_reading",
+    "sweep_rows",
     "t_interval",
     "t_quantile",
     "takeaway",
@@ -373,6 +374,13 @@ def sweep_intervals(sweep: dict[str, Any], row: str, test_set: str) -> dict[int,
     return dict(sorted(out.items()))
 
 
+def sweep_rows(sweep: dict[str, Any]) -> list[str]:
+    """The distilled rows of a budget sweep (every row but the student alone), in the order
+    they first appear, smallest budget first."""
+    return list(dict.fromkeys(r for e in sorted(sweep["budgets"], key=int)
+                              for r in sweep["budgets"][e] if r != "alone"))
+
+
 def sign_trend(signs: Sequence[int]) -> str:
     """How a method's sign against the student alone (:func:`sign`, smallest budget first)
     changes, in words: "changes sign", "stays above", or the path, e.g. "above →
@@ -408,8 +416,7 @@ def sweep_reading(sweep: dict[str, Any], sets: Sequence[str] = ("Kvasir", "avg")
                      "epochs, " + ("clearly ahead (≥ 0.05)." if check["clearly_ahead"] else
                                    "**not** clearly ahead (< 0.05): the comparison at the "
                                    "largest budget has little to transfer."))
-    rows = dict.fromkeys(r for e in budgets for r in sweep["budgets"][str(e)] if r != "alone")
-    for row in rows:
+    for row in sweep_rows(sweep):
         parts, n = [], 0
         for s in sets:
             intervals = sweep_intervals(sweep, row, s)
@@ -475,8 +482,7 @@ def teacher_strength_reading(sweep: dict[str, Any], other: dict[str, Any],
         "**not** the same runs in both sweeps: a Δ below mixes the teacher with whatever "
         "else differs."))
     words = {1: "better", -1: "worse", 0: "indistinguishable"}
-    rows = dict.fromkeys(r for rows in sweep["budgets"].values() for r in rows if r != "alone")
-    for row in rows:
+    for row in sweep_rows(sweep):
         parts, n = [], 0
         for s in sets:
             intervals = teacher_effect(sweep, other, row, s)
@@ -612,8 +618,7 @@ def takeaway(lab: dict[str, Any], sweep: dict[str, Any] | None = None,
     if sweep is not None:
         labels = sweep.get("labels", {})
         trends = []
-        for row in dict.fromkeys(r for rows in sweep["budgets"].values() for r in rows
-                                 if r != "alone"):
+        for row in sweep_rows(sweep):
             intervals = sweep_intervals(sweep, row, "avg")
             if len(intervals) > 1:
                 trend = sign_trend([sign(iv) for iv in intervals.values()])
@@ -633,8 +638,7 @@ def takeaway(lab: dict[str, Any], sweep: dict[str, Any] | None = None,
         labels = sweep.get("labels", {})
         words = {1: "better", -1: "worse", 0: "no measurable difference"}
         said = []
-        for row in dict.fromkeys(r for rows in sweep["budgets"].values() for r in rows
-                                 if r != "alone"):
+        for row in sweep_rows(sweep):
             by_word: dict[str, list[str]] = {}
             for epochs, iv in teacher_effect(sweep, weaker, row, "avg").items():
                 by_word.setdefault(words[sign(iv)], []).append(str(epochs))

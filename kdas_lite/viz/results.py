@@ -350,11 +350,10 @@ def budget_sweep_figure(sweep: Mapping[str, Any], *, compare: Mapping[str, Any] 
     Raises:
         ValueError: the sweep has no budget with a distilled row.
     """
-    from kdas_lite.lab_results import sweep_intervals
+    from kdas_lite.lab_results import sweep_intervals, sweep_rows
 
     budgets = sorted(int(e) for e in sweep["budgets"])
-    rows = list(dict.fromkeys(r for e in budgets for r in sweep["budgets"][str(e)]
-                              if r != "alone"))
+    rows = sweep_rows(sweep)
     if not rows:
         raise ValueError("budget_sweep_figure: no distilled row in the sweep yet")
     labels = sweep.get("labels", {})
@@ -365,7 +364,8 @@ def budget_sweep_figure(sweep: Mapping[str, Any], *, compare: Mapping[str, Any] 
             intervals = sweep_intervals(sweep, row, test_set)
             if not intervals:
                 continue
-            xs = [e * 2 ** (0.04 * (i - (len(rows) - 1) / 2)) for e in intervals]
+            shift = 2 ** (0.04 * (i - (len(rows) - 1) / 2))  # rows side by side on the log axis
+            xs = [e * shift for e in intervals]
             means = np.array([iv.mean for iv in intervals.values()])
             lo = np.array([iv.lo if iv.lo is not None else iv.mean for iv in intervals.values()])
             hi = np.array([iv.hi if iv.hi is not None else iv.mean for iv in intervals.values()])
@@ -374,7 +374,7 @@ def budget_sweep_figure(sweep: Mapping[str, Any], *, compare: Mapping[str, Any] 
                         color=color, label=labels.get(row, row))
             other = sweep_intervals(compare, row, test_set) if compare is not None else {}
             if other:
-                ax.plot([e * 2 ** (0.04 * (i - (len(rows) - 1) / 2)) for e in other],
+                ax.plot([e * shift for e in other],
                         [iv.mean for iv in other.values()], ls=":", marker="o", mfc="white",
                         color=color, label=f"{labels.get(row, row)}, other teacher")
         ax.axhline(0, color="k", lw=1)
