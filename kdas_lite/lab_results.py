@@ -1,6 +1,6 @@
 """Reading the real-data lab: paired differences against the student alone, with intervals.
 
-The lab (``benchmarks/real_lab.py``, docs/RESULTS.md §1) trains every student row with the
+The lab (``experiments/real_lab.py``, docs/RESULTS.md §1) trains every student row with the
 same seeds; its summary ``docs/results/real_lab.json`` holds, per row, the per-seed paired
 difference ``Δ_s = mDice(row, seed s) − mDice(student alone, seed s)`` on each test set and on
 all test images (``"avg"``). This module turns those into statements a course can defend:
@@ -153,7 +153,7 @@ def load_lab(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     lab = json.loads(path.read_text(encoding="utf-8"))
     if "rows" not in lab:
         raise ValueError(f"{path} is not a real-lab summary (no 'rows'): written by "
-                         "benchmarks/real_lab.py")
+                         "experiments/real_lab.py")
     lab["_path"] = str(path)
     return lab
 
@@ -339,18 +339,18 @@ def _load_shipped(name: str, path: str | os.PathLike[str] | None, key: str,
 
 def load_sweep(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The budget sweep (default: the shipped ``docs/results/budget_sweep.json``, written by
-    ``benchmarks/budget_sweep.py``): per student budget in epochs, per row, the per-seed mDice
+    ``experiments/budget_sweep.py``): per student budget in epochs, per row, the per-seed mDice
     and the paired Δ against the student alone of the same budget. The same sweep from the
     lab's weaker teacher: ``load_sweep(lab_file("budget_sweep_lab_teacher.json"))``
     (:func:`kdas_lite.lab_data.lab_file`)."""
-    return _load_shipped("budget_sweep.json", path, "budgets", "benchmarks/budget_sweep.py")
+    return _load_shipped("budget_sweep.json", path, "budgets", "experiments/budget_sweep.py")
 
 
 def load_mechanism(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The L_SGM mechanism part (default: the shipped ``docs/results/sgm_mechanism.json``,
-    written by ``benchmarks/real_lab.py --mechanism``): the lab-summary schema (rows → runs
+    written by ``experiments/real_lab.py --mechanism``): the lab-summary schema (rows → runs
     and ``delta_vs_alone``) for the student alone, + L_SGM and the intervention rows."""
-    return _load_shipped("sgm_mechanism.json", path, "rows", "benchmarks/real_lab.py --mechanism")
+    return _load_shipped("sgm_mechanism.json", path, "rows", "experiments/real_lab.py --mechanism")
 
 
 def sign(interval: Interval | None) -> int:
@@ -497,7 +497,7 @@ def teacher_strength_reading(sweep: dict[str, Any], other: dict[str, Any],
     return "\n".join(lines)
 
 
-#: What each mechanism row changes in L_SGM (benchmarks/real_lab.py, ``--mechanism``).
+#: What each mechanism row changes in L_SGM (experiments/real_lab.py, ``--mechanism``).
 SGM_PROPERTIES = {
     "sgm-prob": "the logit scale (the maps compared as probabilities σ(P), bounded)",
     "sgm-no-transpose": "the symmetric pairing P + Pᵀ (the maps compared as P + P: plain "

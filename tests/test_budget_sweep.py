@@ -1,4 +1,4 @@
-"""benchmarks/budget_sweep.py: the summary per budget and the teacher check on fake records
+"""experiments/budget_sweep.py: the summary per budget and the teacher check on fake records
 (the sweep itself is not run here)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from kdas_lite.viz import budget_sweep_figure
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 sweep = pytest.importorskip("budget_sweep")
 
 
@@ -59,7 +59,7 @@ def test_the_results_block_tabulates_each_budget_and_ends_with_the_generated_rea
         fake(runs / "e6" / f"sgm-s{seed}.json", 0.50 + 0.01 * seed, 0.30)
         fake(runs / "e12" / f"alone-s{seed}.json", 0.70, 0.50)
         fake(runs / "e12" / f"sgm-s{seed}.json", 0.70 + 0.01 * (seed - 1), 0.50)
-    doc = {"command": "python benchmarks/budget_sweep.py", "partial": True,
+    doc = {"command": "python experiments/budget_sweep.py", "partial": True,
            "missing": ["e12/seed0/cwd"], "labels": sweep.LABELS,
            "budgets": sweep.summary(args), "teacher_check": None}
     text = sweep.markdown(doc)
@@ -97,7 +97,7 @@ def test_block_and_compare_put_both_teachers_in_their_own_section(tmp_path):
     docs = tmp_path / "RESULTS.md"
     begin, end = sweep.markers("sweep-strong")
     docs.write_text(f"# R\n{begin}\nold\n{end}\n<!-- budget-sweep: begin -->\nkept\n")
-    common = dict(budgets=[6], seeds=[0, 1, 2], command="python benchmarks/budget_sweep.py",
+    common = dict(budgets=[6], seeds=[0, 1, 2], command="python experiments/budget_sweep.py",
                   all_images="pooled", figure=None)
     sweep.write(sweep.argparse.Namespace(records=weak, json=tmp_path / "weak.json",
                                          docs=None, compare=None, block="unused", **common),

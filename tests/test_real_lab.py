@@ -1,4 +1,4 @@
-"""benchmarks/real_lab.py: the pure parts (paired differences, summary, tables, the docs block)
+"""experiments/real_lab.py: the pure parts (paired differences, summary, tables, the docs block)
 on fake run records; the long experiment itself is not run here."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 real_lab = pytest.importorskip("real_lab")
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/sgm_map_stats.py: regions, the pooled statistics and the mirror count on small
+"""experiments/sgm_map_stats.py: regions, the pooled statistics and the mirror count on small
 hand-made maps (the measurement on trained models is not run here)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 stats = pytest.importorskip("sgm_map_stats")
 
 

@@ -1,9 +1,9 @@
 """The committed lab results, shipped with the package.
 
 ``docs/results/`` holds the summaries of the real-data lab: ``real_lab.json`` and
-``sgm_mechanism.json`` (written by ``benchmarks/real_lab.py``, the latter with
-``--mechanism`` and ``benchmarks/sgm_map_stats.py``), ``budget_sweep.json`` and
-``budget_sweep_lab_teacher.json`` (written by ``benchmarks/budget_sweep.py``: the same sweep from
+``sgm_mechanism.json`` (written by ``experiments/real_lab.py``, the latter with
+``--mechanism`` and ``experiments/sgm_map_stats.py``), ``budget_sweep.json`` and
+``budget_sweep_lab_teacher.json`` (written by ``experiments/budget_sweep.py``: the same sweep from
 its own teacher and from the lab's). This folder holds **links** to them, not copies: in the source
 tree (and an editable install) they resolve to ``docs/results/``, and building a wheel or an
 sdist copies the files they point to (``[tool.setuptools.package-data]`` in

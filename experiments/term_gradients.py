@@ -11,13 +11,13 @@ first and the last epoch, mean ± std over seeds.
 Usage (after ``make notebooks``, which runs notebook 04 at the lab scale into
 ``build/notebook-runs/cpu-lab``)::
 
-    .venv/bin/python benchmarks/term_gradients.py build/notebook-runs/cpu-lab
+    .venv/bin/python experiments/term_gradients.py build/notebook-runs/cpu-lab
 
 ``--at-modes`` measures instead, on one batch of the first training images, a fresh student's
 term gradients with each ``at_mode`` of L_AT (kdas, reference-fixed, reference) against that
 folder's ``teacher/best.pth`` (the size of the repaired public L_AT's gradient, RESULTS §1)::
 
-    .venv/bin/python benchmarks/term_gradients.py build/notebook-runs/cpu-lab --at-modes
+    .venv/bin/python experiments/term_gradients.py build/notebook-runs/cpu-lab --at-modes
 """
 
 from __future__ import annotations

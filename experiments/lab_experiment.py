@@ -35,9 +35,9 @@ After each run ``<out>/results.md`` (the tables) and ``<out>/summary.csv`` are r
 Usage::
 
     # docs/RESULTS.md (~30 min on 2 busy cores; then --pairs offline --seeds 0 1 2 for seed 2)
-    .venv/bin/python benchmarks/lab_experiment.py --threads 1 --budget-minutes 48
+    .venv/bin/python experiments/lab_experiment.py --threads 1 --budget-minutes 48
     # a dry run timing one epoch of each kind (~2 min)
-    .venv/bin/python benchmarks/lab_experiment.py --rows teacher alone kdas --seeds 0 \\
+    .venv/bin/python experiments/lab_experiment.py --rows teacher alone kdas --seeds 0 \\
         --epochs 1 --train-images 48 --test-images 8 --out /tmp/lab-dry
 
 With ``--pretrained`` the PVTv2 pair starts from ImageNet weights (needs the timm hub).
@@ -385,7 +385,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch CPU threads (default: all cores; 1 is faster and steadier "
                         "when other processes share the cores)")
     args = parser.parse_args(argv)
-    args.command = shlex.join(["python", "benchmarks/lab_experiment.py",
+    args.command = shlex.join(["python", "experiments/lab_experiment.py",
                                *(sys.argv[1:] if argv is None else argv)])
     if "teacher" not in args.rows and any(ROWS[r].kind == "distill" for r in args.rows):
         args.rows.insert(0, "teacher")  # the distilled rows need the teacher

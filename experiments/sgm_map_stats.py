@@ -1,7 +1,7 @@
 """What + L_SGM does to the student's map: logit statistics and where the map changes.
 
 Beside the intervention rows of the L_SGM mechanism (docs/RESULTS.md), this measures the
-trained models of the real-data lab (``benchmarks/real_lab.py --out DIR``) on the five test
+trained models of the real-data lab (``experiments/real_lab.py --out DIR``) on the five test
 sets, at the models' input size (128 px), for every seed given:
 
 - **logit statistics**: mean, standard deviation and mean |logit| of P1 (the map L_SGM acts
@@ -25,7 +25,7 @@ left as it is) and, as Markdown, between the ``sgm-maps`` markers of ``--docs``.
 
 Usage (after the seed's ``alone`` and ``sgm`` runs)::
 
-    .venv/bin/python benchmarks/sgm_map_stats.py --out runs/real-lab --seeds 0
+    .venv/bin/python experiments/sgm_map_stats.py --out runs/real-lab --seeds 0
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from kdas_lite.runs import load_trained
 
 MODELS = ("teacher", "alone", "sgm")
 REGIONS = ("background", "band", "interior")
-START = "<!-- sgm-maps: begin (written by benchmarks/sgm_map_stats.py) -->"
+START = "<!-- sgm-maps: begin (written by experiments/sgm_map_stats.py) -->"
 END = "<!-- sgm-maps: end -->"
 
 
@@ -222,7 +222,7 @@ def markdown(per_seed: dict[str, dict[str, Any]], band: int) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/real-lab"),
-                        help="the --out folder of benchmarks/real_lab.py")
+                        help="the --out folder of experiments/real_lab.py")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--data", type=Path, help="PraNet data root (default: the shared data)")
     parser.add_argument("--size", type=int, default=128)
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=Path("docs/results/sgm_mechanism.json"))
     parser.add_argument("--docs", type=Path, default=Path("docs/RESULTS.md"))
     args = parser.parse_args(argv)
-    command = shlex.join(["python", "benchmarks/sgm_map_stats.py", *(
+    command = shlex.join(["python", "experiments/sgm_map_stats.py", *(
         f"<outside the repository>/{Path(a).name}" if a.startswith("/") else a
         for a in (sys.argv[1:] if argv is None else argv))])
     torch.set_num_threads(args.threads)
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
               flush=True)
     if not per_seed:
         sys.exit("sgm_map_stats.py: error: no seed has both the alone and the sgm checkpoint "
-                 f"under {args.out}/runs; run benchmarks/real_lab.py first")
+                 f"under {args.out}/runs; run experiments/real_lab.py first")
     text = markdown(per_seed, args.band)
     print(text)
     doc = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else {}

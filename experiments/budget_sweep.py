@@ -30,11 +30,11 @@ against epochs with the intervals.
 Usage::
 
     # the sweep (trains its own teacher first, ~30 min on two threads)
-    KDAS_DATA=../shared/data .venv/bin/python benchmarks/budget_sweep.py --threads 1 \\
+    KDAS_DATA=../shared/data .venv/bin/python experiments/budget_sweep.py --threads 1 \\
         --figure docs/results/budget_sweep.png \\
         --compare docs/results/budget_sweep_lab_teacher.json
     # the same sweep from the lab's teacher (real_lab.py's --out)
-    KDAS_DATA=../shared/data .venv/bin/python benchmarks/budget_sweep.py --threads 1 \\
+    KDAS_DATA=../shared/data .venv/bin/python experiments/budget_sweep.py --threads 1 \\
         --out runs/real-lab --teacher-epochs 15 --teacher-train-images 320 \\
         --records docs/results/budget_runs_lab_teacher \\
         --json docs/results/budget_sweep_lab_teacher.json --block budget-sweep-lab-teacher \\
@@ -87,7 +87,7 @@ SETS = ["Kvasir", "avg"]
 
 def markers(block: str) -> tuple[str, str]:
     """The begin / end markers of the ``block`` section of ``--docs``."""
-    return (f"<!-- {block}: begin (written by benchmarks/budget_sweep.py) -->",
+    return (f"<!-- {block}: begin (written by experiments/budget_sweep.py) -->",
             f"<!-- {block}: end -->")
 
 
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
-    args.command = shlex.join(["python", "benchmarks/budget_sweep.py", *(
+    args.command = shlex.join(["python", "experiments/budget_sweep.py", *(
         f"<outside the repository>/{Path(a).name}" if a.startswith("/") else a
         for a in (sys.argv[1:] if argv is None else argv)
         if a != "--report-only")])  # the command that made the runs; no machine path

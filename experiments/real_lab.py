@@ -57,10 +57,10 @@ under ``--out`` (its checksum is in each record), records in ``--mechanism-recor
 
 Usage (the command of docs/RESULTS.md; the defaults are its settings)::
 
-    .venv/bin/python benchmarks/real_lab.py --threads 1 --out runs/real-lab
-    .venv/bin/python benchmarks/real_lab.py --threads 1 --out runs/real-lab --mechanism
+    .venv/bin/python experiments/real_lab.py --threads 1 --out runs/real-lab
+    .venv/bin/python experiments/real_lab.py --threads 1 --out runs/real-lab --mechanism
     # pipeline check at a tiny size (a few minutes; writes nothing under docs/)
-    .venv/bin/python benchmarks/real_lab.py --dry-run --out /tmp/real-lab-dry
+    .venv/bin/python experiments/real_lab.py --dry-run --out /tmp/real-lab-dry
 """
 
 from __future__ import annotations
@@ -128,12 +128,12 @@ HEADLINE = ["alone", "sgm", "at", "kdas", "cwd"]
 MECHANISM = ["sgm-prob", "sgm-no-transpose", "sgm-teacher-std", "sgm-equal-grad"]
 EARLIER = [row for row in ROWS if row not in ("teacher", *HEADLINE, *MECHANISM)]
 DATA_LABEL = "shared/data"  # how records name the data root (never a machine path)
-EARLIER_NOTE = ("runs of 2026-12-01 (benchmarks/real_lab.py, the same settings, an earlier "
+EARLIER_NOTE = ("runs of 2026-12-01 (experiments/real_lab.py, the same settings, an earlier "
                 "training of the same teacher; their per-run records were lost, only this "
                 "summary remains; Δ against that day's student alone)")
-START = "<!-- real-lab: begin (written by benchmarks/real_lab.py) -->"
+START = "<!-- real-lab: begin (written by experiments/real_lab.py) -->"
 END = "<!-- real-lab: end -->"
-MECH_START = "<!-- sgm-mechanism: begin (written by benchmarks/real_lab.py) -->"
+MECH_START = "<!-- sgm-mechanism: begin (written by experiments/real_lab.py) -->"
 MECH_END = "<!-- sgm-mechanism: end -->"
 
 
@@ -456,7 +456,7 @@ def write_outputs(args: argparse.Namespace, data_root: Path, records: list[dict[
 def write_mechanism(args: argparse.Namespace, records: list[dict[str, Any]],
                     missing: list[str], head: list[str], labels: dict[str, str]) -> str:
     """The ``--mechanism`` outputs: ``<out>/mechanism.md``, ``--mechanism-json`` (what
-    ``benchmarks/sgm_map_stats.py`` added to it is kept) and the ``sgm-mechanism`` block."""
+    ``experiments/sgm_map_stats.py`` added to it is kept) and the ``sgm-mechanism`` block."""
     teacher = next((r for r in records if r["row"] == "teacher"), None)
     mech = summary([r for r in records if r["row"] != "teacher"])
     text = "\n".join(head) + mechanism_markdown(args, mech, labels)
@@ -691,7 +691,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="tiny settings (64 px, 1 epoch, 16 images, seed 0, 3 rows); "
                         "writes only under --out")
     args = parser.parse_args(argv)
-    args.command = shlex.join(["python", "benchmarks/real_lab.py", *(
+    args.command = shlex.join(["python", "experiments/real_lab.py", *(
         f"<outside the repository>/{Path(a).name}" if a.startswith("/") else a
         for a in (sys.argv[1:] if argv is None else argv)
         if a != "--report-only")])  # the command that made the runs; no machine path
@@ -740,7 +740,7 @@ def main(argv: list[str] | None = None) -> None:
     data_root = args.data or find_shared_data()
     if data_root is None or find_layout(data_root).synthetic or not find_layout(data_root).test:
         sys.exit("real_lab.py needs the real PraNet data (TrainDataset + TestDataset): pass "
-                 "--data or see datasets/README.md; benchmarks/lab_experiment.py runs on "
+                 "--data or see datasets/README.md; experiments/lab_experiment.py runs on "
                  "synthetic data")
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"real data: {find_layout(data_root).describe()}", flush=True)

@@ -9,7 +9,7 @@ to a uniform map (the polyp's area share). docs/RESULTS.md quotes it.
 
 Usage::
 
-    .venv/bin/python benchmarks/target_mass.py build/notebook-runs/cpu-lab/teacher/best.pth \
+    .venv/bin/python experiments/target_mass.py build/notebook-runs/cpu-lab/teacher/best.pth \
         --data ../shared/data --sets Kvasir CVC-ColonDB
 """
 
