@@ -638,7 +638,7 @@ def exercise3_answer(lab: Mapping[str, Any], rows: Sequence[str] = _HEADLINE) ->
         ivs = paired_intervals(dict(lab), row)
         vals = [iv.mean for s, iv in ivs.items() if s != "avg" and (s in SEEN_SETS) == seen]
         return statistics.fmean(vals) if vals else None
-    parts = []
+    parts, gains = [], {}
     for row in rows:
         if row not in lab["rows"]:
             continue
@@ -648,6 +648,8 @@ def exercise3_answer(lab: Mapping[str, Any], rows: Sequence[str] = _HEADLINE) ->
         least = "seen" if abs(seen) < abs(unseen) else "unseen"
         parts.append(f"{lab['rows'][row].get('label', row)} {seen:+.3f} on the seen sets, "
                      f"{unseen:+.3f} on the unseen ones (smaller effect on the {least})")
+        if seen > 0 and unseen > 0:
+            gains[lab["rows"][row].get("label", row)] = "seen" if seen < unseen else "unseen"
     text = "Mean Δ per group of sets: " + "; ".join(parts) + "."
     if "teacher" in lab["rows"]:
         seen, unseen = group_mean("teacher", True), group_mean("teacher", False)
@@ -658,6 +660,11 @@ def exercise3_answer(lab: Mapping[str, Any], rows: Sequence[str] = _HEADLINE) ->
                      f"has more to give on the {more} sets, which is where a method that only "
                      "imitates it can gain most. (The unseen group counts CVC-ColonDB and "
                      "CVC-300, its frames 149–208, as two sets: not independent evidence.)")
+    for where in ("seen", "unseen"):
+        names = [name for name, least in gains.items() if least == where]
+        if names:
+            text += (f" **So in this lab the methods that gain on both groups "
+                     f"({_and(names)}) gain least on the {where} sets.**")
     return text
 
 
@@ -701,10 +708,11 @@ def sgm_form_reading(mech: Mapping[str, Any], labels: Mapping[str, str] | None =
     if maps:
         fg = {m: statistics.fmean(s["all"]["logits"][f"{m}/p1/fg"]["mean"] for s in maps.values())
               for m in ("teacher", "alone", "sgm")}
-        lines.append(f"- On polyp pixels the teacher's P1 averages {fg['teacher']:+.2f}, the "
-                     f"student alone's {fg['alone']:+.2f}, + L_SGM's {fg['sgm']:+.2f} (mean over "
-                     f"{len(maps)} seeds, all test images): the logit form asks the student to "
-                     "match values several times its own.")
+        lines.append(f"- On polyp pixels the {_teacher(mech, 'mechanism teacher')}'s P1 "
+                     f"averages {fg['teacher']:+.2f}, the student alone's {fg['alone']:+.2f}, "
+                     f"+ L_SGM's {fg['sgm']:+.2f} (mean over {len(maps)} seeds, all test "
+                     "images): the logit form asks the student to match values "
+                     f"{fg['teacher'] / fg['alone']:.1f}× its own.")
     for c, form in ((logit, "logit form (the paper's L_SGM)"), (prob, "σ(P) form")):
         if c is not None:
             lines.append(f"- **{form}** vs the student alone, all test images: {c.format()} → "

@@ -232,6 +232,7 @@ def test_exercise3_answer_follows_its_own_table() -> None:
     assert "+0.010 on the seen sets, +0.250 on the unseen ones (smaller effect on the seen)" \
         in answer
     assert "more to give on the unseen sets" in answer
+    assert "methods that gain on both groups (CWD) gain least on the seen sets" in answer
 
 
 def test_mechanism_readings_and_figures_from_the_committed_runs() -> None:
