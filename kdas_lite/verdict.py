@@ -679,7 +679,10 @@ def lost_polyp_table(mech: Mapping[str, Any], test_set: str = "all") -> str:
     maps = mech.get("map_statistics")
     if not maps:
         return "No map statistics in the mechanism summary (experiments/sgm_map_stats.py)."
-    lines = ["| seed | region | pixel share | mean Δp (+ L_SGM − alone) | positive rate: "
+    lines = [f"Band: within {maps.get('band_px', '?')} px of the polyp's edge at "
+             f"{maps.get('size', '?')} px; interior: inside the polyp, beyond the band "
+             f"({test_set if test_set != 'all' else 'all test images'}).", "",
+             "| seed | region | pixel share | mean Δp (+ L_SGM − alone) | positive rate: "
              "teacher / alone / + L_SGM |", "| ---: | --- | ---: | ---: | --- |"]
     for seed, per_set in maps["per_seed"].items():
         stats_ = per_set[test_set]

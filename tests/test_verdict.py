@@ -239,7 +239,8 @@ def test_mechanism_readings_and_figures_from_the_committed_runs() -> None:
     from kdas_lite import viz
 
     mech = load_mechanism()
-    table = verdict.lost_polyp_table(mech).splitlines()
+    note, _, *table = verdict.lost_polyp_table(mech).splitlines()
+    assert f"within {mech['map_statistics']['band_px']} px" in note
     assert len(table) == 2 + 2 * len(mech["map_statistics"]["per_seed"])
     seed0 = mech["map_statistics"]["per_seed"]["0"]["all"]
     band = next(line for line in table if line.startswith("| 0 | band"))
