@@ -73,6 +73,7 @@ __all__ = [
     "load_transfer",
     "lost_polyp_table",
     "mechanism_comparisons",
+    "mechanism_table",
     "paired_p",
     "regime_note",
     "run_reading",
@@ -80,9 +81,11 @@ __all__ = [
     "sgm_form_reading",
     "sign_word",
     "sweep_comparisons",
+    "sweep_table",
     "takeaways",
     "teacher_comparisons",
     "teacher_kvasir",
+    "teacher_table",
     "time_note",
     "trend_comparisons",
     "verdict_box",
@@ -724,4 +727,91 @@ def sgm_form_reading(mech: Mapping[str, Any], labels: Mapping[str, str] | None =
         word = {1: "better", -1: "worse", 0: "no measurable difference"}[vs_sgm.sign]
         lines.append(f"- σ(P) form vs the logit form, same seeds: {vs_sgm.format()} → {word} "
                      f"after Holm over the {len(found)} mechanism comparisons.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables of the sweeps, the teacher comparison and the mechanism (Holm-adjusted)
+# ---------------------------------------------------------------------------------------------
+def _cell(c: Comparison | None) -> str:
+    """``+0.084 [-0.036, +0.204] · Holm 1.000``, bold where the adjusted p is below
+    :data:`LEVEL`."""
+    if c is None:
+        return "—"
+    holm_p = "—" if math.isnan(c.p_holm) else f"{c.p_holm:.3f}"
+    return (f"**{c.interval.format()}**" if c.sign else c.interval.format()) + f" · Holm {holm_p}"
+
+
+def sweep_table(sweep: Mapping[str, Any], name: str = "sweep teacher") -> str:
+    """Markdown: one budget sweep — per method and set, its paired Δ against the student alone
+    of each budget and its trend Δ(last) − Δ(first), with the Holm-adjusted p of the sweep's
+    family (bold where below :data:`LEVEL`); the teacher named by its Kvasir mDice."""
+    found, trends = sweep_comparisons(sweep), trend_comparisons(sweep)
+    budgets = sorted({c.budget for c in found if c.budget is not None})
+    alone = {e: sweep["budgets"][str(e)].get("alone", {}).get("mDice", {}) for e in budgets}
+    lines = [f"From the {_teacher(sweep, name)}{_ahead(sweep)}; {len(found)} comparisons, "
+             f"{len(trends)} trends:", "",
+             "| method | set | " + " | ".join(f"{e} epochs" for e in budgets)
+             + f" | trend Δ({budgets[-1]}) − Δ({budgets[0]}) |",
+             "| --- | --- |" + " ---: |" * (len(budgets) + 1)]
+    sets = list(dict.fromkeys(c.test_set for c in found))
+    for s in sets:
+        levels = [f"{statistics.fmean(alone[e][s].values()):.3f}" if s in alone[e] else "—"
+                  for e in budgets]
+        lines.append(f"| student alone (level) | {_set_name(s)} | " + " | ".join(levels)
+                     + " | |")
+    for row in sweep_rows(dict(sweep)):
+        for s in sets:
+            cells = [_cell(_find(found, row, s, e)) for e in budgets]
+            trend = next((c for c in trends if c.row == row and c.test_set == s), None)
+            label = sweep.get("labels", {}).get(row, row)
+            lines.append(f"| {label} | {_set_name(s)} | " + " | ".join(cells)
+                         + f" | {_cell(trend)} |")
+    return "\n".join(lines)
+
+
+def teacher_table(sweep: Mapping[str, Any], weaker: Mapping[str, Any]) -> str:
+    """Markdown: each student distilled from ``sweep``'s teacher minus itself distilled from
+    ``weaker``'s, per method, set and budget, with the Holm-adjusted p of the teacher family."""
+    found = teacher_comparisons(sweep, weaker)
+    budgets = sorted({c.budget for c in found if c.budget is not None})
+    lines = [f"The {_teacher(sweep, 'sweep teacher')} minus the "
+             f"{_teacher(weaker, 're-trained lab teacher')}, each student against itself; "
+             f"{len(found)} comparisons:", "",
+             "| method | set | " + " | ".join(f"{e} epochs" for e in budgets) + " |",
+             "| --- | --- |" + " ---: |" * len(budgets)]
+    for row in sweep_rows(dict(sweep)):
+        for s in dict.fromkeys(c.test_set for c in found):
+            lines.append(f"| {sweep.get('labels', {}).get(row, row)} | {_set_name(s)} | "
+                         + " | ".join(_cell(_find(found, row, s, e, "the weaker teacher"))
+                                      for e in budgets) + " |")
+    return "\n".join(lines)
+
+
+def mechanism_table(mech: Mapping[str, Any], test_set: str = "avg",
+                    labels: Mapping[str, str] | None = None) -> str:
+    """Markdown: each mechanism row against + L_SGM (all images) and against the student alone
+    on ``test_set``, with the Holm-adjusted p of the mechanism family, and what the change does
+    to the harm in words that follow the adjusted p."""
+    found = mechanism_comparisons(mech)
+    lines = [f"From the {_teacher(mech, 'mechanism teacher')}; {len(found)} comparisons; "
+             f"{_set_name(test_set, labels)}:", "",
+             "| row | Δ vs + L_SGM | Δ vs the student alone | after Holm |",
+             "| --- | ---: | ---: | --- |"]
+    for row, info in mech["rows"].items():
+        if row == "alone":
+            continue
+        vs_sgm = _find(found, row, "avg", against="+ L_SGM") if test_set == "avg" else None
+        vs_alone = _find(found, row, test_set)
+        if row == "sgm":
+            effect = f"{sign_word(vs_alone.sign) if vs_alone else '—'} the student alone"
+        elif vs_sgm is None or not vs_sgm.sign:
+            effect = "no measurable effect on the harm"
+        elif vs_sgm.sign > 0:
+            effect = ("removes the harm" if vs_alone is not None and vs_alone.sign >= 0
+                      else "reduces the harm")
+        else:
+            effect = "makes it worse"
+        lines.append(f"| {info.get('label', row)} | {_cell(vs_sgm)} | {_cell(vs_alone)} | "
+                     f"{effect} |")
     return "\n".join(lines)

@@ -250,7 +250,54 @@ def test_mechanism_readings_and_figures_from_the_committed_runs() -> None:
     assert verdict.lost_polyp_table({"rows": {}}).startswith("No map statistics")
     fig = viz.sgm_forms_figure(mech["map_statistics"])
     assert len(fig.axes) == 3  # logit form, its σ twin axis, the lost polyp
-    forest = viz.forest_figure(verdict.lab_comparisons(load_lab()))
+    found = verdict.lab_comparisons(load_lab())
+    forest = viz.forest_figure(found)
     assert len(forest.axes) == 2
+    means = [line for line in forest.axes[1].get_lines() if line.get_marker() == "o"]
+    filled = [line for line in means if line.get_markerfacecolor() != "white"]
+    significant = [c for c in found if c.test_set == "avg" and c.sign]
+    assert len(means) == sum(c.test_set == "avg" for c in found)
+    assert sorted(line.get_xdata()[0] for line in filled) == sorted(
+        c.interval.mean for c in significant)
+    left = fig.axes[0].get_lines()[0]  # the logit form's pull, 2(t − s)
+    t, pull = left.get_xdata(), left.get_ydata()
+    assert pull[-1] - pull[0] == pytest.approx(2 * (t[-1] - t[0]))
     with pytest.raises(ValueError, match="no comparison"):
         viz.forest_figure([], sets=("Kvasir",))
+
+
+def _mechanism(per_row: dict[str, list[float]]) -> dict:
+    """Rows with all-images mDice per seed; Δ vs the student alone computed from them."""
+    alone = per_row["alone"]
+    rows = {}
+    for row, values in per_row.items():
+        rows[row] = {"label": row, "runs": [{"seed": s, "mDice": {"avg": v}}
+                                            for s, v in enumerate(values)]}
+        if row != "alone":
+            rows[row]["delta_vs_alone"] = {"avg": {"per_seed": {
+                str(s): v - a for s, (v, a) in enumerate(zip(values, alone, strict=True))}}}
+    return {"rows": rows, "teacher": {"Kvasir": 0.82}}
+
+
+def test_mechanism_table_words_follow_the_adjusted_p() -> None:
+    mech = _mechanism({"alone": [0.60, 0.62, 0.61], "sgm": [0.40, 0.43, 0.41],
+                       "sgm-prob": [0.60, 0.625, 0.605], "sgm-no-transpose": [0.41, 0.42, 0.43]})
+    table = verdict.mechanism_table(mech)
+    prob = next(line for line in table.splitlines() if line.startswith("| sgm-prob"))
+    assert "removes the harm" in prob and "**+0.197" in prob  # bold: Holm p < 0.05
+    same = next(line for line in table.splitlines() if line.startswith("| sgm-no-transpose"))
+    assert "no measurable effect on the harm" in same
+    assert "Kvasir 0.820" in table and "below the student alone" in table
+
+
+def test_sweep_and_teacher_tables_bold_only_what_survives_holm() -> None:
+    sweep = _sweep(0.86, {6: [0.10, 0.11, 0.09], 24: [0.05, -0.06, 0.01]})
+    table = verdict.sweep_table(sweep)
+    cwd = next(line for line in table.splitlines() if line.startswith("| CWD"))
+    six, last, trend = cwd.split(" | ")[2:5]
+    assert six.startswith("**+0.100") and not last.startswith("**") and "Holm" in trend
+    assert "| student alone (level) | all test images | 0.600 | 0.600 |" in table
+    weaker = _sweep(0.82, {6: [0.0, 0.01, -0.01], 24: [0.05, -0.06, 0.01]})
+    teacher = verdict.teacher_table(sweep, weaker)
+    assert "Kvasir 0.860" in teacher and "Kvasir 0.820" in teacher
+    assert "| CWD | all test images |" in teacher
