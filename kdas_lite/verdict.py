@@ -335,11 +335,12 @@ def load_transfer(path: str | os.PathLike[str] | None = None) -> dict[str, Any] 
 # ---------------------------------------------------------------------------------------------
 # The verdict box
 # ---------------------------------------------------------------------------------------------
-def _lab_lines(lab: Mapping[str, Any], found: Sequence[Comparison], regime: str) -> list[str]:
+def _lab_lines(lab: Mapping[str, Any], found: Sequence[Comparison], regime: str,
+               teacher: str = "lab teacher") -> list[str]:
     labels = set_labels(lab)
     epochs = _epochs(lab)
     budget = f"{epochs} student epochs" if epochs else "the lab's budget"
-    now, before = _teacher(lab, "lab teacher"), _teacher(lab, "teacher of 2026-12-01", True)
+    now, before = _teacher(lab, teacher), _teacher(lab, "teacher of 2026-12-01", True)
     lines = []
     for sign, head in ((1, "Helped"), (-1, "Hurt")):
         said = []
@@ -427,7 +428,7 @@ def verdict_box(lab: Mapping[str, Any], sweep: Mapping[str, Any] | None,
         lines.append("- not yet run (`docs/results/transfer_set.json` is absent).")
     else:
         lines += _lab_lines(transfer, lab_comparisons(transfer, "transfer"),
-                            "the transfer set")
+                            "the transfer set", "transfer-set teacher")
     return "\n".join("> " + line if line else ">" for line in lines)
 
 

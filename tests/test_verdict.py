@@ -116,7 +116,8 @@ def test_load_transfer_is_none_when_absent_and_the_box_reads_it_when_present(tmp
     assert transfer is not None and transfer["_path"] == str(path)
     box = verdict.verdict_box(_lab({}), None, None, None, transfer)
     tail = box.split("**Transfer set**")[1]
-    assert "not yet run" not in tail and "**KDAS**" in tail and "Kvasir 0.750" in tail
+    assert "not yet run" not in tail and "**KDAS**" in tail
+    assert "transfer-set teacher (Kvasir 0.750)" in tail
     (tmp_path / "bad.json").write_text("{}", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad\.json.*no 'rows'"):
         verdict.load_transfer(tmp_path / "bad.json")
