@@ -19,13 +19,15 @@ of the cell; in a script call ``fig.savefig(...)``. The figures, by notebook:
   :func:`ablation_vs_lab_figure` (a run beside a committed multi-seed lab),
   :func:`term_gradient_figure` (each loss term's gradient on the student),
   :func:`results_figure`, :func:`tradeoff_figure`, :func:`predict_test_set` +
-  :func:`best_worst_figure`.
+  :func:`best_worst_figure`;
+- the verdict of notebook 04: :func:`forest_figure` (every lab row's paired Δ, Holm-adjusted),
+  :func:`sgm_forms_figure` (L_SGM's logit and σ(P) forms, the polyp + L_SGM loses).
 
 One submodule per topic, everything re-exported here (``from kdas_lite import viz``):
 :mod:`~kdas_lite.viz.images`, :mod:`~kdas_lite.viz.architecture`,
 :mod:`~kdas_lite.viz.attention`, :mod:`~kdas_lite.viz.sgm`, :mod:`~kdas_lite.viz.results`,
-:mod:`~kdas_lite.viz.explorer`; shared helpers (array conversion, colours) in
-``kdas_lite.viz._common``. Every figure draws a method in the same colour
+:mod:`~kdas_lite.viz.explorer`, :mod:`~kdas_lite.viz.verdict`; shared helpers (array
+conversion, colours) in ``kdas_lite.viz._common``. Every figure draws a method in the same colour
 (:data:`METHOD_COLORS`, :func:`method_color`), signed values on the diverging :data:`DIFF_CMAP`
 around 0, and maps with a colour bar; figures of data take a ``title`` for the data set.
 
@@ -69,6 +71,7 @@ from kdas_lite.viz.results import (
     training_curves_figure,
 )
 from kdas_lite.viz.sgm import matrices_figure, sgm_figure
+from kdas_lite.viz.verdict import forest_figure, sgm_forms_figure
 
 __all__ = [
     "BLOCKS",
@@ -89,6 +92,7 @@ __all__ = [
     "compare_maps_figure",
     "decoder_attention_figure",
     "encoder_attention_figure",
+    "forest_figure",
     "matrices_figure",
     "method_color",
     "overlay",
@@ -99,6 +103,7 @@ __all__ = [
     "predict_test_set",
     "results_figure",
     "sgm_figure",
+    "sgm_forms_figure",
     "term_gradient_figure",
     "to_map",
     "to_rgb",
