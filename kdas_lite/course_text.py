@@ -266,26 +266,25 @@ def resize_reading(by_resize: Mapping[str, EvaluationTable], dataset: str) -> st
 
 
 def minmax_reading(normalised: EvaluationTable, raw: EvaluationTable, dataset: str,
-                   rank_correlations: Sequence[float], decimals: int = 4) -> str:
+                   order_kept: Sequence[bool], decimals: int = 4) -> str:
     """Exercise 2 of notebook 05: which metrics min–max normalisation changes, and what it
     cannot change (the order of the pixels within each map).
 
     Args:
         normalised, raw: the same model on ``dataset`` with ``minmax=True`` / ``False``.
-        rank_correlations: per image, Spearman's correlation of the raw and the normalised
-            map (1: the same order of pixels).
+        order_kept: per image checked, whether sorting its pixels by the raw map leaves the
+            normalised map sorted too (the same order of pixels).
         decimals: a metric "changes" when it differs at this many decimals.
     """
     a, b = normalised.rows[dataset], raw.rows[dataset]
     changed = [m for m in a if round(a[m], decimals) != round(b[m], decimals)]
     kept = [m for m in a if m not in changed]
-    low = min(rank_correlations) if len(rank_correlations) else float("nan")
     return (f"On {normalised.label(dataset)}, {len(changed)} of {len(a)} metrics change "
             f"({', '.join(changed) or 'none'}); unchanged to {decimals} decimals: "
             f"{', '.join(kept) or 'none'}. What **cannot** change is the order of the pixels "
-            "within each map: min–max is an increasing affine map per image (Spearman's "
-            f"correlation of the raw and the normalised map is at least {low:.4f} over the "
-            f"{len(rank_correlations)} images). Every toolbox score reads the map's values (MAE, "
+            "within each map: min–max is an increasing affine map per image (the order is the "
+            f"same in {sum(order_kept)} of the {len(order_kept)} images checked). Every "
+            "toolbox score reads the map's values (MAE, "
             "Sm, wFm) or cuts them at fixed thresholds (Dice, IoU, E-measure), so any of them "
             "may change; a map that never reaches 0.5 is stretched to the full [0, 1] and "
             "crosses the middle thresholds, which is why `Test.py`'s normalisation helps a "
