@@ -9,7 +9,8 @@ and returns one Markdown string; none of them trains or loads anything.
   :func:`saturation_reading` (exercise 2: where L_seg saturates as a prediction shifts);
 - notebook 02: :func:`spread_reading` (the encoder-attention entropies, or why they say
   nothing), :func:`static_figure_caption` (what the explorer's static figure holds),
-  :func:`concentration_reading` (exercise 2: when the L_AT target concentrates);
+  :func:`untrained_attention_note` (the box when those encoders are untrained),
+  :func:`concentration_reading` and :func:`revival_reading` (exercises 2 and 3);
 - notebook 05: :func:`evaluation_reading` (section 4b), :func:`resize_reading`,
   :func:`minmax_reading` and :func:`seen_unseen_reading` (exercises 1–3).
 """
@@ -30,10 +31,12 @@ __all__ = [
     "minmax_reading",
     "preset_departures",
     "resize_reading",
+    "revival_reading",
     "saturation_reading",
     "seen_unseen_reading",
     "spread_reading",
     "static_figure_caption",
+    "untrained_attention_note",
 ]
 
 SEEN_SETS = ("Kvasir", "CVC-ClinicDB")
@@ -180,6 +183,52 @@ def concentration_reading(strengths: Sequence[float], target: Sequence[float],
             + ". Each row of A_t is a weighted average of rows of P_t, so it cannot be more "
             "extreme than the map: a confident map (large s) passes through unchanged, a "
             "weak one is blurred along its rows.")
+
+
+def untrained_attention_note(encoders: tuple[str, str], weights: str) -> str:
+    """The box of notebook 02's section 1 when the trained pair has no self-attention and
+    the section draws PVTv2-b2 / b0 built for the purpose (``weights``: ``"random init"`` or
+    ``"ImageNet weights, not fine-tuned"``)."""
+    what = ("untrained: random initialisation, never trained on anything"
+            if weights == "random init" else
+            "pretrained on ImageNet classification, never trained on polyps")
+    return (f"The models this run trained use {encoders[0]} / {encoders[1]}, which have no "
+            f"self-attention. The maps of this section are of PVTv2-b2 / b0 that are {what}: "
+            "they show the mechanism (query and key grids, heads, spatial reduction), not what "
+            "a trained teacher or student looks at, and they cannot compare teacher and student. "
+            "kdas_lite ships no figure of a trained PVTv2's attention (the authors' weights are "
+            "not reachable offline). To see trained maps, run this notebook where the timm hub "
+            "is reachable (Colab) with encoders = \"pvt\": the teacher and student of notebooks "
+            "01 and 04 are then PVTv2 models fine-tuned on polyps, and this section draws their "
+            "own attention. The mechanism: Wang et al., PVT v2: Improved Baselines with Pyramid "
+            "Vision Transformer, Computational Visual Media 2022.")
+
+
+def revival_reading(role: str, dead: bool, before: tuple[float, float],
+                    after: tuple[float, float], fc1_gradient: float) -> str:
+    """Exercise 3 of notebook 02: is the revived channel attention still a constant, and
+    why gradient descent could not revive it.
+
+    Args:
+        role: whose CIM was revived (``"teacher"`` or ``"student"``).
+        dead: whether section 2 found every hidden unit of that model dead.
+        before, after: (min, max) of its channel attention before and after setting ``fc1``.
+        fc1_gradient: the norm of the gradient that reached ``fc1`` before, through a loss
+            on the outputs.
+    """
+    constant = after[1] - after[0] < 1e-6
+    history = (f"The {role}'s channel attention was dead (section 2): "
+               if dead else f"Neither model's channel attention is dead in this run; the "
+               f"{role}'s ")
+    return (history + f"it spanned [{before[0]:.3f}, {before[1]:.3f}] before and spans "
+            f"[{after[0]:.3f}, {after[1]:.3f}] after setting `fc1`: "
+            + ("still a constant." if constant else "**no longer a constant**.")
+            + (f" Gradient descent cannot get there by itself: the gradient that reached `fc1` "
+               f"through the ReLU was {fc1_gradient:.1e} — every pre-activation is ≤ 0, the "
+               "ReLU's derivative is 0 there, so training never moves these weights."
+               if fc1_gradient == 0 else
+               f" Here `fc1` does receive a gradient (norm {fc1_gradient:.1e}): a live unit is "
+               "trained like any other weight; only a dead one is stuck."))
 
 
 # ---------------------------------------------------------------------------------------------
