@@ -176,7 +176,7 @@ def concentration_reading(strengths: Sequence[float], target: Sequence[float],
     return ((f"The target concentrates on the blob more than the map at s = {', '.join(more)}"
              if more else "The target never puts more mass on the blob than the teacher's map")
             + (f"; it smears mass along the rows (less on the blob) at s = {', '.join(less)} "
-               f"(most at s = {largest[0]:g}: {largest[1]:.0%} instead of {largest[2]:.0%})"
+               f"(most at s = {largest[0]:g}: {largest[1]:.1%} instead of {largest[2]:.1%})"
                if less else "")
             + (f"; at s = {', '.join(same)} both put the same mass on it (within "
                f"{tie:.1%})" if same else "")
@@ -189,9 +189,8 @@ def untrained_attention_note(encoders: tuple[str, str], weights: str) -> str:
     """The box of notebook 02's section 1 when the trained pair has no self-attention and
     the section draws PVTv2-b2 / b0 built for the purpose (``weights``: ``"random init"`` or
     ``"ImageNet weights, not fine-tuned"``)."""
-    what = ("untrained: random initialisation, never trained on anything"
-            if weights == "random init" else
-            "pretrained on ImageNet classification, never trained on polyps")
+    what = ("untrained (random initialisation)" if weights == "random init" else
+            "pretrained on ImageNet classification and never trained on polyps")
     return (f"The models this run trained use {encoders[0]} / {encoders[1]}, which have no "
             f"self-attention. The maps of this section are of PVTv2-b2 / b0 that are {what}: "
             "they show the mechanism (query and key grids, heads, spatial reduction), not what "
@@ -222,7 +221,8 @@ def revival_reading(role: str, dead: bool, before: tuple[float, float],
                f"{role}'s ")
     return (history + f"it spanned [{before[0]:.3f}, {before[1]:.3f}] before and spans "
             f"[{after[0]:.3f}, {after[1]:.3f}] after setting `fc1`: "
-            + ("still a constant." if constant else "**no longer a constant**.")
+            + ("still a constant." if constant else "**no longer a constant**."
+               if before[1] - before[0] < 1e-6 else "not a constant, nor was it before.")
             + (f" Gradient descent cannot get there by itself: the gradient that reached `fc1` "
                f"through the ReLU was {fc1_gradient:.1e} — every pre-activation is ≤ 0, the "
                "ReLU's derivative is 0 there, so training never moves these weights."

@@ -13,10 +13,12 @@ from kdas_lite.course_text import (
     minmax_reading,
     preset_departures,
     resize_reading,
+    revival_reading,
     saturation_reading,
     seen_unseen_reading,
     spread_reading,
     static_figure_caption,
+    untrained_attention_note,
 )
 from kdas_lite.data import SetStatus
 from kdas_lite.evaluate import PAPER_RESULTS, EvaluationTable
@@ -103,12 +105,32 @@ def test_static_figure_caption_names_only_the_columns_drawn() -> None:
 def test_concentration_reading_answers_when_the_target_concentrates() -> None:
     text = concentration_reading([0.5, 1, 10], [0.03, 0.08, 0.999], [0.06, 0.10, 0.999])
     assert text.startswith("The target never puts more mass on the blob")
-    assert "at s = 0.5, 1 (most at s = 0.5: 3% instead of 6%)" in text
+    assert "at s = 0.5, 1 (most at s = 0.5: 3.0% instead of 6.0%)" in text
     assert "at s = 10 both put the same mass" in text
     text = concentration_reading([2], [0.5], [0.3])
     assert text.startswith("The target concentrates on the blob more than the map at s = 2")
     with pytest.raises(ValueError):
         concentration_reading([], [], [])
+
+
+def test_untrained_attention_note_says_untrained_and_how_to_see_trained_maps() -> None:
+    text = untrained_attention_note(("tf_efficientnet_lite2", "tf_efficientnet_lite0"),
+                                    "random init")
+    assert "tf_efficientnet_lite2 / tf_efficientnet_lite0" in text
+    assert "untrained (random initialisation)" in text
+    assert "cannot compare teacher and student" in text and 'encoders = "pvt"' in text
+    pretrained = untrained_attention_note(("a", "b"), "ImageNet weights, not fine-tuned")
+    assert "never trained on polyps" in pretrained and "random initialisation" not in pretrained
+
+
+def test_revival_reading_follows_the_measured_gradient() -> None:
+    text = revival_reading("teacher", True, (0.5, 0.5), (0.0, 1.0), 0.0)
+    assert text.startswith("The teacher's channel attention was dead (section 2)")
+    assert "**no longer a constant**" in text and "was 0.0e+00" in text
+    assert "training never moves these weights" in text
+    live = revival_reading("teacher", False, (0.1, 0.9), (0.1, 0.9), 0.25)
+    assert live.startswith("Neither model's channel attention is dead")
+    assert "does receive a gradient (norm 2.5e-01)" in live and "nor was it before" in live
 
 
 # --- notebook 05 ------------------------------------------------------------------------------
