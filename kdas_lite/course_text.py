@@ -12,7 +12,8 @@ and returns one Markdown string; none of them trains or loads anything.
   :func:`untrained_attention_note` (the box when those encoders are untrained),
   :func:`concentration_reading` and :func:`revival_reading` (exercises 2 and 3);
 - notebook 05: :func:`evaluation_reading` (section 4b), :func:`resize_reading`,
-  :func:`minmax_reading` and :func:`seen_unseen_reading` (exercises 1–3).
+  :func:`minmax_reading` and :func:`seen_unseen_reading` (exercises 1–3; :func:`unseen_sets`
+  counts a repeated family of images once).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "seen_unseen_reading",
     "spread_reading",
     "static_figure_caption",
+    "unseen_sets",
     "untrained_attention_note",
 ]
 
@@ -340,21 +342,41 @@ def minmax_reading(normalised: EvaluationTable, raw: EvaluationTable, dataset: s
             "model that is never confident.")
 
 
+def unseen_sets(table: EvaluationTable, seen: Sequence[str] = SEEN_SETS
+                ) -> tuple[list[str], dict[str, str]]:
+    """The unseen test sets of ``table``, each family of images counted once.
+
+    A set whose images are another present set's (status ``"inferred"`` and a data note that
+    starts with that set's name, as CVC-300 = "CVC-ColonDB frames 149-208") is left out.
+
+    Returns:
+        The distinct unseen sets, and the left-out ones → the set they repeat.
+    """
+    unseen = [d for d in table.datasets if d not in seen]
+    repeats = {d: other for d in unseen if d in table.status
+               and table.status[d].status == "inferred"
+               for other in unseen if other != d and table.status[d].note.startswith(other)}
+    return [d for d in unseen if d not in repeats], repeats
+
+
 def seen_unseen_reading(tables: Mapping[str, EvaluationTable],
                         seen: Sequence[str] = SEEN_SETS) -> str:
-    """Exercise 3 of notebook 05: each model's mean mDice on the seen and the unseen sets and
-    which model loses least when the hospital and camera change."""
+    """Exercise 3 of notebook 05: each model's mean mDice on the seen and the unseen sets
+    (:func:`unseen_sets`: a repeated family once) and which model loses least when the
+    hospital and camera change."""
     first = next(iter(tables.values()))
     on_seen = [d for d in first.datasets if d in seen]
-    unseen = [d for d in first.datasets if d not in seen]
+    unseen, repeats = unseen_sets(first, seen)
     if not (on_seen and unseen):
         return (f"Needs both seen ({', '.join(seen)}) and unseen test sets; these tables have "
                 f"{', '.join(first.datasets)}.")
     gaps = {name: np.mean([t.rows[d]["meanDic"] for d in on_seen])
             - np.mean([t.rows[d]["meanDic"] for d in unseen]) for name, t in tables.items()}
     least = min(gaps, key=gaps.get)
+    left_out = "".join(f" {first.label(d)} is left out: its images are {other}'s frames (the "
+                       "data's note), counted once." for d, other in repeats.items())
     return (f"**{least}** loses least from the seen sets ({', '.join(on_seen)}) to the unseen "
             f"ones ({', '.join(first.label(d) for d in unseen)}): {gaps[least]:+.3f} mDice; "
             + ", ".join(f"{n} {g:+.3f}" for n, g in gaps.items() if n != least)
             + " (an unweighted mean over sets, one seed each; notebook 04's lab gives intervals "
-            "over seeds).")
+            "over seeds)." + left_out)

@@ -18,6 +18,7 @@ from kdas_lite.course_text import (
     seen_unseen_reading,
     spread_reading,
     static_figure_caption,
+    unseen_sets,
     untrained_attention_note,
 )
 from kdas_lite.data import SetStatus
@@ -190,3 +191,21 @@ def test_seen_unseen_reading_names_the_model_that_loses_least() -> None:
     assert "+0.285 mDice" in text and "teacher +0.325" in text and "student (KDAS) +0.375" in text
     only_seen = {"teacher": _table({"Kvasir": 0.8})}
     assert seen_unseen_reading(only_seen).startswith("Needs both seen")
+
+
+def test_unseen_sets_count_a_repeated_family_once() -> None:
+    colondb = "CVC-ColonDB frames 149-208, the ids of PraNet's CVC-300"
+    statuses = {"CVC-300": SetStatus("CVC-300", 60, 60, "inferred", note=colondb)}
+    dice = {"Kvasir": 0.8, "CVC-ColonDB": 0.4, "CVC-300": 0.9, "ETIS-LaribPolypDB": 0.2}
+    table = _table(dice)
+    table.status.update(statuses)
+    assert unseen_sets(table) == (["CVC-ColonDB", "ETIS-LaribPolypDB"], {"CVC-300": "CVC-ColonDB"})
+    text = seen_unseen_reading({"teacher": table})
+    assert "+0.500 mDice" in text  # 0.8 - mean(0.4, 0.2), CVC-300 counted with ColonDB
+    assert "CVC-300 (inferred) is left out: its images are CVC-ColonDB's frames" in text
+    # without its source set, or when not inferred, a set counts on its own
+    alone = _table({"Kvasir": 0.8, "CVC-300": 0.9})
+    alone.status.update(statuses)
+    assert unseen_sets(alone) == (["CVC-300"], {})
+    table.status["CVC-300"] = SetStatus("CVC-300", 60, 60, "complete", note=colondb)
+    assert unseen_sets(table)[1] == {}
