@@ -129,15 +129,18 @@ def spread_reading(teacher: Mapping[int, float], student: Mapping[int, float], w
     values = [*teacher.values(), *student.values()]
     wider = [str(s) for s in teacher if student[s] > teacher[s] + tie]
     narrower = [str(s) for s in teacher if student[s] < teacher[s] - tie]
-    if weights == "random init" or not (wider or narrower):
-        flat = min(values) >= uniform
-        return ("These encoders are " + ("untrained (random init)" if weights == "random init"
-                                         else f"{weights}") + ": "
-                + (f"their attention is uniform over the keys at every stage (every entropy "
-                   f"≥ {uniform:.3f})" if flat else
-                   f"teacher and student have the same entropy at every stage (within {tie:g})")
-                + ", so this table shows the mechanism, not a difference between a teacher "
-                "and a student; it says nothing about what trained models attend to.")
+    flat = (f"their attention is uniform over the keys at every stage (every entropy "
+            f"≥ {uniform:.3f})" if min(values) >= uniform else
+            f"teacher and student have the same entropy at every stage (within {tie:g})"
+            if not (wider or narrower) else
+            f"their entropies range from {min(values):.3f} to {max(values):.3f}")
+    if weights == "random init":
+        return (f"These encoders are untrained (random init): {flat}, so this table shows the "
+                "mechanism, not a difference between a teacher and a student; it says nothing "
+                "about what trained models attend to.")
+    if not (wider or narrower):
+        return (f"With these encoders ({weights}) {flat}: no stage separates the student from "
+                "the teacher.")
     return (f"With these encoders ({weights}), of {len(teacher)} stages the student's attention "
             f"is more spread out than the teacher's at {_count(wider)}, more focused at "
             f"{_count(narrower)}"
@@ -218,10 +221,10 @@ def revival_reading(role: str, dead: bool, before: tuple[float, float],
             on the outputs.
     """
     constant = after[1] - after[0] < 1e-6
-    history = (f"The {role}'s channel attention was dead (section 2): "
-               if dead else f"Neither model's channel attention is dead in this run; the "
-               f"{role}'s ")
-    return (history + f"it spanned [{before[0]:.3f}, {before[1]:.3f}] before and spans "
+    history = (f"The {role}'s channel attention was dead (section 2): it spanned "
+               if dead else f"Neither model's channel attention is dead in this run. The "
+               f"{role}'s spanned ")
+    return (history + f"[{before[0]:.3f}, {before[1]:.3f}] before and spans "
             f"[{after[0]:.3f}, {after[1]:.3f}] after setting `fc1`: "
             + ("still a constant." if constant else "**no longer a constant**."
                if before[1] - before[0] < 1e-6 else "not a constant, nor was it before.")

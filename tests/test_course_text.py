@@ -79,10 +79,15 @@ def test_spread_reading_never_compares_identical_or_untrained_entropies() -> Non
     assert "more spread out" not in text and "at 0" not in text
     # untrained but not uniform: still no comparison
     text = spread_reading({1: 0.9, 2: 0.8}, {1: 0.7, 2: 0.8}, "random init")
-    assert "more spread out" not in text
+    assert "more spread out" not in text and "same entropy" not in text
+    assert "their entropies range from 0.700 to 0.900" in text
     # pretrained encoders that tie everywhere: no "at 0, more focused at 0"
     text = spread_reading({1: 0.9, 2: 0.8}, {1: 0.9, 2: 0.8}, "ImageNet weights, not fine-tuned")
     assert "the same entropy at every stage" in text and "more spread out" not in text
+    text = spread_reading(flat, dict(flat), "trained")  # trained, yet uniform: said as such
+    assert text == ("With these encoders (trained) their attention is uniform over the keys at "
+                    "every stage (every entropy ≥ 0.999): no stage separates the student from "
+                    "the teacher.")
 
 
 def test_spread_reading_compares_trained_encoders_stage_by_stage() -> None:
@@ -130,7 +135,8 @@ def test_revival_reading_follows_the_measured_gradient() -> None:
     assert "**no longer a constant**" in text and "was 0.0e+00" in text
     assert "training never moves these weights" in text
     live = revival_reading("teacher", False, (0.1, 0.9), (0.1, 0.9), 0.25)
-    assert live.startswith("Neither model's channel attention is dead")
+    assert live.startswith("Neither model's channel attention is dead in this run. The "
+                           "teacher's spanned [0.100, 0.900] before")
     assert "does receive a gradient (norm 2.5e-01)" in live and "nor was it before" in live
 
 
