@@ -134,7 +134,9 @@ def attention_target(teacher: Tensor) -> Tensor:
         A_t = softmax(P_t P_tᵀ / √W) · P_t        (per image: H×H weights times H×W values)
 
     which is ``scaled_dot_product_attention(P_t, P_t, P_t)``. Rows that look alike (e.g. rows
-    crossing the same polyp) reinforce each other, which sharpens the teacher's map.
+    crossing the same polyp) borrow from each other: each row of ``A_t`` is a weighted average
+    of rows of ``P_t``, so the target is never more extreme than the map — it smears a weak
+    map along its rows and passes a confident one through (notebook 02, exercise 2).
 
     Args:
         teacher: ``(B, 1, H, W)`` teacher logits.

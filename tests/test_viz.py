@@ -254,6 +254,22 @@ def test_results_and_tradeoff_figures() -> None:
         viz.tradeoff_figure(["a"], [1.0, 2.0], [0.5])
 
 
+def test_tradeoff_labels_of_neighbouring_models_do_not_overlap() -> None:
+    # notebook 05: the KDAS student and the student alone have the same size and close scores
+    names = ["teacher", "student (KDAS)", "student alone"]
+    fig = viz.tradeoff_figure(names, [4.6, 3.2, 3.2], [0.69, 0.39, 0.41], [69.4, 90.3, 85.0])
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    boxes = [t.get_window_extent(renderer) for t in fig.axes[0].texts]
+    assert len(boxes) == 3
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+    assert {t.get_text().split("\n")[0] for t in fig.axes[0].texts} == set(names)
+
+
 def test_figures_show_subset_labels_and_synthetic_data() -> None:
     from kdas_lite.data import SetStatus
     from kdas_lite.evaluate import EvaluationTable

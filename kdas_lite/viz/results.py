@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.text import OffsetFrom
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
@@ -450,10 +451,17 @@ def tradeoff_figure(names: Sequence[str], params_m: Sequence[float], scores: Seq
         sizes = [120] * len(names)
     ax.scatter(params_m, scores, s=sizes, c=[method_color(n) for n in names], alpha=0.8,
                edgecolors="k", zorder=3)
-    for i, name in enumerate(names):
-        speed = "" if images_per_s is None else f"\n{images_per_s[i]:.1f} img/s"
-        ax.annotate(f"{name}{speed}", (params_m[i], scores[i]), textcoords="offset points",
-                    xytext=(8, 6), fontsize=8)
+    for group in _neighbours(params_m, scores):
+        # labels of models that sit together (e.g. two students of one size) are stacked
+        # under the group's top point, each joined to its own marker by a thin line
+        top = max(group, key=lambda i: scores[i])
+        anchor = OffsetFrom(ax.transData, (params_m[top], scores[top]), unit="points")
+        for rank, i in enumerate(sorted(group, key=lambda i: -scores[i])):
+            speed = "" if images_per_s is None else f"\n{images_per_s[i]:.1f} img/s"
+            ax.annotate(f"{names[i]}{speed}", (params_m[i], scores[i]), textcoords=anchor,
+                        xytext=(14, 6 - 28 * rank), fontsize=8,
+                        arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.4"}
+                        if rank else None)
     for name, (p, score) in (reference or {}).items():
         ax.scatter([p], [score], s=120, facecolors="none", edgecolors="k", zorder=3)
         ax.annotate(f"{name} (published)", (p, score), textcoords="offset points",
@@ -464,6 +472,20 @@ def tradeoff_figure(names: Sequence[str], params_m: Sequence[float], scores: Seq
     ax.margins(x=0.25, y=0.2)
     _data_title(ax, title, synthetic)
     return fig
+
+
+def _neighbours(x: Sequence[float], y: Sequence[float], near: float = 0.08) -> list[list[int]]:
+    """Indices of points grouped with their neighbours: points closer than ``near`` of the
+    axis spans in both x and y, chained (a label placed beside one would cover the other)."""
+    span_x = (max(x) - min(x)) or abs(max(x)) or 1.0
+    span_y = (max(y) - min(y)) or abs(max(y)) or 1.0
+    groups: list[list[int]] = []
+    for i in range(len(x)):
+        joined = [g for g in groups if any(abs(x[i] - x[j]) < near * span_x
+                                           and abs(y[i] - y[j]) < near * span_y for j in g)]
+        merged = [i] + [j for g in joined for j in g]
+        groups = [g for g in groups if g not in joined] + [sorted(merged)]
+    return sorted(groups)
 
 
 def predict_test_set(model: nn.Module, folder: str | os.PathLike[str], size: int = 352, *,
