@@ -166,20 +166,3 @@ def test_rendering_maps_any_data_root_to_shared_data(monkeypatch: pytest.MonkeyP
                                 f"{REPO}/build/notebook-runs")
     assert page == "data: ../shared/data (real data); run in build/notebook-runs"
     assert not MACHINE_PATH.search(page)
-
-
-def test_rendering_one_notebook_updates_only_its_row_of_the_index(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import importlib
-
-    monkeypatch.syspath_prepend(str(REPO / "scripts"))
-    render = importlib.import_module("render_notebooks")
-    index = tmp_path / "index.md"
-    index.write_text("# header\n\n| notebook | time |\n| --- | ---: |\n"
-                     "| [01_a](01_a.html) | 16.1 min |\n| [04_b](04_b.html) | 8.3 min |\n")
-    render.update_index(tmp_path, [("04_b", 42.0, {}), ("06_c", None, {})])
-    assert index.read_text().splitlines()[2:] == [
-        "| notebook | time |", "| --- | ---: |", "| [01_a](01_a.html) | 16.1 min |",
-        "| [04_b](04_b.html) | 0.7 min |", "| [06_c](06_c.html) | — |"]
-    with pytest.raises(SystemExit):  # --only renders executed notebooks only
-        render.main(["--only", "04"])
