@@ -73,13 +73,14 @@ def colab_block() -> str:
                          f"{row['setup_min']:g} | {row['total_min']:.0f} |")
     total = sum(r["total_min"] for n, r in budget["notebooks"].items() if n[:1].isdigit())
     parts = memory["parts_gb"]
+    measured = " and ".join(map(str, memory["measured_batches"]))
     lines += [f"| **all** | | | | **{total:.0f}** |", "",
               f"**Memory.** One training step at the paper's setting (batch {memory['batch']}, "
               f"{memory['size']} px, the largest multi-scale rate, float32) needs "
               f"**{memory['total_gb']:.2f} GB**: "
               + ", ".join(f"{value:.2f} GB {part}" for part, value in parts.items())
-              + f" (activations measured at batch {' and '.join(map(str, memory['measured_batches']))}"
-              f" and scaled linearly); with a {assumed['allocator_margin']:g}× allowance, "
+              + f" (activations measured at batch {measured} and scaled linearly); with a "
+              f"{assumed['allocator_margin']:g}× allowance, "
               f"{memory['with_margin_gb']:.1f} GB of the T4's 15 GB"
               + (": it fits." if memory["fits_t4"] else ": it does not fit.")]
     return "\n".join(lines)
