@@ -9,8 +9,9 @@ about our runs only inside such blocks):
 
 - ``cpu-lab-parameters``: the values of the notebooks' parameter cells (the ``cpu-lab`` set),
   read from the notebooks themselves;
-- ``colab-budget``: the estimated time of the ``colab-t4`` set per notebook and the memory of
-  the paper's training step, from ``docs/bench/colab.json`` (``benchmarks/colab_budget.py``).
+- ``colab-budget``: the epochs of the ``colab-t4`` set (``kdas_lite.colab.COURSE_SETS``), its
+  estimated time per notebook and the memory of the paper's training step, from
+  ``docs/bench/colab.json`` (``benchmarks/colab_budget.py``).
 """
 
 from __future__ import annotations
@@ -57,9 +58,13 @@ def cpu_lab_block() -> str:
 
 def colab_block() -> str:
     """The ``colab-t4`` time table and the memory of the paper's step, from colab.json."""
+    from kdas_lite.colab import COURSE_SETS
+
     budget = json.loads(COLAB.read_text(encoding="utf-8"))
     assumed, memory = budget["assumptions"], budget["memory"]
-    lines = [f"Assumed (`benchmarks/colab_budget.py`): a T4 sustains "
+    t4 = COURSE_SETS["colab-t4"]
+    lines = [f"The `colab-t4` set trains the teacher {t4['01']['teacher_epochs']} epochs, each "
+             f"student {t4['04']['epochs']}. Assumed (`benchmarks/colab_budget.py`): a T4 sustains "
              f"{assumed['utilisation']:.0%} of its {assumed['t4_peak_tflops']:.0f} TFLOP/s fp16 "
              f"peak, and {assumed['setup_min']:g} min per notebook go to the install, the Drive "
              "sign-in and unpacking the data. Notebook 04's estimate is for the comparison of "
