@@ -46,6 +46,7 @@ import json
 import platform
 import re
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import jinja2
@@ -228,7 +229,8 @@ def index_lines(run_info: dict, rendered: list[tuple[str, float | None, dict]],
         "",
         f"**Run id `{run_info['run_id']}`**: every page below shows it in its setup cell. All "
         f"pages come from this one run, executed from an empty folder on "
-        f"{run_info['date']} (UTC) on a {run_info['machine']} machine, at git commit "
+        f"{run_info['date']} (UTC) on a {run_info['machine']} machine in one environment "
+        f"({run_info.get('environment', 'not recorded')}), at git commit "
         f"`{git['head']}`{' with uncommitted changes' if git['dirty'] else ''}, with {data} and "
         f"the `{run_info['params']}` parameters (the notebooks' defaults"
         f"{', except ' + overrides if overrides else ''}); rendered by "
@@ -309,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     (run / "run.json").write_text(json.dumps({
         "run_id": run_id, "params": params, "git": {"head": head, "dirty": dirty},
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
-        "machine": platform.machine()}, indent=1) + "\n", encoding="utf-8")
+        "machine": platform.machine(),
+        "environment": f"Python {platform.python_version()}, torch {version('torch')}"},
+        indent=1) + "\n", encoding="utf-8")
     status = run_notebooks.main(["--params", params, "--output", str(run / "executed"),
                                  "--runs", str(run / "runs"), "--run-id", run_id,
                                  "--data", args.data, "--data-root", str(args.data_root)])
