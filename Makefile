@@ -3,9 +3,11 @@ PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 
 .PHONY: notebooks test lint demo
 
-# Execute the notebooks at the CPU-lab scale and render them as HTML into docs/notebooks/.
+# Execute every notebook in order, in one new empty run folder (build/course/<run id>), at the
+# CPU-lab scale on the real data, then render all pages, index.md and facts.json together into
+# docs/notebooks/ (scripts/render_notebooks.py; --smoke for a small dry run outside docs/).
 notebooks:
-	$(PYTHON) scripts/render_notebooks.py
+	$(PYTHON) scripts/render_notebooks.py --data real
 
 # What CI runs: set-up, the notebooks (smoke), then pytest over tests/ and nbval.
 test:

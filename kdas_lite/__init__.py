@@ -14,6 +14,7 @@ Modules, one concept each:
 - :mod:`kdas_lite.predict`  masks and labelled overlays for a folder of frames (research use)
 - :mod:`kdas_lite.viz`      figures and the interactive teacher/student attention explorer
 - :mod:`kdas_lite.colab`    the notebooks' setup: device report, Google Drive, parameter sets
+- :mod:`kdas_lite.facts`    what a course run's pages state about each checkpoint, in one file
 - :mod:`kdas_lite.cli`      the ``kdas-lite`` command
 """
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from kdas_lite import facts
 from kdas_lite.errors import KDASError
 from kdas_lite.train import amp_dtype_for, resolve_device
 
@@ -199,8 +200,10 @@ def course_setup(notebook: str, *, run_root: str | os.PathLike[str] = "runs/note
                  mountpoint: str | os.PathLike[str] = "/content/drive") -> CourseSetup:
     """Report the device, put the runs on Google Drive (Colab) and choose the parameter set.
 
-    Prints the device line (and on Colab without a GPU, :data:`NO_GPU_MESSAGE`), where the
-    runs are kept, and every parameter the chosen set changes.
+    Prints the course run's id when ``scripts/run_notebooks.py`` executes the notebook
+    (:mod:`kdas_lite.facts`: the same on every page of one run), the device line (and on Colab
+    without a GPU, :data:`NO_GPU_MESSAGE`), where the runs are kept, and every parameter the
+    chosen set changes.
 
     Args:
         notebook: ``"01"`` … ``"05"`` (which entry of the set applies).
@@ -215,6 +218,9 @@ def course_setup(notebook: str, *, run_root: str | os.PathLike[str] = "runs/note
     Raises:
         KDASError: unknown ``notebook`` or ``scale``.
     """
+    course_run = facts.begin(notebook)  # scripts/run_notebooks.py: the id all its pages show
+    if course_run:
+        print(f"run id: {course_run}")
     info = device_info(device)
     print(info.describe())
     colab = in_colab()

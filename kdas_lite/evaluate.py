@@ -71,6 +71,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from kdas_lite import facts
 from kdas_lite.data.dataset import PolypTestDataset, collate_test, default_cache_dir
 from kdas_lite.data.io import DataWarning
 from kdas_lite.data.registry import TEST_SETS, SetStatus, set_status
@@ -678,4 +679,17 @@ def evaluate(
         raise
     finally:
         model.train(was_training)
-    return table()
+    result = table()
+    facts.record(model, _stated_scores(result, minmax, head), role=name)
+    return result
+
+
+def _stated_scores(table: EvaluationTable, minmax: bool, head: str) -> dict[str, float]:
+    """The scores of ``table`` as facts of a course run (:mod:`kdas_lite.facts`), each named
+    with what changes it: ``"test Kvasir meanDic (128 px, opencv)"``."""
+    settings = [f"{table.size} px", str(table.resize)]
+    settings += [] if minmax else ["no min-max"]
+    settings += [] if table.precision == "float32" else [table.precision]
+    settings += [] if head == "sum" else [f"head {head}"]
+    return {f"test {d} {metric} ({', '.join(settings)})": value
+            for d, row in table.rows.items() for metric, value in row.items()}

@@ -40,6 +40,7 @@ from kdas_lite.checkpoint_files import load_checkpoint
 from kdas_lite.config import MAX_IMAGE_SIZE, TrainConfig
 from kdas_lite.data.io import file_sha256
 from kdas_lite.errors import CheckpointError, TrainingError
+from kdas_lite.facts import weights_sha256
 
 __all__ = ["CHECKPOINT_FORMAT", "data_identity", "describe_plain_checkpoint", "load_trained",
            "teacher_identity", "trained_image_size"]
@@ -201,15 +202,10 @@ def teacher_identity(teacher: nn.Module, path: str | os.PathLike[str] | None = N
         the same value whether they came from a file or a model in memory) and, with ``path``,
         ``file`` and ``file_sha256``.
     """
-    digest = hashlib.sha256()
-    for key, value in sorted(teacher.state_dict().items()):
-        tensor = value.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{key}|{tensor.dtype}|{tuple(value.shape)}|".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes())
     identity: dict[str, Any] = {
         "encoder": getattr(teacher, "encoder_name", type(teacher).__name__),
         "params": sum(p.numel() for p in teacher.parameters()),
-        "weights_sha256": digest.hexdigest(),
+        "weights_sha256": weights_sha256(teacher),
     }
     if path is not None:
         identity.update(file=str(path), file_sha256=file_sha256(path))

@@ -66,6 +66,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from kdas_lite import facts
 from kdas_lite.checkpoint_files import load_checkpoint, remove_stale_temp_files, save_checkpoint
 from kdas_lite.config import ENCODER_PAIRS, TrainConfig
 from kdas_lite.distributed import SINGLE, Distributed, join, sync_batch_norm
@@ -559,6 +560,11 @@ def fit(
     if best_path.exists():
         model.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
     model.eval()
+    if parallel.is_main:  # a course run's facts file: what this run is, and whether it trained
+        facts.record_run(run_dir, len(history) - state["epoch"])  # 0: a finished run reused
+        facts.record(model, {"epochs": config.epochs, "image size": config.image_size,
+                             "best epoch": best_epoch, "validation Dice": best_val},
+                     role=role, file=best_path)
     return TrainResult(model=model, history=history, best_path=best_path, last_path=last_path,
                        run_dir=run_dir, best_val_dice=best_val, best_epoch=best_epoch,
                        synthetic=bool(getattr(layout, "synthetic", False)))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kdas_lite import facts
 from kdas_lite.checkpoint_files import load_checkpoint
 from kdas_lite.colab import warn_box
 from kdas_lite.config import TrainConfig
@@ -52,7 +53,8 @@ def _run_first(notebook: str) -> str:
 
 def describe_checkpoint(path: str | os.PathLike[str]) -> str:
     """One line saying which model a checkpoint holds, e.g. ``teacher: runs/.../best.pth
-    (pvt_v2_b2, 352 px, 20 epochs, best epoch 17, val Dice 0.912)``.
+    (pvt_v2_b2, 352 px, 20 epochs, best epoch 17, val Dice 0.912)``; in a course run, what it
+    states goes to the run's facts file (:func:`kdas_lite.facts.record`).
 
     Raises:
         CheckpointError: missing, corrupt or unsafe file.
@@ -68,6 +70,12 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> str:
         parts.append(f"best epoch {state['epoch']}")
     if isinstance(state, dict) and isinstance(state.get("val_dice"), float):
         parts.append(f"val Dice {state['val_dice']:.3f}")
+    weights = state.get("model", state) if isinstance(state, dict) else None
+    if isinstance(weights, dict):  # what the line states, in the run's facts file
+        stated = {"epochs": config.get("epochs"), "image size": config.get("image_size"),
+                  "best epoch": state.get("epoch"), "validation Dice": state.get("val_dice")}
+        facts.record(weights, {k: v for k, v in stated.items() if v is not None}, role=role,
+                     file=path)
     return f"{role}: {path} ({', '.join(parts)})"
 
 

@@ -9,10 +9,19 @@ Each notebook's single ``parameters`` cell receives the chosen parameter set (on
 declares). All notebooks share one run folder (``--runs``, default
 ``build/notebook-runs/<params>``) for checkpoints, the synthetic data and the evaluation tables,
 as they share ``runs/notebooks`` when opened in Jupyter: 02–05 start from the checkpoints of
-01 and 04. An execution run empties that folder first (``--keep-runs`` does not), so every
-training cell really trains; ``--prepare-only`` writes the parameterised notebooks without
-executing them and keeps the folder, so that nbval, run right after, reuses the checkpoints
-(the notebooks resume finished runs instead of training again).
+01 and 04. An execution run starts from an empty run folder, so every training cell really
+trains: a folder this script made (it holds its :data:`MARKER` file) is emptied first, any
+other non-empty folder is refused, nothing deleted (``--keep-runs`` keeps it as it is);
+``--prepare-only`` writes the parameterised notebooks without executing them and keeps the
+folder, so that nbval, run right after, reuses the checkpoints (the notebooks resume finished
+runs instead of training again).
+
+**One run, one id.** An execution gets a run id (``--run-id``, default :func:`new_run_id`:
+the UTC date, the git HEAD's short hash and a random part, e.g. ``2026-12-03-d1959ab-7c1e``),
+passed to every kernel in the environment (``KDAS_RUN_ID``, :mod:`kdas_lite.facts`): each
+notebook's setup cell prints it. The kernels also get ``KDAS_FACTS``, the run's facts file
+``<runs>/facts.json``, where the library records what each notebook states about each
+checkpoint (scores, validation Dice, epochs, image size) and which runs it trained or reused.
 
 Data: ``--data auto`` (default) uses the real datasets under ``../shared/data`` (or
 ``--data-root``) when present, otherwise the notebooks generate the synthetic stand-in;
@@ -31,8 +40,11 @@ Exit status: 0 when every notebook ran, 1 when a cell failed (the executed noteb
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import secrets
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -59,6 +71,40 @@ PARAMS: dict[str, dict[str, Any]] = {
 }
 SMOKE_REAL_TEST_SETS = ["CVC-300"]
 CHECK = "# NBVAL_CHECK_OUTPUT"
+MARKER = ".run_notebooks"
+"""The file that marks a run folder as made by this script (only such a folder is emptied)."""
+
+
+def git_state() -> tuple[str, bool]:
+    """The git HEAD's short hash (``"nogit"`` outside a checkout) and whether the working tree
+    has uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    try:
+        return git("rev-parse", "--short=7", "HEAD"), bool(git("status", "--porcelain"))
+    except (OSError, subprocess.CalledProcessError):
+        return "nogit", False
+
+
+def new_run_id() -> str:
+    """A course run's id: the UTC date, the git HEAD's short hash and four random hex digits
+    (two runs of one commit on one day differ), e.g. ``2026-12-03-d1959ab-7c1e``."""
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    return f"{today}-{git_state()[0]}-{secrets.token_hex(2)}"
+
+
+def empty_run_folder(runs: Path) -> None:
+    """Make ``runs`` an empty run folder marked as this script's: a folder it made before is
+    emptied; any other non-empty folder is refused (SystemExit), nothing deleted."""
+    if runs.is_dir() and any(runs.iterdir()):
+        if not (runs / MARKER).is_file():
+            raise SystemExit(f"{runs} is not empty and was not made by run_notebooks.py: "
+                             "pass an empty --runs folder (nothing was deleted)")
+        shutil.rmtree(runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / MARKER).write_text("made by scripts/run_notebooks.py; emptied by its next run\n",
+                               encoding="utf-8")
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -177,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"copy the outputs of '{CHECK}' cells into notebooks/ after the run")
     parser.add_argument("--timeout", type=int, default=3600,
                         help="seconds allowed per cell (default: 3600)")
+    parser.add_argument("--run-id", default=None,
+                        help="the run's id, printed by every notebook (default: new_run_id())")
     args = parser.parse_args(argv)
     if args.update_checked_outputs and (args.prepare_only or args.params != "smoke"):
         parser.error("--update-checked-outputs goes with an executed smoke run")
@@ -185,10 +233,20 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         parser.error(f"no notebook matches {args.only} in {NOTEBOOKS}")
     runs = (args.runs or REPO / "build" / "notebook-runs" / args.params).resolve()
-    if not (args.prepare_only or args.keep_runs):
-        shutil.rmtree(runs, ignore_errors=True)
     values = parameters(args.params, args.data, runs, args.data_root.resolve())
-    action = "preparing" if args.prepare_only else "executing"
+    run_id = args.run_id or new_run_id()
+    if not args.prepare_only:
+        from kdas_lite.facts import FACTS_ENV, RUN_ID_ENV, new_facts
+
+        if args.keep_runs:
+            runs.mkdir(parents=True, exist_ok=True)
+            if (runs / MARKER).is_file():  # this script's facts of an earlier run
+                (runs / "facts.json").unlink(missing_ok=True)
+        else:
+            empty_run_folder(runs)
+        os.environ[RUN_ID_ENV] = run_id  # the kernels inherit both
+        os.environ[FACTS_ENV] = str(new_facts(runs / "facts.json", run_id))
+    action = "preparing" if args.prepare_only else f"executing (run id {run_id})"
     print(f"{action} {len(paths)} notebooks with the {args.params!r} parameters -> {args.output}"
           f"\nrun folder: {runs}\nparameters: {values}", flush=True)
     start = time.perf_counter()

@@ -4,6 +4,16 @@
   rendered from the run's table or history), never typed into a notebook's Markdown: a
   Markdown cell may hold a decimal number or a duration ("9 min", "3 minutes") only when it
   is a published figure of :data:`PUBLISHED`, each with its source.
+- **Drift check of the docs.** The same rule for ``README.md``, ``notebooks/README.md`` and
+  ``docs/*.md`` (:data:`DOCS`), outside generated blocks: a generated block is the text between
+  ``<!-- NAME: begin (written by SCRIPT) -->`` and ``<!-- NAME: end -->``, SCRIPT an existing
+  file of the repository that rewrites it from a JSON or the notebooks (as
+  ``experiments/real_lab.py`` does for docs/RESULTS.md). Outside them, and outside code,
+  equations, link targets and HTML comments, the prose may state integers (settings and
+  counts: px, epochs, batch, images, seeds are design), version numbers (Python 3.10, compute
+  capability 8.0, arXiv 2312.08555: :data:`VERSION`), published figures (:data:`PUBLISHED`,
+  cited) and design values (:data:`DESIGN`, each with what it sets), and no other decimal
+  number and no duration: those are numbers about our runs.
 - **Exercises.** Every notebook has 2–4 "Exercise N" cells, each followed by its worked
   solution: a code cell, collapsed in Jupyter, that CI executes at smoke size with the rest of
   the notebook (``scripts/run_notebooks.py``); a "Prerequisites" line at the top and a "Key
@@ -39,6 +49,20 @@ PUBLISHED: dict[str, str] = {
     "3.7": "PVTv2 paper, Table 1: PVTv2-b0 has 3.7 M parameters",
 }
 """The decimal numbers a notebook's Markdown may state: published figures, with their source."""
+
+DESIGN: dict[str, str] = {
+    "0.5": "the public code's gradient clip (clip_gradient, ±0.5)",
+    "0.1": "Polyp-PVT's learning-rate decay factor (adjust_lr, decay_rate = 0.1)",
+    "127.5": "kdas_lite.data.read_mask's binarisation threshold (grey levels)",
+    "90 minutes": "the length of the lab the course is planned for",
+}
+"""Design values the docs may state (settings, not results), each with what it sets."""
+
+DOCS = [REPO / "README.md", NOTEBOOK_DIR / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+GENERATED = re.compile(r"<!-- ([\w-]+): begin \(written by ([^)\s]+)[^)]*\) -->.*?"
+                       r"<!-- \1: end -->", re.S)
+VERSION = re.compile(r"(?:Python|PyTorch|torch|arXiv|capability|version)[\s*≥>=<]*"
+                     r"\d+\.\d+(?:\.\d+)?")
 
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
 DURATION = re.compile(r"\b\d+(?:[.,]\d+)?\s*(?:–\s*\d+\s*)?(?:min|minutes?|s|seconds?|h|hours?)\b")
@@ -80,6 +104,51 @@ def test_markdown_states_no_hand_typed_number_about_our_runs(name: str) -> None:
     typed = {cell: found for cell, found in typed.items() if found}
     assert not typed, (f"{name}: numbers about our runs belong in generated Markdown (or, if "
                        f"published, in PUBLISHED with their source): {typed}")
+
+
+def doc_drift(text: str) -> dict[int, list[str]]:
+    """Line number → the numbers about our runs that a doc states outside generated blocks
+    (the rule in the module docstring)."""
+    def blank(match: re.Match[str]) -> str:  # keep the line numbers
+        return "\n" * match.group(0).count("\n")
+    text = GENERATED.sub(blank, text)
+    text = re.sub(r"```.*?```|<!--.*?-->|\$\$.*?\$\$", blank, text, flags=re.S)
+    text = VERSION.sub(" ", re.sub(r"`[^`\n]*`|\$[^$\n]*\$", " ", text))
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    found = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        hits = [hit for hit in drift(line) if hit not in DESIGN]
+        if hits:
+            found[number] = hits
+    return found
+
+
+def test_the_doc_drift_check_spares_blocks_versions_and_design_only() -> None:
+    doc = ("Python ≥ 3.10, compute capability 8.0, [arXiv 2312.08555](x), clip 0.5, 352 px,\n"
+           "`lr 1e-4`, 3 seeds, 100 epochs, published 0.917 (KDAS paper), a 90 minutes lab.\n"
+           "<!-- t: begin (written by scripts/notebook_readme.py) -->\nKDAS 0.594, 6 min\n"
+           "<!-- t: end -->\nthe teacher reached 0.822 in 16.1 min; +0.010 ± 0.006\n")
+    assert doc_drift(doc) == {6: ["0.822", "16.1", "0.010", "0.006", "16.1 min"]}
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_docs_state_numbers_about_our_runs_only_in_generated_blocks(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    for match in GENERATED.finditer(text):
+        assert (REPO / match.group(2)).is_file(), (
+            f"{path.name}: block {match.group(1)} names a script that does not exist: "
+            f"{match.group(2)}")
+    found = doc_drift(text)
+    assert not found, (f"{path.relative_to(REPO)}: numbers about our runs outside generated "
+                       f"blocks (line: numbers): {found}")
+
+
+def test_the_notebook_readme_blocks_are_up_to_date(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    blocks = importlib.import_module("notebook_readme")
+    assert blocks.main(["--check"]) == 0, "run python scripts/notebook_readme.py"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -166,20 +235,3 @@ def test_rendering_maps_any_data_root_to_shared_data(monkeypatch: pytest.MonkeyP
                                 f"{REPO}/build/notebook-runs")
     assert page == "data: ../shared/data (real data); run in build/notebook-runs"
     assert not MACHINE_PATH.search(page)
-
-
-def test_rendering_one_notebook_updates_only_its_row_of_the_index(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import importlib
-
-    monkeypatch.syspath_prepend(str(REPO / "scripts"))
-    render = importlib.import_module("render_notebooks")
-    index = tmp_path / "index.md"
-    index.write_text("# header\n\n| notebook | time |\n| --- | ---: |\n"
-                     "| [01_a](01_a.html) | 16.1 min |\n| [04_b](04_b.html) | 8.3 min |\n")
-    render.update_index(tmp_path, [("04_b", 42.0, {}), ("06_c", None, {})])
-    assert index.read_text().splitlines()[2:] == [
-        "| notebook | time |", "| --- | ---: |", "| [01_a](01_a.html) | 16.1 min |",
-        "| [04_b](04_b.html) | 0.7 min |", "| [06_c](06_c.html) | — |"]
-    with pytest.raises(SystemExit):  # --only renders executed notebooks only
-        render.main(["--only", "04"])
