@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -496,3 +497,14 @@ def test_student_alone_needs_no_teacher_and_ablation_flags_zero_terms() -> None:
 def test_kdas_loss_rejects_bad_settings(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         KDASLoss(**kwargs)
+
+
+def test_recipes_at_mode_gradient_tables_are_current() -> None:
+    # docs/RECIPES.md §3's gradient tables are generated: the block equals what the code gives
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "at_mode_gradients.py"
+    spec = importlib.util.spec_from_file_location("at_mode_gradients", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--check"]) == 0
