@@ -60,18 +60,23 @@ def _minus(text: str) -> str:
     return text.replace("-", "−")
 
 
+def row(maps: str, ratio: float, cos: float) -> str:
+    """One line of the first table."""
+    return f"| {maps} | {_thousands(ratio)} | {_minus(f'{cos:.2f}')} |"
+
+
 def tables() -> str:
     gen = torch.Generator().manual_seed(0)
     lines = ["| maps | ‖∇ kdas‖ / ‖∇ reference-fixed‖ | cosine(∇ kdas, ∇ reference-fixed) |",
              "| --- | --- | --- |"]
     ratio, cos = compare(torch.randn(2, 1, 44, 44, generator=gen),
                          torch.randn(2, 1, 44, 44, generator=gen))
-    lines.append(f"| random N(0, 1) logits, 44 × 44 | {_thousands(ratio)} | {_minus(f'{cos:.2f}')} |")
+    lines.append(row("random N(0, 1) logits, 44 × 44", ratio, cos))
     for side in (44, 88, 176, 352):
         teacher = blob(side, 6.0).clamp(-8, 8)
         student = blob(side, 4.0) + torch.randn(2, 1, side, side, generator=gen)
         ratio, cos = compare(student, teacher)
-        lines.append(f"| polyp-like blob, {side} × {side} | {_thousands(ratio)} | {_minus(f'{cos:.2f}')} |")
+        lines.append(row(f"polyp-like blob, {side} × {side}", ratio, cos))
     lines += ["", "| logits | ‖∇ kdas‖ / ‖∇ reference-fixed‖ | cosine |", "| --- | --- | --- |"]
     for sigma in (0.3, 1.0, 3.0, 10.0):
         found = []
