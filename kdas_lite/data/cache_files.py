@@ -9,7 +9,7 @@ The decode caches (:class:`~kdas_lite.data.PolypDataset` with ``cache="disk"``,
    replaced by another of the same size with its mtime restored (``cp -p``, ``tar -x``,
    ``rsync -t``, a backup restore) gets new cache files, and a data folder that is copied
    elsewhere or only touched keeps them.
-2. **Hashes remembered safely.** Hashing reads every byte (about 1 GB/s), so the hashes are
+2. **Hashes remembered safely.** Hashing reads every byte, so the hashes are
    remembered in ``file-hashes.json`` of the cache folder, each with the file's
    ``(size, mtime, ctime, inode, device)`` when it was hashed, and reused only while all five
    are unchanged. No tool can set the ctime back (every write, rename, ``chmod`` or ``utime``
@@ -176,7 +176,7 @@ def read_cache_file(path: Path, read: Callable[[Path], T]) -> T | None:
 def _stat_key(path: Path) -> tuple[list[int], float]:
     """(size, mtime, ctime, inode, device) of ``path``, and its ctime in seconds."""
     try:
-        st = path.stat()
+        st = os.stat(path)
     except FileNotFoundError as exc:
         raise DataError(f"dataset file not found: {path}") from exc
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev], st.st_ctime
@@ -201,14 +201,14 @@ def content_hashes(paths: Sequence[Path], cache_dir: Path | None = None) -> list
     known = read_cache_file(store, load) or {}
     hashes, new = [], 0
     for path in paths:
-        name = str(Path(path).resolve())
-        stat, ctime = _stat_key(Path(path))
+        name = os.path.abspath(path)  # no symlink resolution: the inode identifies the file
+        stat, ctime = _stat_key(path)
         entry = known.get(name)
         if isinstance(entry, list) and entry[:-1] == stat:
             hashes.append(entry[-1])
             continue
         digest = file_sha256(path)
-        if _stat_key(Path(path))[0] == stat and time.time() - ctime >= RACY_SECONDS:
+        if _stat_key(path)[0] == stat and time.time() - ctime >= RACY_SECONDS:
             known[name] = [*stat, digest]
             new += 1
         hashes.append(digest)
