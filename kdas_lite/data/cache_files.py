@@ -17,10 +17,12 @@ The decode caches (:class:`~kdas_lite.data.PolypDataset` with ``cache="disk"``,
    whose ctime is less than :data:`RACY_SECONDS` old is hashed but not remembered (the clock
    may not have ticked since its last write: git's "racy clean" rule).
 3. **Checked on read.** Each cache file has its SHA-256 beside it, in ``<file>.sha256``
-   (``sha256sum`` format, written *before* the file itself), and the file is compared with it
-   before it is used: random bytes behind a valid ``.npy`` header, a truncated, zero-length or
-   byte-flipped file are rebuilt, with a :class:`~kdas_lite.data.DataWarning` naming the file.
-   Any error of a cache file's reader counts as unreadable.
+   (``sha256sum`` format, written *before* the file itself; the hash list holds a checksum of
+   its entries instead, as processes writing it at once may write different entries), and the
+   file is compared with it before it is used: random bytes behind a valid ``.npy`` header,
+   a truncated, zero-length or byte-flipped file are rebuilt, with a
+   :class:`~kdas_lite.data.DataWarning` naming the file. Any error of a cache file's reader
+   counts as unreadable.
 4. **Written safely.** A cache file is written to a temporary file created with the umask's
    permissions (a course's shared cache stays readable by the others, as checkpoints do),
    flushed with ``fsync`` and renamed into place: a power cut leaves the old file or the whole
@@ -30,6 +32,8 @@ The decode caches (:class:`~kdas_lite.data.PolypDataset` with ``cache="disk"``,
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -109,7 +113,9 @@ def _replace_synced(tmp: Path, path: Path) -> None:
     _fsync(tmp)
     os.replace(tmp, path)
     if os.name == "posix":
-        _fsync(path.parent)
+        # best effort: some file systems (FUSE mounts such as Google Drive) refuse it
+        with contextlib.suppress(OSError):
+            _fsync(path.parent)
 
 
 def usable_cache_dir(directory: Path) -> bool:
@@ -127,13 +133,15 @@ def usable_cache_dir(directory: Path) -> bool:
     return True
 
 
-def write_cache_file(path: Path, write: Callable[[Path], None]) -> bool:
+def write_cache_file(path: Path, write: Callable[[Path], None], checksum: bool = True) -> bool:
     """Write a cache file safely (rule 4 of the module docstring) with its checksum beside it.
 
     Args:
         path: the cache file.
         write: writes the content to the temporary path it is given (which it may reopen,
             e.g. with ``np.save``; the file exists already, with the umask's permissions).
+        checksum: write ``<file>.sha256``; False for a file that holds its own checksum (the
+            hash list, whose content differs between processes that write it at once).
 
     Returns:
         True if the file was written; False (after a warning) if its folder is unusable.
@@ -143,9 +151,10 @@ def write_cache_file(path: Path, write: Callable[[Path], None]) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         _create(tmp)
         write(tmp)
-        _create(sums)  # the checksum goes first: a file under `path` always has its own
-        sums.write_text(f"{file_sha256(tmp)}  {path.name}\n", encoding="utf-8")
-        _replace_synced(sums, path.with_name(path.name + ".sha256"))
+        if checksum:  # the checksum goes first: a file under `path` always has its own
+            _create(sums)
+            sums.write_text(f"{file_sha256(tmp)}  {path.name}\n", encoding="utf-8")
+            _replace_synced(sums, path.with_name(path.name + ".sha256"))
         _replace_synced(tmp, path)
     except OSError as exc:
         _warn_unusable(path.parent, exc)
@@ -156,16 +165,18 @@ def write_cache_file(path: Path, write: Callable[[Path], None]) -> bool:
     return True
 
 
-def read_cache_file(path: Path, read: Callable[[Path], T]) -> T | None:
+def read_cache_file(path: Path, read: Callable[[Path], T], checksum: bool = True) -> T | None:
     """``read(path)`` if ``path`` matches the checksum beside it and reads; None if it is
     missing, or (after a warning naming it) if it differs from its checksum or ``read``
-    raises anything (a wrong shape, ``EOFError``, ``BadZipFile``, an unpickling error, …)."""
+    raises anything (a wrong shape, ``EOFError``, ``BadZipFile``, an unpickling error, …).
+    ``checksum=False``: the file holds its own checksum, which ``read`` checks."""
     if not path.is_file():
         return None
     try:
-        expected = path.with_name(path.name + ".sha256").read_text(encoding="utf-8").split()
-        if not expected or file_sha256(path) != expected[0]:
-            raise ValueError("its bytes differ from the checksum beside it")
+        if checksum:
+            expected = path.with_name(path.name + ".sha256").read_text(encoding="utf-8").split()
+            if not expected or file_sha256(path) != expected[0]:
+                raise ValueError("its bytes differ from the checksum beside it")
         return read(path)
     except Exception as exc:  # every reader error means "rebuild this file"
         warnings.warn(f"rebuilding unreadable cache file {path} ({type(exc).__name__}: {exc})",
@@ -182,6 +193,11 @@ def _stat_key(path: Path) -> tuple[list[int], float]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev], st.st_ctime
 
 
+def _digest(entries: dict[str, list]) -> str:
+    """The checksum the hash list holds of its own entries."""
+    return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+
+
 def content_hashes(paths: Sequence[Path], cache_dir: Path | None = None) -> list[str]:
     """The SHA-256 (hex) of each file's bytes, remembered in ``cache_dir`` (rule 2 of the
     module docstring; default :func:`default_cache_dir`).
@@ -196,9 +212,11 @@ def content_hashes(paths: Sequence[Path], cache_dir: Path | None = None) -> list
         content = json.loads(p.read_text(encoding="utf-8"))
         if content.get("format") != _HASHES_FORMAT:
             raise ValueError(f"not a format-{_HASHES_FORMAT} hash list")
+        if _digest(content["files"]) != content["sha256"]:
+            raise ValueError("its entries differ from the checksum it holds")
         return dict(content["files"])
 
-    known = read_cache_file(store, load) or {}
+    known = read_cache_file(store, load, checksum=False) or {}
     hashes, new = [], 0
     for path in paths:
         name = os.path.abspath(path)  # no symlink resolution: the inode identifies the file
@@ -213,6 +231,7 @@ def content_hashes(paths: Sequence[Path], cache_dir: Path | None = None) -> list
             new += 1
         hashes.append(digest)
     if new and usable_cache_dir(directory):
-        text = json.dumps({"format": _HASHES_FORMAT, "files": known})
-        write_cache_file(store, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        text = json.dumps({"format": _HASHES_FORMAT, "sha256": _digest(known), "files": known})
+        write_cache_file(store, lambda tmp: tmp.write_text(text, encoding="utf-8"),
+                         checksum=False)
     return hashes
