@@ -491,3 +491,41 @@ def test_a_bilevel_mask_scores_as_its_8_bit_twin(tmp_path):
     kwargs = {"size": 16, "batch_size": 2, "progress": False, "workers": 1, "cache": False}
     tables = {name: evaluate(_Red(), {"Kvasir": folder}, **kwargs) for name, folder in sets.items()}
     assert tables["L"].rows == tables["bilevel"].rows and tables["L"].rows["Kvasir"]["meanDic"] > 0
+
+
+@pytest.fixture(scope="module")
+def student_checkpoint(tmp_path_factory) -> Path:
+    from kdas_lite.checkpoint_files import save_checkpoint
+    from kdas_lite.models import build_student
+    from kdas_lite.train import CHECKPOINT_FORMAT
+
+    torch.manual_seed(0)
+    model = build_student()
+    return save_checkpoint({"format": CHECKPOINT_FORMAT, "role": "student",
+                            "arch": model.config(), "model": model.state_dict()},
+                           tmp_path_factory.mktemp("ckpt") / "s.pth")
+
+
+@pytest.mark.slow
+def test_the_evaluate_command_rebuilds_or_skips_a_broken_cache_in_one_line(
+        tmp_path, monkeypatch, capsys, student_checkpoint):
+    from kdas_lite.cli import main
+
+    root = tmp_path / "data"
+    _write_set(root / "TestDataset" / "CVC-300")
+    monkeypatch.setenv("KDAS_CACHE", str(tmp_path / "cache"))
+    command = ["evaluate", str(student_checkpoint), "--data", str(root), "--image-size", "64",
+               "--quiet"]
+    assert main(command) == 0
+    capsys.readouterr()
+    (masks_file,) = (tmp_path / "cache").glob("test-masks-*.npz")
+    masks_file.write_bytes(b"")  # what a power cut leaves of a file written without fsync
+    assert main(command) == 0
+    err = capsys.readouterr().err
+    assert f"kdas-lite: warning: rebuilding unreadable cache file {masks_file}" in err
+    assert "Traceback" not in err
+    monkeypatch.setenv("KDAS_CACHE", str(student_checkpoint))  # a file, not a folder
+    assert main(command) == 0
+    err = capsys.readouterr().err
+    assert f"kdas-lite: warning: cache folder {student_checkpoint} (KDAS_CACHE) cannot be " \
+        "written" in err and "Traceback" not in err
