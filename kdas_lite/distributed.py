@@ -29,16 +29,21 @@ Why the N processes train *one* run, the same as one process would (up to float 
   the Dice sums: every process gets the same mean, hence the same best epoch.
 - Only process 0 (:attr:`Distributed.is_main`) writes: checkpoints, history, ``config.json``
   (which records ``world_size``), progress bars and messages.
+- When a process dies (killed, out of memory), the others fail in their next collective with
+  the backend's ``RuntimeError`` (gloo: "Connection closed by peer"); :func:`reports_lost_process`
+  turns it into one :class:`~kdas_lite.errors.TrainingError` line that names the lost process
+  and says that ``--resume`` continues the run from its last completed epoch.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -48,7 +53,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from kdas_lite.errors import TrainingError
 
 __all__ = ["SINGLE", "CPUSyncBatchNorm", "Distributed", "SyncBatchNorm", "environment_world_size",
-           "is_main_process", "join", "sync_batch_norm"]
+           "is_main_process", "join", "reports_lost_process", "sync_batch_norm"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+# What the backends say when the other end of a collective has gone away.
+_LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken pipe",
+              "remote worker crashing", "NCCL communicator was aborted", "ProcessGroupNCCL")
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,41 @@ def join(device: torch.device) -> tuple[Distributed, torch.device]:
 def _leave() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def _lost_process(exc: RuntimeError) -> TrainingError | None:
+    """The one-line error for a collective that failed because another process of the run is
+    gone, or None if ``exc`` is something else (or there is no multi-process run)."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return None
+    text = str(exc)
+    network = getattr(dist, "DistNetworkError", ())
+    if not (isinstance(exc, network) or any(marker in text for marker in _LOST_PEER)):
+        return None
+    rank, world = dist.get_rank(), dist.get_world_size()
+    lost = f"process {1 - rank}" if world == 2 else "another process"
+    detail = text.split("] ", 1)[-1].split(". ")[0].strip()
+    return TrainingError(
+        f"process {rank} of {world}: {lost} of this torchrun run stopped (its own output says "
+        f"why: killed, out of memory, an error), so this one stops too ({detail}). The "
+        "checkpoints hold the last completed epoch: run the same command with --resume to "
+        "continue the run.")
+
+
+def reports_lost_process(fn: F) -> F:
+    """Decorate a training entry point (:func:`kdas_lite.train.fit`): when a collective fails
+    because another process died, raise the one-line :class:`TrainingError` of
+    :func:`_lost_process` instead of the backend's ``RuntimeError`` traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RuntimeError as exc:
+            lost = _lost_process(exc)
+            if lost is None:
+                raise
+            raise lost from None
+    return wrapper  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -588,7 +588,10 @@ def evaluate(
             not depend on it.
         cache: decode each test set once and reuse it (the masks at full resolution and the
             images resized to ``size``, see :class:`~kdas_lite.data.PolypTestDataset`); the
-            scores are the same without it.
+            scores are the same without it. The cache files are named by the content of the
+            test files and checked against their checksums on every run; an unreadable one is
+            rebuilt and a cache folder that cannot be written is skipped, each with a warning
+            (:mod:`kdas_lite.data.cache_files`).
         cache_dir: where the cache files go (default
             :func:`~kdas_lite.data.default_cache_dir`, never inside the data folder).
 

@@ -10,7 +10,7 @@ history, counters; :data:`CHECKPOINT_FORMAT`), ``config.json``, ``history.json``
   a student run records its teacher's identity (:func:`teacher_identity`: encoder, parameter
   count, a SHA-256 of the weights and of the file), and a "teacher" no larger than the student
   is refused unless asked for by name. So is resuming on other data (:func:`data_identity`:
-  the training files' names and sizes).
+  a SHA-256 of the training files' *content*; the refusal names the files that changed).
 - :func:`load_trained` rebuilds the model a checkpoint was saved from (its architecture
   record, checked before anything is built; for a plain state dict such as the authors'
   released weights, the architecture read off its tensor shapes:
@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from kdas_lite.checkpoint_files import load_checkpoint
 from kdas_lite.config import MAX_IMAGE_SIZE, TrainConfig
+from kdas_lite.data.cache_files import content_hashes
 from kdas_lite.data.io import file_sha256
 from kdas_lite.errors import CheckpointError, TrainingError
 from kdas_lite.facts import weights_sha256
@@ -142,24 +143,53 @@ def _check_resumable(state: dict[str, Any], config: TrainConfig, role: str, path
         )
 
 
+_SHOW_FILES = 10  # changed files a refusal names before summarising with a count
+
+
 def data_identity(root: str | os.PathLike[str], pairs: Sequence[tuple[Path, Path]]
                   ) -> dict[str, Any]:
     """What identifies the data a run trains on (stored in its checkpoints, compared on
     resume).
+
+    The content is hashed once and remembered in the cache folder, keyed by each file's size,
+    mtime, ctime, inode and device (:func:`~kdas_lite.data.cache_files.content_hashes`), so
+    a resumed run rereads only files that changed since.
 
     Args:
         root: the data root.
         pairs: the ``(image, mask)`` files used for training and validation.
 
     Returns:
-        ``root``, ``pairs`` (count) and ``sha256`` over the files' names and byte sizes: the
-        same files moved to another folder keep it, other images change it.
+        ``root``, ``pairs`` (count), ``files`` (``"<folder>/<file name>"`` → the first 16 hex
+        digits of the SHA-256 of its bytes), ``content_sha256`` over them, and ``sha256`` over
+        the names and byte sizes (what checkpoints written before content hashes compare).
+        The same files moved to another folder keep both; other bytes change
+        ``content_sha256``, even at the same size and modification time.
     """
+    ordered = [Path(path) for pair in sorted(pairs) for path in pair]
+    names = [f"{path.parent.name}/{path.name}" for path in ordered]
+    files = {name: digest[:16] for name, digest in zip(names, content_hashes(ordered),
+                                                        strict=True)}
     digest = hashlib.sha256()
-    for pair in sorted(pairs):
-        for path in pair:
-            digest.update(f"{Path(path).name}|{Path(path).stat().st_size}\n".encode())
-    return {"root": str(root), "pairs": len(pairs), "sha256": digest.hexdigest()}
+    for path in ordered:
+        digest.update(f"{path.name}|{path.stat().st_size}\n".encode())
+    content = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return {"root": str(root), "pairs": len(pairs), "sha256": digest.hexdigest(),
+            "content_sha256": content, "files": files}
+
+
+def _changed_files(then: dict[str, Any], now: dict[str, Any]) -> str:
+    """The files whose content differs between two :func:`data_identity` records, as one
+    phrase (at most :data:`_SHOW_FILES` names, then a count)."""
+    before, after = then.get("files") or {}, now["files"]
+    parts = []
+    for what, names in (("changed", [n for n in after if n in before and before[n] != after[n]]),
+                        ("new", [n for n in after if n not in before]),
+                        ("missing", [n for n in before if n not in after])):
+        if names:
+            more = f" and {len(names) - _SHOW_FILES} more" if len(names) > _SHOW_FILES else ""
+            parts.append(f"{len(names)} {what}: {', '.join(sorted(names)[:_SHOW_FILES])}{more}")
+    return "; ".join(parts) or "other files"
 
 
 def _check_same_data(state: dict[str, Any], config: TrainConfig, path: Path,
@@ -168,9 +198,13 @@ def _check_same_data(state: dict[str, Any], config: TrainConfig, path: Path,
     new data's test sets may have been trained on before the interruption."""
     saved = state.get("data")
     if isinstance(saved, dict) and data is not None:
-        same = saved.get("sha256") == data["sha256"]
+        if "content_sha256" in saved:  # the files' bytes
+            same = saved["content_sha256"] == data["content_sha256"]
+            other = _changed_files(saved, data)
+        else:  # a checkpoint written before content hashes: names and sizes
+            same, other = saved.get("sha256") == data["sha256"], "other files"
         then = f"{saved.get('root')} ({saved.get('pairs')} images)"
-        now = f"{data['root']} ({data['pairs']} images, other files)"
+        now = f"{data['root']} ({data['pairs']} images, {other})"
     else:  # a checkpoint written before data identities were recorded: compare the roots
         then = state.get("train_config", {}).get("data_root")
         now = config.data_root

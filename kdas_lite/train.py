@@ -69,7 +69,7 @@ from tqdm.auto import tqdm
 from kdas_lite import facts
 from kdas_lite.checkpoint_files import load_checkpoint, remove_stale_temp_files, save_checkpoint
 from kdas_lite.config import ENCODER_PAIRS, TrainConfig
-from kdas_lite.distributed import SINGLE, Distributed, join, sync_batch_norm
+from kdas_lite.distributed import SINGLE, Distributed, join, reports_lost_process, sync_batch_norm
 from kdas_lite.errors import DataError, TrainingError
 from kdas_lite.gradients import term_gradients
 from kdas_lite.objectives import (
@@ -388,6 +388,7 @@ class TrainResult:
     synthetic: bool = False
 
 
+@reports_lost_process  # under torchrun: a lost process gives one line, not a traceback
 def fit(
     model: nn.Module,
     config: TrainConfig,
@@ -438,6 +439,8 @@ def fit(
         TrainingError: the run folder holds a run and neither ``resume`` nor ``overwrite`` is
             set (or both are).
         DataError: the data cannot be found or read.
+        TrainingError: under torchrun, another process of the run died (one line naming it;
+            ``resume`` continues the run).
     """
     from kdas_lite.data import IMAGENET_MEAN, IMAGENET_STD
 
@@ -467,8 +470,8 @@ def fit(
     train_loader, val_loader, layout = build_dataloaders(config, mean, std, device,
                                                          progress=progress, parallel=parallel)
     val_set = val_loader.dataset  # under torchrun a Subset: this process's share of it
-    data = data_identity(layout.root, train_loader.dataset.pairs
-                         + getattr(val_set, "dataset", val_set).pairs)
+    data = parallel.broadcast(data_identity(layout.root, train_loader.dataset.pairs + getattr(
+        val_set, "dataset", val_set).pairs) if parallel.is_main else None)  # hashed once
     sizes = config.train_sizes
 
     memory_format = torch.channels_last if channels_last else torch.preserve_format

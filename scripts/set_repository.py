@@ -29,8 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?/[A-Za-z0-9._-]+$")
-_REF = re.compile(r"^[A-Za-z0-9._/-]+$")
+# GitHub's rules: an owner is 1-39 letters, digits or single hyphens, neither first nor last; a
+# repository name is 1-100 letters, digits, ".", "_" or "-", and neither "." nor "..". Always
+# matched with fullmatch: "$" of re.match also matches before a trailing newline.
+_OWNER = re.compile(r"[A-Za-z0-9](?:-?[A-Za-z0-9]){0,38}")
+_REPO_NAME = re.compile(r"(?!\.\.?$)[A-Za-z0-9._-]{1,100}")
+# A branch or tag: letters, digits, ".", "_", "-" and "/", with git's rules (check-ref-format)
+# on top: no "..", "//", leading "-" or "/", trailing "/" or ".", component starting with "."
+# or ending with ".lock".
+_REF = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)(?!/)(?!.*/$)(?!.*\.$)(?!(?:.*/)?\.)"
+                  r"(?!.*\.lock(?:/|$))[A-Za-z0-9._/-]{1,200}")
 _REPOSITORY = re.compile(r'^(Repository\s*=\s*")https://github\.com/([^/"]+)/([^/"]+)(")',
                          re.MULTILINE)
 _NOTEBOOKS = re.compile(
@@ -112,14 +120,22 @@ def set_repository(new: Setting, root: Path = REPO) -> list[Path]:
     text = _REPOSITORY.sub(rf"\g<1>https://github.com/{new.slug}\g<4>", text)
     text = _NOTEBOOKS.sub(rf"\g<1>https://github.com/{new.slug}/tree/{new.ref}/notebooks\g<5>",
                           text)
-    changed = []
-    for path in [pyproject, *course_files(root)]:
-        before = path.read_text(encoding="utf-8") if path != pyproject else None
-        after = text if path == pyproject else _replace(before, old, new)
-        if path == pyproject or after != before:
-            path.write_text(after, encoding="utf-8")
-            changed.append(path)
-    return changed
+    rewritten = {pyproject: text}
+    for path in course_files(root):
+        before = path.read_text(encoding="utf-8")
+        after = _replace(before, old, new)
+        if after != before:
+            rewritten[path] = after
+    for path, after in rewritten.items():  # every notebook must stay a notebook: check first
+        if path.suffix == ".ipynb":
+            try:
+                json.loads(after)
+            except ValueError as exc:
+                raise SystemExit(f"set_repository.py: error: {new.slug}@{new.ref} would make "
+                                 f"{path} invalid JSON ({exc}); nothing was written") from None
+    for path, after in rewritten.items():
+        path.write_text(after, encoding="utf-8")
+    return list(rewritten)
 
 
 def disagreements(root: Path = REPO) -> list[str]:
@@ -130,10 +146,16 @@ def disagreements(root: Path = REPO) -> list[str]:
     for path in course_files(root):
         if path.suffix == ".html":  # rendered copies: `make notebooks` regenerates them
             continue
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".ipynb":  # the cells' text, not its JSON escaping
-            text = "\n".join("".join(cell["source"]) for cell in json.loads(text)["cells"])
         shown = path.relative_to(root)
+        try:
+            text = path.read_text(encoding="utf-8")
+            if path.suffix == ".ipynb":  # the cells' text, not its JSON escaping
+                text = "\n".join("".join(cell["source"]) for cell in json.loads(text)["cells"])
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            what = "notebook" if path.suffix == ".ipynb" else "text file"
+            problems.append(f"{shown}: not a readable {what} ({type(exc).__name__}: {exc}); "
+                            "restore it with git checkout")
+            continue
         for match in _COLAB_URL.finditer(text):
             if match.groups() != (setting.owner, setting.name, setting.ref):
                 problems.append(f"{shown}: badge {match.group(0)}")
@@ -159,11 +181,16 @@ def main(argv: list[str] | None = None) -> int:
         problems = disagreements()
         print("\n".join(problems) or f"all links name {read_setting().slug}@{read_setting().ref}")
         return 1 if problems else 0
-    if not args.repository or not _NAME.match(args.repository):
-        parser.error("give the repository as OWNER/NAME, e.g. acme/kdas-course")
-    if not _REF.match(args.ref):
-        parser.error(f"--ref {args.ref!r} is not a branch or tag name")
-    owner, name = args.repository.split("/")
+    owner, _, name = (args.repository or "").partition("/")
+    if not (_OWNER.fullmatch(owner) and _REPO_NAME.fullmatch(name)):
+        parser.error("give the repository as OWNER/NAME, e.g. acme/kdas-course (GitHub's "
+                     "rules: an owner of up to 39 letters, digits or single inner hyphens, a "
+                     "name of up to 100 letters, digits, '.', '_' or '-', not '.' or '..'); got "
+                     f"{args.repository!r}")
+    if not _REF.fullmatch(args.ref):
+        parser.error(f"--ref {args.ref!r} is not a branch or tag name (letters, digits, '.', "
+                     "'_', '-' and '/', without '..', '//', a leading '-' or '.', a trailing "
+                     "'/' or '.', or '.lock')")
     changed = set_repository(Setting(owner, name, args.ref))
     for path in changed:
         print(f"rewrote {path.relative_to(REPO)}")

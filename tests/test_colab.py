@@ -450,6 +450,41 @@ def test_set_repository_check_names_a_stray_badge_and_bad_input_is_one_line(tmp_
     assert bad.returncode == 2 and "give the repository as OWNER/NAME" in bad.stderr
 
 
+@pytest.mark.parametrize("args", [
+    ["acme/kdas\n"], ["acme/kdas", "--ref", "x\n"], ["a/.."], ["a/."], ["-a/b"], ["a-/b"],
+    ["a--b/c"], ["o" * 40 + "/n"], ["o/" + "n" * 101], ["acme/kdas", "--ref", "v1..2"],
+    ["acme/kdas", "--ref", "x.lock"], ["acme/kdas", "--ref", "a//b"], ["acme/kdas", "--ref", "-x"],
+    ["acme/kdas", "--ref", ".x"], ["acme/kdas", "--ref", "x/"], ["acme/kdas", "--ref", "@"],
+])
+def test_set_repository_refuses_names_github_or_git_refuse_and_writes_nothing(tmp_path, args):
+    """A trailing newline passed ``re.match(...$)`` and wrote invalid JSON into every notebook;
+    ``a/..``, over-long owners/names and refs with ``..`` passed too (issue 26, item 4)."""
+    copy = _copy_course(tmp_path)
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    result = _run(copy, *args)
+    assert result.returncode == 2, (args, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
+
+
+def test_set_repository_accepts_names_at_githubs_limits(tmp_path):
+    copy = _copy_course(tmp_path)
+    owner, name = "o" * 39, "n._-" * 25
+    assert _run(copy, f"{owner}/{name}", "--ref", "release/v1.2").returncode == 0
+    script = _set_repository()
+    assert script.read_setting(copy) == script.Setting(owner, name, "release/v1.2")
+    assert script.disagreements(copy) == []
+
+
+def test_set_repository_check_reports_an_unreadable_notebook_in_one_line(tmp_path):
+    copy = _copy_course(tmp_path)
+    notebook = copy / "notebooks" / "02_attention_visualization.ipynb"
+    notebook.write_text(notebook.read_text()[:-40])
+    result = _run(copy, "--check")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "notebooks/02_attention_visualization.ipynb: not a readable notebook" in result.stdout
+
+
 def test_notebooks_readme_quotes_the_measured_budget_and_the_colab_set() -> None:
     from kdas_lite.colab import COURSE_SETS
 

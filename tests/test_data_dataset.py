@@ -228,7 +228,8 @@ def test_disk_cache_is_reused_and_invalidated(pairs, tmp_path, monkeypatch):
     cache_dir = tmp_path / "cache"
     first = PolypDataset(pairs, size=SIZE, cache="disk", cache_dir=cache_dir)
     assert first.cache_file.parent == cache_dir and first.cache_file.is_file()
-    assert [p.name for p in cache_dir.iterdir()] == [first.cache_file.name]  # no temp left
+    assert sorted(p.name for p in cache_dir.iterdir() if not p.name.startswith("file-hashes")) \
+        == [first.cache_file.name, first.cache_file.name + ".sha256"]  # no temp left
 
     def no_reading(*args):
         raise AssertionError("the cache should have been reused")
@@ -238,7 +239,10 @@ def test_disk_cache_is_reused_and_invalidated(pairs, tmp_path, monkeypatch):
         again = PolypDataset(pairs, size=SIZE, cache="disk", cache_dir=cache_dir)
         again[0]
     assert again.cache_file == first.cache_file
-    os.utime(pairs[2][1], ns=(1, 1))  # "edit" a mask: the key changes
+    os.utime(pairs[2][1], ns=(1, 1))  # same bytes, another mtime: the same cache
+    assert PolypDataset(pairs, size=SIZE, cache="disk", cache_dir=cache_dir).cache_file == \
+        first.cache_file
+    pairs[2][1].write_bytes(pairs[3][1].read_bytes())  # other bytes: the key changes
     assert PolypDataset(pairs, size=SIZE, cache="disk", cache_dir=cache_dir).cache_file != \
         first.cache_file
     assert PolypDataset(pairs, size=SIZE + 8, cache="disk", cache_dir=cache_dir).cache_file != \

@@ -6,6 +6,7 @@ Read the submodules in this order:
 2. :mod:`~kdas_lite.data.io`         reading images and masks robustly, pairing files
 3. :mod:`~kdas_lite.data.transforms` joint image/mask augmentation (albumentations)
 4. :mod:`~kdas_lite.data.dataset`    ``PolypDataset`` / ``PolypTestDataset``, split, cache
+   (:mod:`~kdas_lite.data.cache_files`: cache files named by content, checked, safely written)
 5. :mod:`~kdas_lite.data.synthetic`  a SYNTHETIC look-alike dataset for CPU labs and tests
 6. :mod:`~kdas_lite.data.download`   verified downloads and zip extraction that cannot escape
 7. :mod:`~kdas_lite.data.pranet`     PraNet's full benchmark from Google Drive (gdown), counted

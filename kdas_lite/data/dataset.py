@@ -19,12 +19,16 @@ What this module teaches:
   one; a bigger cache would not add detail either, since multi-scale training rescales the
   batch tensor afterwards. Memory cost: ``N · size² · 4`` bytes (≈ 0.7 GB for the 1450
   training images at 352 px). ``"disk"`` stores the array as one ``.npy`` file, memory-mapped,
-  named by a hash of the file list, modification times, sizes and ``size``: editing any file
-  invalidates it. See ``docs/bench/data_cache.md`` for the speed-up.
+  named by a hash of the files' *content* and ``size``: changing any file's bytes invalidates
+  it. See ``docs/bench/data_cache.md`` for the speed-up.
 - **Test sets are decoded once too.** ``PolypTestDataset(..., cache_dir=...)`` keeps the
   decoded masks at their original resolution (bit-packed) and the images resized to ``size``
   in two files under the cache folder (never in the data folder), named by the same kind of
   hash; samples are bit-identical to the uncached ones. See ``docs/bench/eval.md``.
+- **Caches never go stale or break a run** (:mod:`kdas_lite.data.cache_files`): named by the
+  content hashes of the data files, checked against a checksum on every read, rebuilt with a
+  warning when unreadable, written with ``fsync`` and the umask's permissions, and skipped
+  with a warning when the cache folder cannot be written.
 """
 
 from __future__ import annotations
@@ -32,8 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +45,14 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 from tqdm.auto import tqdm
 
-from kdas_lite.data.io import DataWarning, pair_files, read_pair
+from kdas_lite.data.cache_files import (
+    content_hashes,
+    default_cache_dir,
+    read_cache_file,
+    usable_cache_dir,
+    write_cache_file,
+)
+from kdas_lite.data.io import pair_files, read_pair
 from kdas_lite.data.registry import image_mask_dirs, training_source
 from kdas_lite.data.transforms import (
     IMAGENET_MEAN,
@@ -59,7 +68,7 @@ __all__ = ["CacheMode", "PolypDataset", "PolypTestDataset", "collate_test", "def
 
 CacheMode = Literal["none", "memory", "disk"]
 Pair = tuple[Path, Path]
-_CACHE_FORMAT = 1  # bump when the cached content changes meaning
+_CACHE_FORMAT = 2  # bump when the cached content or its naming changes meaning
 
 
 def train_val_split(pairs: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]],
@@ -127,34 +136,17 @@ def subsample(pairs: Sequence[Pair], n: int | None, seed: int = 0,
     return sorted(kept)
 
 
-def default_cache_dir() -> Path:
-    """``$KDAS_CACHE`` if set, else ``$XDG_CACHE_HOME/kdas_lite`` (``~/.cache/kdas_lite`` by
-    default)."""
-    if os.environ.get("KDAS_CACHE"):
-        return Path(os.environ["KDAS_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "kdas_lite"
+def _key(*parts: Any) -> str:
+    """A short hash naming a cache file: of the cache format and ``parts``."""
+    return hashlib.sha256(json.dumps([_CACHE_FORMAT, *parts]).encode()).hexdigest()[:20]
 
 
-def _file_entries(paths: Sequence[Path]) -> list[tuple[str, int, int]]:
-    """(resolved path, mtime in ns, byte size) of each file."""
-    entries = []
-    for path in paths:
-        try:
-            stat = path.stat()
-        except FileNotFoundError as exc:
-            raise DataError(f"dataset file not found: {path}") from exc
-        entries.append((str(path.resolve()), stat.st_mtime_ns, stat.st_size))
-    return entries
-
-
-def _cache_key(pairs: Sequence[Pair], size: int, soft_masks: bool = False) -> str:
-    """Hash of (paths, mtimes, byte sizes, target size, mask kind): changes whenever any input
-    changes."""
-    entries = _file_entries([path for pair in pairs for path in pair])
-    # Soft masks are cached as 0..255; binary caches keep the key they had before soft masks.
-    blob = json.dumps([_CACHE_FORMAT, size, entries, *(["soft"] if soft_masks else [])]).encode()
-    return hashlib.sha256(blob).hexdigest()[:20]
+def _cache_key(pairs: Sequence[Pair], size: int, cache_dir: Path,
+               soft_masks: bool = False) -> str:
+    """Hash of (the files' content hashes in order, target size, mask kind): changes whenever
+    the bytes of any input change."""
+    hashes = content_hashes([path for pair in pairs for path in pair], cache_dir)
+    return _key(size, hashes, *(["soft"] if soft_masks else []))
 
 
 def _mask_values(mask: np.ndarray, soft_masks: bool) -> np.ndarray:
@@ -175,30 +167,32 @@ def _fill_cache(out: np.ndarray, pairs: Sequence[Pair], size: int, progress: boo
         out[i, :, :, 3] = small["mask"]
 
 
+def _array_of_shape(shape: tuple[int, ...]) -> Callable[[Path], np.ndarray]:
+    """A reader of a memory-mapped ``.npy`` file that must hold a ``shape`` array."""
+    def read(path: Path) -> np.ndarray:
+        array = np.load(path, mmap_mode="r")
+        if array.shape != shape:
+            raise ValueError(f"it holds a {array.shape} array, not {shape}")
+        return array
+    return read
+
+
 def _disk_cache(pairs: Sequence[Pair], size: int, cache_dir: Path, progress: bool,
-                soft_masks: bool = False) -> Path:
-    """Return the ``.npy`` cache file for ``pairs``, building it atomically if needed."""
+                soft_masks: bool = False) -> Path | None:
+    """Return the ``.npy`` cache file for ``pairs``, building it safely if needed (None, after
+    a warning, if ``cache_dir`` cannot be written: the caller decodes without a cache)."""
     shape = (len(pairs), size, size, 4)
-    path = cache_dir / f"polyp-{size}px-{_cache_key(pairs, size, soft_masks)}.npy"
-    if path.is_file():
-        try:
-            if np.load(path, mmap_mode="r").shape == shape:
-                return path
-        except (ValueError, OSError):
-            pass
-        warnings.warn(f"rebuilding unreadable data cache {path}", DataWarning, stacklevel=3)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy.tmp", dir=cache_dir)
-    os.close(fd)
-    try:
+    path = cache_dir / f"polyp-{size}px-{_cache_key(pairs, size, cache_dir, soft_masks)}.npy"
+    if read_cache_file(path, _array_of_shape(shape)) is not None:
+        return path
+
+    def fill(tmp: Path) -> None:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         _fill_cache(array, pairs, size, progress, soft_masks)
         array.flush()
         del array
-        os.replace(tmp, path)  # atomic: a crash leaves no half-written cache under `path`
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+
+    return path if usable_cache_dir(cache_dir) and write_cache_file(path, fill) else None
 
 
 class PolypDataset(Dataset):
@@ -250,9 +244,10 @@ class PolypDataset(Dataset):
         if cache == "memory":
             self._cache = np.empty((len(self.pairs), size, size, 4), dtype=np.uint8)
             _fill_cache(self._cache, self.pairs, size, progress, soft_masks)
-        elif cache == "disk":
+        elif cache == "disk":  # an unusable cache folder: decoded every time (a warning)
             directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
             self.cache_file = _disk_cache(self.pairs, size, directory, progress, soft_masks)
+            self.cache = "disk" if self.cache_file is not None else "none"
 
     @classmethod
     def from_folder(cls, root: str | os.PathLike[str], **kwargs: Any) -> PolypDataset:
@@ -294,62 +289,32 @@ class PolypDataset(Dataset):
         return out["image"], torch.from_numpy(mask)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``:
-    a crash never leaves a half-written file under ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + path.suffix,
-                               dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _test_cache_files(pairs: Sequence[Pair], size: int, cache_dir: Path) -> tuple[Path, Path]:
     """The two cache files of a test set: images at ``size`` and masks at full resolution,
-    each named by a hash of its own files (path, mtime, byte size) and of ``size``."""
-    def key(*parts: Any) -> str:
-        return hashlib.sha256(json.dumps([_CACHE_FORMAT, *parts]).encode()).hexdigest()[:20]
-
-    images = key("test-images", size, _file_entries([image for image, _ in pairs]))
-    masks = key("test-masks", _file_entries([mask for _, mask in pairs]))
+    each named by a hash of its own files' content hashes (and of ``size``)."""
+    hashes = content_hashes([path for pair in pairs for path in pair], cache_dir)
+    images = _key("test-images", size, hashes[0::2])
+    masks = _key("test-masks", hashes[1::2])
     return cache_dir / f"test-{size}px-{images}.npy", cache_dir / f"test-masks-{masks}.npz"
 
 
-def _load_masks(path: Path, n: int) -> dict[str, np.ndarray] | None:
-    """The bit-packed masks of ``path`` (``bits``, byte ``offsets``, ``shapes``), or None if
-    the file is missing or does not hold ``n`` masks."""
-    if not path.is_file():
-        return None
-    try:
+def _masks_of(n: int) -> Callable[[Path], dict[str, np.ndarray]]:
+    """A reader of a test set's bit-packed masks (``bits``, byte ``offsets``, ``shapes``) that
+    must hold ``n`` masks."""
+    def read(path: Path) -> dict[str, np.ndarray]:
         with np.load(path) as npz:
             packed = {k: npz[k] for k in ("bits", "offsets", "shapes")}
-    except (ValueError, OSError, KeyError):
-        packed = None
-    if packed is None or len(packed["shapes"]) != n or len(packed["offsets"]) != n + 1:
-        warnings.warn(f"rebuilding unreadable test-set cache {path}", DataWarning, stacklevel=4)
-        return None
-    return packed
-
-
-def _images_ok(path: Path, shape: tuple[int, ...]) -> bool:
-    """True if ``path`` is a readable ``.npy`` array of ``shape``."""
-    if not path.is_file():
-        return False
-    try:
-        return np.load(path, mmap_mode="r").shape == shape
-    except (ValueError, OSError):
-        warnings.warn(f"rebuilding unreadable test-set cache {path}", DataWarning, stacklevel=4)
-        return False
+        if len(packed["shapes"]) != n or len(packed["offsets"]) != n + 1:
+            raise ValueError(f"it holds {len(packed['shapes'])} masks, not {n}")
+        return packed
+    return read
 
 
 def _build_test_cache(pairs: Sequence[Pair], size: int, images_file: Path | None,
-                      masks_file: Path | None, progress: bool) -> None:
+                      masks_file: Path | None, progress: bool) -> bool:
     """Decode every pair once; write the resized images to ``images_file`` and the packed
-    masks to ``masks_file`` (each skipped when None)."""
+    masks to ``masks_file`` (each skipped when None). False if a file could not be written
+    (its folder is unusable, after a warning)."""
     write_images = images_file is not None
     resize = build_resize(size)
     images = np.empty((len(pairs), size, size, 3), np.uint8) if write_images else None
@@ -361,12 +326,14 @@ def _build_test_cache(pairs: Sequence[Pair], size: int, images_file: Path | None
             images[i] = resize(image=image)["image"]
         chunks.append(np.packbits(mask.ravel()))
         shapes.append(mask.shape)
-    if images_file is not None:
-        _atomic_write(images_file, lambda tmp: np.save(tmp, images))
+    if images_file is not None and not write_cache_file(images_file,
+                                                        lambda tmp: np.save(tmp, images)):
+        return False
     if masks_file is not None:
         offsets = np.cumsum([0, *(len(c) for c in chunks)])
-        _atomic_write(masks_file, lambda tmp: np.savez(
+        return write_cache_file(masks_file, lambda tmp: np.savez(
             tmp, bits=np.concatenate(chunks), offsets=offsets, shapes=np.array(shapes)))
+    return True
 
 
 class PolypTestDataset(Dataset):
@@ -382,9 +349,13 @@ class PolypTestDataset(Dataset):
         mean, std: normalisation statistics of the encoder.
         cache_dir: if given, decode every pair once and keep the images resized to ``size``
             (uint8, memory-mapped) and the masks (bit-packed) in two files there, named by a
-            hash of the files' paths, modification times and byte sizes (and ``size``): an
-            edited file gets new cache files, and samples are bit-identical to the uncached
-            ones. It must lie outside ``root``; :func:`default_cache_dir` is the usual choice.
+            hash of the files' content (and ``size``): a file with other bytes gets new cache
+            files whatever its modification time, and samples are bit-identical to the
+            uncached ones. Each cache file is checked against its checksum when opened and
+            rebuilt (with a warning) when unreadable; a folder that cannot be written gives a
+            warning and the set is decoded without a cache
+            (:mod:`~kdas_lite.data.cache_files`). It must lie outside ``root``;
+            :func:`default_cache_dir` is the usual choice.
         progress: show a progress bar while the cache is built.
 
     Attributes:
@@ -411,13 +382,19 @@ class PolypTestDataset(Dataset):
                                  f"{self.root}: choose a folder outside it, e.g. "
                                  f"{default_cache_dir()}")
             images_file, masks_file = _test_cache_files(self.pairs, size, directory)
-            self._masks = _load_masks(masks_file, len(self.pairs))
-            images_ok = _images_ok(images_file, (len(self.pairs), size, size, 3))
-            if self._masks is None or not images_ok:
-                _build_test_cache(self.pairs, size, None if images_ok else images_file,
-                                  None if self._masks is not None else masks_file, progress)
-                self._masks = _load_masks(masks_file, len(self.pairs))
-            self.cache_files = (images_file, masks_file)
+            self._masks = read_cache_file(masks_file, _masks_of(len(self.pairs)))
+            self._images = read_cache_file(images_file,
+                                           _array_of_shape((len(self.pairs), size, size, 3)))
+            built = (self._masks is not None and self._images is not None) or (
+                usable_cache_dir(directory) and _build_test_cache(
+                    self.pairs, size, None if self._images is not None else images_file,
+                    None if self._masks is not None else masks_file, progress))
+            if built and self._masks is None:
+                self._masks = read_cache_file(masks_file, _masks_of(len(self.pairs)))
+            if built and self._masks is not None:
+                self.cache_files = (images_file, masks_file)
+            else:  # the folder cannot be written: decode every sample (warned)
+                self._images = self._masks = None
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -107,8 +107,8 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     """
     path = Path(path)
     img = _open(path)
-    if img.mode == "1":  # bilevel: already binary
-        return np.asarray(img, dtype=bool)
+    if img.mode == "1":  # bilevel: already binary (but PIL's bool array stores True as 255,
+        return np.asarray(img.convert("L")) > 127  # which byte-level metric code misreads)
     if _is_16_bit(img):
         values, full_scale = np.asarray(img), 65535
     elif img.mode in ("L", "LA"):
