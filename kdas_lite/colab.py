@@ -275,5 +275,6 @@ def check_test_sets(layout: Any) -> bool:
              f"{', '.join(missing)}. The cross-dataset tables below have only these columns, and "
              "a set seen in training stands in for the unseen ones. On Colab this happens when "
              "Google Drive refused PraNet's TestDataset (its download quota): run the data cell "
-             "again later, and the full benchmark is fetched (the zips are then kept on Drive).")
+             "again later, in this runtime or a new one. Drive is then asked again and, when it "
+             "answers, the five sets replace the Kvasir-SEG split (the zips are kept on Drive).")
     return False

@@ -596,6 +596,30 @@ def test_a_quick_stand_in_is_announced_in_a_box_and_models_are_described(tmp_pat
         f"student: {path} (pvt_v2_b0, 64 px, 9 epochs, best epoch 7, val Dice 0.812)")
 
 
+def test_a_checkpoint_trained_with_other_settings_is_named_in_a_box(tmp_path, capsys) -> None:
+    """05 at image_size = 96 on 64-px models, or 04/05 on a T4 with 01's CPU-runtime teacher."""
+    cpu = TrainConfig(output_dir=str(tmp_path / "runs"), image_size=64,
+                      teacher_encoder="efficientnet_lite2", student_encoder="efficientnet_lite0")
+    run = cpu.run_dir
+    for role, folder in (("teacher", "teacher"), ("student", "kdas/student")):
+        save_checkpoint({"role": role, "epoch": 1, "train_config": cpu.to_dict()},
+                        run / folder / "best.pth")
+    assert walkthrough.check_checkpoint(run / "teacher" / "best.pth", cpu)
+    assert "⚠" not in capsys.readouterr().out  # the same settings: nothing to say
+    t4 = cpu.replace(image_size=352, teacher_encoder="pvt_v2_b2", student_encoder="pvt_v2_b0")
+    walkthrough.walkthrough_checkpoints(t4, progress=False)
+    out = " ".join(w for w in capsys.readouterr().out.split() if w != "│")  # lines joined
+    assert out.count("⚠ the teacher checkpoint differs from this notebook's settings") == 1
+    assert out.count("⚠ the student checkpoint differs from this notebook's settings") == 1
+    assert ("was trained with encoder 'efficientnet_lite2' (this notebook: 'pvt_v2_b2') and "
+            "image size 64 (this notebook: 352)") in out
+    assert not walkthrough.check_checkpoint(run / "kdas" / "student" / "best.pth",
+                                            cpu.replace(image_size=96))
+    out = " ".join(w for w in capsys.readouterr().out.split() if w != "│")
+    assert "encoder" not in out.split("was trained with")[1].split(".")[0]  # only the size
+    assert "image size 64 (this notebook: 96)" in out
+
+
 # ---------------------------------------------------------------------------------------------
 # scripts/set_repository.py
 # ---------------------------------------------------------------------------------------------
