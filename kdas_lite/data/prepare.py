@@ -392,14 +392,16 @@ def _replace_fallback(root: Path, cache: str | os.PathLike[str] | None, progress
         if fetched is None:
             return None
         with _exclusive(root, "replacing the Kvasir-SEG fallback split", DataError):
-            old = Path(scratch) / "fallback"
+            old = Path(scratch) / "fallback"  # deleted with the scratch folder
             old.mkdir()
-            for name in (TRAIN_SET, "Kvasir"):  # the fallback's own sets
-                os.replace(root / DATASETS[name].folder, old / name)
             for name in (TRAIN_SET, *TEST_SETS):
                 target = root / DATASETS[name].folder
                 source = Path(scratch) / DATASETS[name].folder
-                if source.exists() and not target.exists():
+                if not source.exists():  # a set the archive lacked: whatever is here stays
+                    continue
+                if name in (TRAIN_SET, "Kvasir") and target.exists():  # the fallback's own
+                    os.replace(target, old / name)
+                if not target.exists():
                     target.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(source, target)
             os.replace(Path(scratch) / "MANIFEST.json", root / "MANIFEST.json")
