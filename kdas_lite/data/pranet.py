@@ -22,9 +22,12 @@ people fetched is refused for a day: the *quota*), so they are fetched with
    the ``MANIFEST.json`` written next to it, and a warning names it); a set with *more* is
    refused (the archive changed upstream; its scores would not be comparable).
 
-When Drive refuses, :func:`fetch_pranet` raises :class:`~kdas_lite.errors.DownloadError`
-naming the reason; :func:`kdas_lite.data.course_data` then falls back to the Kvasir-SEG
-download (one test set) and says so.
+When Drive refuses, :func:`fetch_pranet` raises :class:`~kdas_lite.errors.DownloadError`:
+one line with gdown's reason for each file id (Drive's quota page, a truncated body — never
+blamed on the quota —, no public link), and what to do. gdown's own partial files
+(``.<name>.zip.part<8 characters>.part``) are removed whatever happens, and the zip kept in the
+cache gets the umask's permissions (gdown makes its files private). :func:`kdas_lite.data.
+course_data` then falls back to the Kvasir-SEG download (one test set) and says so.
 """
 
 from __future__ import annotations
