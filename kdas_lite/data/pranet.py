@@ -26,8 +26,9 @@ When Drive refuses, :func:`fetch_pranet` raises :class:`~kdas_lite.errors.Downlo
 one line with gdown's reason for each file id (Drive's quota page, a truncated body — never
 blamed on the quota —, no public link), and what to do. gdown's own partial files
 (``.<name>.zip.part<8 characters>.part``) are removed whatever happens, and the zip kept in the
-cache gets the umask's permissions (gdown makes its files private). :func:`kdas_lite.data.
-course_data` then falls back to the Kvasir-SEG download (one test set) and says so.
+cache gets the umask's permissions (gdown makes its files private).
+:func:`kdas_lite.data.course_data` then falls back to the Kvasir-SEG download (one test set)
+and says so.
 """
 
 from __future__ import annotations
