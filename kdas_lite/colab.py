@@ -5,8 +5,9 @@ What this module does for a notebook (its setup cell calls :func:`course_setup`)
 1. **The device.** It reports what the notebook will run on: the GPU's name, compute
    capability, memory and the mixed-precision dtype training will use
    (:func:`kdas_lite.train.amp_dtype_for`: bf16 only where the GPU has it natively, capability
-   ≥ 8.0; fp16 with a gradient scaler on a T4, 7.5). On Colab without a GPU it prints how to
-   switch (*Runtime → Change runtime type → T4 GPU*) and continues on the CPU.
+   ≥ 8.0; fp16 with a gradient scaler on a T4, 7.5). The notebooks' metadata ask Colab for a
+   T4 (``"accelerator": "GPU"``, ``colab.gpuType = "T4"``); on Colab without a GPU it prints
+   how to switch (*Runtime → Change runtime type → T4 GPU*) and continues on the CPU.
 2. **Runs that persist.** Colab gives every notebook its own runtime, and a runtime's disk is
    wiped when it ends. With ``drive=True`` the run folder and the cache of downloaded archives
    live on Google Drive (``MyDrive/kdas_lite/``; one sign-in prompt per runtime), so 02, 03 and
@@ -281,5 +282,6 @@ def check_test_sets(layout: Any) -> bool:
              f"{', '.join(missing)}. The cross-dataset tables below have only these columns, and "
              "a set seen in training stands in for the unseen ones. On Colab this happens when "
              "Google Drive refused PraNet's TestDataset (its download quota): run the data cell "
-             "again later, and the full benchmark is fetched (the zips are then kept on Drive).")
+             "again later, in this runtime or a new one. Drive is then asked again and, when it "
+             "answers, the five sets replace the Kvasir-SEG split (the zips are kept on Drive).")
     return False

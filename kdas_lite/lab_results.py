@@ -62,6 +62,7 @@ __all__ = [
     "paired_intervals",
     "reading",
     "same_students_alone",
+    "set_labels",
     "sign",
     "sign_trend",
     "sweep_intervals",
@@ -238,8 +239,11 @@ def bootstrap_all_images(lab: dict[str, Any], row: str, records: str | os.PathLi
 # ---------------------------------------------------------------------------------------------
 # Text
 # ---------------------------------------------------------------------------------------------
-def _labels(lab: dict[str, Any]) -> dict[str, str]:
-    sets = lab.get("test_sets")
+def set_labels(lab: dict[str, Any]) -> dict[str, str]:
+    """Test set → the label of the data the lab was computed on (its ``test_set_info``, e.g.
+    ``"ETIS-LaribPolypDB (20/196)"``), never the current runtime's: a table's columns say what
+    its numbers were computed on. ``"avg"`` is ``"all images"``."""
+    sets = lab.get("test_set_info") or lab.get("test_sets")
     labels = {s: info.get("label", s) for s, info in sets.items()} if isinstance(sets, dict) \
         else {}
     labels.setdefault("CVC-300", "CVC-300 (inferred)")
@@ -264,7 +268,7 @@ def interval_table(lab: dict[str, Any], rows: Sequence[str] | None = None,
     """Markdown: per row, the seeds, and per test set the mean paired Δ against the student
     alone with its 95 % t-interval over seeds; the last column is the bootstrap interval over
     test images of the all-images Δ ("—" without per-image records)."""
-    sets, labels = _sets(lab), _labels(lab)
+    sets, labels = _sets(lab), set_labels(lab)
     lines = ["| row | seeds | " + " | ".join(labels.get(s, s) for s in sets)
              + " | all images, bootstrap over images |",
              "|---|---:|" + "---:|" * (len(sets) + 1)]
@@ -282,7 +286,7 @@ def reading(lab: dict[str, Any], rows: Sequence[str] | None = None,
             records: str | os.PathLike[str] | None = None) -> str:
     """A short generated Markdown reading: for each row, where its 95 % interval against the
     student alone lies above 0, below 0, or straddles 0, per test set and on all images."""
-    sets, labels = _sets(lab), _labels(lab)
+    sets, labels = _sets(lab), set_labels(lab)
     lines = []
     for row in _compared_rows(lab, rows):
         if row == "teacher":

@@ -536,7 +536,9 @@ def live_lines(lab: Mapping[str, Any], scores: Mapping[str, Sequence[float]],
                teacher_score: float, test_set: str, label: str,
                lab_row_of: Callable[[str], str | None]) -> list[str]:
     """One line per variant of this run: its paired Δ against this run's student alone, beside
-    the lab's Δ of the same row (interval, Holm word, range of seeds) on ``test_set``."""
+    the lab's Δ of the same row (interval, Holm word, range of seeds) on ``test_set``.
+    ``label`` names this runtime's ``test_set``; the lab's values carry the lab's own label
+    (:func:`~kdas_lite.lab_results.set_labels`: the data they were computed on)."""
     if "student alone" not in scores:
         return []
     found = lab_comparisons(lab)
@@ -560,7 +562,8 @@ def live_lines(lab: Mapping[str, Any], scores: Mapping[str, Sequence[float]],
         if c is not None:
             per_seed = list(lab["rows"][row]["delta_vs_alone"][test_set]["per_seed"].values())
             inside = min(per_seed) <= mean <= max(per_seed)
-            line += (f"; lab {c.format()}: {sign_word(c.sign)} the student alone on {label} "
+            line += (f"; lab {c.format()}: {sign_word(c.sign)} the student alone on "
+                     f"{set_labels(lab).get(test_set, test_set)} "
                      f"after Holm, positive on {sum(v > 0 for v in per_seed)} of "
                      f"{len(per_seed)} seeds; this run lies {'inside' if inside else 'outside'}"
                      f" the lab's range of seeds [{min(per_seed):+.3f}, {max(per_seed):+.3f}]")

@@ -23,8 +23,8 @@ from kdas_lite.data.registry import DataLayout
 from kdas_lite.errors import CheckpointError
 from kdas_lite.train import distill, train_teacher
 
-__all__ = ["data_label", "describe_checkpoint", "describe_run", "walkthrough_checkpoints",
-           "walkthrough_teacher"]
+__all__ = ["check_checkpoint", "data_label", "describe_checkpoint", "describe_run",
+           "walkthrough_checkpoints", "walkthrough_teacher"]
 
 
 def data_label(layout: DataLayout) -> str:
@@ -79,6 +79,35 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> str:
     return f"{role}: {path} ({', '.join(parts)})"
 
 
+def check_checkpoint(path: str | os.PathLike[str], config: TrainConfig) -> bool:
+    """Say in a box when a checkpoint was trained with another encoder or image size than the
+    notebook's settings (``config``): 05 at ``image_size = 96`` would otherwise score 64-px
+    models without a word, and 04/05 on a T4 (the colab-t4 set, 352 px, PVTv2) would use the
+    teacher 01 trained on a CPU runtime (128 px, the offline pair).
+
+    Returns:
+        True when the encoder and the image size agree (or the checkpoint records neither).
+
+    Raises:
+        CheckpointError: missing, corrupt or unsafe file.
+    """
+    state = load_checkpoint(path)
+    trained = (state.get("train_config") or {}) if isinstance(state, dict) else {}
+    role = state.get("role", "model") if isinstance(state, dict) else "model"
+    encoder = "teacher_encoder" if role == "teacher" else "student_encoder"
+    differ = [f"{name} {trained[key]!r} (this notebook: {getattr(config, key)!r})"
+              for key, name in ((encoder, "encoder"), ("image_size", "image size"))
+              if key in trained and trained[key] != getattr(config, key)]
+    if differ:
+        warn_box(f"the {role} checkpoint differs from this notebook's settings",
+                 f"{path} was trained with {' and '.join(differ)}. It is used as it is, at "
+                 f"{config.image_size} px here: what this notebook shows is that model's, not "
+                 "one trained with the settings above. To match, set the parameter cell's "
+                 "image_size / encoders (and scale) to the checkpoint's, or train it again "
+                 "with these settings (the notebook that made it, resume = False).")
+    return not differ
+
+
 def walkthrough_teacher(config: TrainConfig, teacher: str | os.PathLike[str] | None = None, *,
                         quick_epochs: int = 1, progress: bool = True) -> Path:
     """The teacher checkpoint the notebooks share, or a quick one trained once when it is missing.
@@ -130,7 +159,8 @@ def walkthrough_checkpoints(config: TrainConfig,
 
     Returns:
         ``(teacher_path, student_path)``; a line describing each model
-        (:func:`describe_checkpoint`) is printed.
+        (:func:`describe_checkpoint`) is printed, and a box when one was trained with another
+        encoder or image size than ``config`` (:func:`check_checkpoint`).
 
     Raises:
         CheckpointError: a given ``teacher`` / ``student`` file does not exist.
@@ -151,6 +181,8 @@ def walkthrough_checkpoints(config: TrainConfig,
         student_path = distill(run, teacher_path, resume=True, probe_gradients=True,
                                progress=progress).best_path
     print(describe_checkpoint(teacher_path), describe_checkpoint(student_path), sep="\n")
+    for path in (teacher_path, student_path):
+        check_checkpoint(path, config)
     return teacher_path, student_path
 
 

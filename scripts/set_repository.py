@@ -11,7 +11,8 @@ The repository is set in one place, ``[project.urls]`` of ``pyproject.toml``::
 (``REF``: the branch or tag the badges open and the install cells install; ``main`` by
 default). The script rewrites that setting and every place that names it: the badges
 (``https://colab.research.google.com/github/OWNER/NAME/blob/REF/notebooks/<file>``) and the
-install cells (``git+https://github.com/OWNER/NAME@REF``) of ``notebooks/*.ipynb``, the links of
+install cells (``git+https://github.com/OWNER/NAME@REF``) and the links to the course's pages
+(``https://github.com/OWNER/NAME/blob/REF/docs/...``) of ``notebooks/*.ipynb``, the links of
 ``README.md`` and ``notebooks/README.md``, and the rendered copies in ``docs/notebooks/``. Only
 the current repository's name is replaced: links to other projects (PraNet, KDAS) stay.
 
@@ -47,6 +48,8 @@ _NOTEBOOKS = re.compile(
 # every place that names a repository for the course (checked by --check)
 _COLAB_URL = re.compile(r"https://colab\.research\.google\.com/github/([^/\s\"')]+)/"
                         r"([^/\s\"')]+)/blob/([^\s\"')]+?)/notebooks/")
+_DOC_URL = re.compile(r"https://github\.com/([^/\s\"')]+)/([^/\s\"')]+)/blob/([^\s\"')]+?)/"
+                      r"(?:docs|notebooks)/")  # the notebooks' links to the course's pages
 _INSTALL_URL = re.compile(r"git\+https://github\.com/([^/\s\"'@]+)/([^/\s\"'@<]+?)"
                           r"(?:@([^\s\"'<]+))?(?=[\s\"'<]|$)")
 
@@ -103,6 +106,7 @@ def _replace(text: str, old: Setting, new: Setting) -> str:
         (f"github/{old.slug}/blob/{old.ref}/", f"github/{new.slug}/blob/{new.ref}/"),
         (f"git+https://github.com/{old.slug}@{old.ref}", f"git+https://github.com/{new.slug}@{new.ref}"),
         (f"github.com/{old.slug}/tree/{old.ref}/", f"github.com/{new.slug}/tree/{new.ref}/"),
+        (f"github.com/{old.slug}/blob/{old.ref}/", f"github.com/{new.slug}/blob/{new.ref}/"),
         (f"github.com/{old.slug}", f"github.com/{new.slug}"),
         (f"`{old.slug}`", f"`{new.slug}`"),
     ]
@@ -162,6 +166,9 @@ def disagreements(root: Path = REPO) -> list[str]:
         for match in _INSTALL_URL.finditer(text):
             if match.groups() != (setting.owner, setting.name, setting.ref):
                 problems.append(f"{shown}: install URL {match.group(0)}")
+        for match in _DOC_URL.finditer(text) if path.suffix == ".ipynb" else ():
+            if match.groups() != (setting.owner, setting.name, setting.ref):
+                problems.append(f"{shown}: link {match.group(0)}")
         if path.suffix == ".ipynb":
             if setting.colab(path.name) not in text:
                 problems.append(f"{shown}: no badge {setting.colab(path.name)}")

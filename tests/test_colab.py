@@ -3,7 +3,12 @@
 - PraNet's TrainDataset / TestDataset: zips assembled here from a few real files (or synthetic
   ones where ``shared/data`` is absent), served on 127.0.0.1, fetched through direct URLs and
   through a fake ``gdown`` (the Drive ids, the quota refusal, the older fallback ids);
-- the quota fallback to Kvasir-SEG, sets with a wrong count, the size cap;
+- the real gdown against a fake Google Drive on 127.0.0.1 (a transport adapter on gdown's
+  session): the redirect, the virus-scan form, the quota page, a truncated body, gdown's
+  leftover ``.part`` files and its private file mode;
+- the quota fallback to Kvasir-SEG (its zip cached), and the data cell run again after a
+  refusal: Drive is tried again and replaces the fallback split, never a user's own;
+- sets with a wrong count, the size cap;
 - Google Drive for runs and downloads through a fake ``google.colab.drive``; the no-GPU
   message; the loaded models described and quick stand-ins boxed;
 - ``scripts/set_repository.py``: every badge and install cell names the setting.
@@ -15,13 +20,18 @@ import dataclasses
 import importlib.util
 import io
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
+import threading
 import types
+import urllib.parse
 import urllib.request
 import warnings
 import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -42,6 +52,7 @@ from kdas_lite.data import (
     make_synthetic_dataset,
     pair_files,
     pranet_kvasir_test_names,
+    prepare_kvasir_split,
 )
 from kdas_lite.data import pranet as pranet_module
 from kdas_lite.errors import DownloadError, KDASError
@@ -260,6 +271,212 @@ def test_quota_falls_back_to_kvasir_seg_and_notebook_05_says_so(source_pairs, fi
 
 
 # ---------------------------------------------------------------------------------------------
+# The real gdown against a fake Google Drive on 127.0.0.1
+# ---------------------------------------------------------------------------------------------
+QUOTA_PAGE = ('<html><body><p class="uc-error-caption">Sorry, you can&#39;t view or download this '
+              'file at this time.</p><p class="uc-error-subcaption">Too many users have viewed or '
+              'downloaded this file recently. Please try accessing the file again later. If the '
+              'file you are trying to access is particularly large or is shared with many people, '
+              'it may take up to 24 hours to be able to view or download the file.</p></body>'
+              '</html>')
+
+
+class _FakeDrive(BaseHTTPRequestHandler):
+    """Google Drive's download protocol as gdown meets it. The path is ``/<host>/<path>`` (the
+    adapter below keeps the host there); ``server.modes[id]`` says how a file id is answered:
+    ``redirect`` (303 to drive.usercontent.google.com), ``confirm`` (the virus-scan warning's
+    form first), ``quota`` (Drive's quota page) or ``truncated`` (half the announced bytes)."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        host, _, path = url.path.lstrip("/").partition("/")
+        query = urllib.parse.parse_qs(url.query)
+        file_id = query.get("id", [""])[0]
+        mode = self.server.modes.get(file_id, "missing")
+        self.server.asked.append((host, path, file_id))
+        if mode == "missing" or file_id not in self.server.files:
+            return self._send(404, "text/html", b"<html>not found</html>")
+        if host == "drive.google.com" and path == "uc":
+            if mode == "redirect":
+                self.send_response(303)
+                self.send_header("Location", "https://drive.usercontent.google.com/download?id="
+                                 f"{file_id}&export=download")
+                self.send_header("Content-Length", "0")
+                return self.end_headers()
+            if mode == "confirm":
+                form = ('<form id="download-form" action="https://drive.usercontent.google.com/'
+                        'download" method="get"><input type="hidden" name="id" value="'
+                        f'{file_id}"><input type="hidden" name="confirm" value="t"><input '
+                        'type="hidden" name="uuid" value="1234"></form>')
+                page = f"<html><body><p>Virus scan warning</p>\n{form}\n</body></html>"
+                return self._send(200, "text/html; charset=utf-8", page.encode())
+            if mode == "quota":
+                return self._send(200, "text/html; charset=utf-8", QUOTA_PAGE.encode())
+        if mode == "confirm" and query.get("confirm") != ["t"]:
+            return self._send(400, "text/html", b"<html>no confirmation</html>")
+        data = self.server.files[file_id]
+        sent = data[:len(data) // 2] if mode == "truncated" else data
+        self._send(200, "application/octet-stream", sent, length=len(data),
+                   disposition=f'attachment; filename="{file_id}.zip"')
+
+    def _send(self, code: int, kind: str, body: bytes, length: int | None = None,
+              disposition: str | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        if disposition:
+            self.send_header("Content-Disposition", disposition)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def fake_drive(tmp_path, monkeypatch):
+    """The real ``gdown`` whose requests session sends drive.google.com's and
+    drive.usercontent.google.com's requests to :class:`_FakeDrive` on 127.0.0.1 (a transport
+    adapter mounted on the session gdown creates). Yields the server: set ``.files[id]`` (the
+    bytes) and ``.modes[id]``; ``.asked`` lists the requests."""
+    gdown_download = importlib.import_module("gdown.download")
+    import requests
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeDrive)
+    server.files, server.modes, server.asked = {}, {}, []
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    port = server.server_address[1]
+
+    class Loopback(requests.adapters.HTTPAdapter):
+        def send(self, request, **kwargs):
+            parts = urllib.parse.urlsplit(request.url)
+            assert parts.netloc.endswith("google.com"), request.url  # nothing else is asked
+            request.url = urllib.parse.urlunsplit(
+                ("http", f"127.0.0.1:{port}", f"/{parts.netloc}{parts.path}", parts.query, ""))
+            return super().send(request, **kwargs)
+
+    real_session = requests.Session
+
+    def session() -> requests.Session:
+        made = real_session()
+        made.trust_env = False  # no proxy for the loopback server
+        made.mount("https://", Loopback())
+        return made
+
+    monkeypatch.setattr(requests, "session", session)
+    monkeypatch.setattr(gdown_download, "DEFAULT_COOKIES_FILE", str(tmp_path / "cookies.txt"))
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def _drive_ids(server, zips: dict[str, bytes], modes: dict[str, str]) -> None:
+    for name, data in zips.items():
+        for file_id in PRANET_DRIVE_FILES[name]:
+            server.files[file_id] = data
+    server.modes.update(modes)
+
+
+def test_real_gdown_through_the_redirect_and_the_virus_scan_form(source_pairs, fake_drive,
+                                                                 tmp_path) -> None:
+    new_test, new_train = (PRANET_DRIVE_FILES[name][0] for name in ("TestDataset", "TrainDataset"))
+    _drive_ids(fake_drive, _pranet_zips(source_pairs), {new_test: "confirm", new_train: "redirect"})
+    cache = tmp_path / "drive-cache"
+    cache.mkdir()
+    stale = cache / ".TestDataset.zip.partab12cd34.part"  # a runtime that ended mid-download
+    stale.write_bytes(b"half")
+    umask = os.umask(0o022)
+    try:
+        with pytest.warns(DataWarning):
+            layout = fetch_pranet(tmp_path / "data", cache=cache, progress=False)
+    finally:
+        os.umask(umask)
+    assert list(layout.test) == list(TEST_SETS)
+    asked = [(host, path) for host, path, _ in fake_drive.asked]
+    assert asked == [("drive.google.com", "uc"), ("drive.usercontent.google.com", "download")] * 2
+    assert sorted(p.name for p in cache.iterdir()) == ["TestDataset.zip", "TrainDataset.zip"]
+    for archive in cache.iterdir():  # gdown makes its files 0600; the cache follows the umask
+        assert stat.S_IMODE(archive.stat().st_mode) == 0o644, archive
+
+
+def test_real_gdown_quota_and_truncation_give_one_line_each_and_leave_nothing(
+        source_pairs, fake_drive, tmp_path) -> None:
+    new_test, old_test = PRANET_DRIVE_FILES["TestDataset"]
+    _drive_ids(fake_drive, _pranet_zips(source_pairs), {new_test: "quota", old_test: "truncated"})
+    cache = tmp_path / "drive-cache"
+    with pytest.raises(DownloadError) as refused:
+        fetch_pranet(tmp_path / "data", cache=cache, progress=False)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert (f"Google Drive refused PraNet's TestDataset ({new_test}: Too many users have viewed "
+            "or downloaded this file recently. Please try accessing the file again later.") \
+        in message  # gdown's reason, from the third line of its message
+    assert f"{old_test}: Download is incomplete: received " in message
+    assert "quota): run the data cell again later" in message
+    assert list(cache.iterdir()) == []  # gdown's .part files are gone
+    fake_drive.modes[new_test] = "truncated"  # nothing but truncated bodies: not the quota
+    with pytest.raises(DownloadError) as dropped:
+        fetch_pranet(tmp_path / "data", cache=cache, progress=False)
+    message = str(dropped.value)
+    assert "\n" not in message and "(its quota)" not in message and "Too many" not in message
+    assert message.startswith("Google Drive did not send all of PraNet's TestDataset")
+    assert "The connection dropped before the end (nothing was kept)" in message
+    assert list(cache.iterdir()) == [] and not any((tmp_path / "data").iterdir())
+
+
+def test_after_a_refusal_the_data_cell_again_replaces_the_fallback_split(
+        source_pairs, fake_drive, file_server, no_local_data, capsys) -> None:
+    served, base = file_server
+    (served / "kvasir-seg.zip").write_bytes(_kvasir_seg_zip(source_pairs))
+    zips = _pranet_zips(source_pairs)
+    _drive_ids(fake_drive, zips, dict.fromkeys(PRANET_DRIVE_FILES["TestDataset"], "quota"))
+    cache = no_local_data / "drive-cache"
+    with pytest.warns(DataWarning):
+        first = course_data(url=f"{base}/kvasir-seg.zip", pranet=True, progress=False,
+                            cache=cache)
+    assert list(first.test) == ["Kvasir"]
+    assert sorted(p.name for p in cache.iterdir()) == ["kvasir-seg.zip"]  # the fallback is kept
+    (served / "kvasir-seg.zip").unlink()  # a new runtime takes Kvasir-SEG from the cache
+    shutil.rmtree(no_local_data / "data")
+    with pytest.warns(DataWarning):
+        assert list(course_data(url=f"{base}/kvasir-seg.zip", pranet=True, progress=False,
+                                cache=cache).test) == ["Kvasir"]
+    capsys.readouterr()
+    asked = len(fake_drive.asked)  # the data cell again, same runtime, Drive still refusing
+    again = course_data(url=f"{base}/kvasir-seg.zip", pranet=True, progress=False, cache=cache)
+    assert list(again.test) == ["Kvasir"] and len(fake_drive.asked) > asked
+    assert "falling back to the Kvasir-SEG split already here" in capsys.readouterr().out
+    fake_drive.modes.update(dict.fromkeys(PRANET_DRIVE_FILES["TestDataset"]
+                                          + PRANET_DRIVE_FILES["TrainDataset"], "redirect"))
+    with pytest.warns(DataWarning):  # Drive answers now: the five sets replace the fallback
+        healed = course_data(url=f"{base}/kvasir-seg.zip", pranet=True, progress=False,
+                             cache=cache)
+    assert list(healed.test) == list(TEST_SETS)
+    assert "replaces the Kvasir-SEG fallback split" in capsys.readouterr().out
+    data = no_local_data / "data"
+    assert json.loads((data / "MANIFEST.json").read_text())["made_by"] == \
+        "kdas_lite.data.fetch_pranet"
+    assert (data / "Kvasir-SEG" / "images").is_dir()  # the raw download stays
+    assert not list(data.glob(".*")) and sorted(p.name for p in cache.iterdir()) == [
+        "TestDataset.zip", "TrainDataset.zip", "kvasir-seg.zip"]
+
+
+def test_a_split_the_user_prepared_is_never_replaced(source_pairs, fake_drive,
+                                                      no_local_data) -> None:
+    raw = no_local_data / "raw"
+    with zipfile.ZipFile(io.BytesIO(_kvasir_seg_zip(source_pairs))) as archive:
+        archive.extractall(raw)
+    prepare_kvasir_split(raw / "Kvasir-SEG", no_local_data / "data")
+    _drive_ids(fake_drive, _pranet_zips(source_pairs), {})  # Drive would answer
+    fake_drive.modes.update(dict.fromkeys(PRANET_DRIVE_FILES["TestDataset"]
+                                          + PRANET_DRIVE_FILES["TrainDataset"], "redirect"))
+    layout = course_data(pranet=True, progress=False)
+    assert list(layout.test) == ["Kvasir"] and fake_drive.asked == []
+
+
+# ---------------------------------------------------------------------------------------------
 # Colab: Google Drive, the device, the parameter sets
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture
@@ -377,6 +594,30 @@ def test_a_quick_stand_in_is_announced_in_a_box_and_models_are_described(tmp_pat
                            tmp_path / "best.pth")
     assert walkthrough.describe_checkpoint(path) == (
         f"student: {path} (pvt_v2_b0, 64 px, 9 epochs, best epoch 7, val Dice 0.812)")
+
+
+def test_a_checkpoint_trained_with_other_settings_is_named_in_a_box(tmp_path, capsys) -> None:
+    """05 at image_size = 96 on 64-px models, or 04/05 on a T4 with 01's CPU-runtime teacher."""
+    cpu = TrainConfig(output_dir=str(tmp_path / "runs"), image_size=64,
+                      teacher_encoder="efficientnet_lite2", student_encoder="efficientnet_lite0")
+    run = cpu.run_dir
+    for role, folder in (("teacher", "teacher"), ("student", "kdas/student")):
+        save_checkpoint({"role": role, "epoch": 1, "train_config": cpu.to_dict()},
+                        run / folder / "best.pth")
+    assert walkthrough.check_checkpoint(run / "teacher" / "best.pth", cpu)
+    assert "⚠" not in capsys.readouterr().out  # the same settings: nothing to say
+    t4 = cpu.replace(image_size=352, teacher_encoder="pvt_v2_b2", student_encoder="pvt_v2_b0")
+    walkthrough.walkthrough_checkpoints(t4, progress=False)
+    out = " ".join(w for w in capsys.readouterr().out.split() if w != "│")  # lines joined
+    assert out.count("⚠ the teacher checkpoint differs from this notebook's settings") == 1
+    assert out.count("⚠ the student checkpoint differs from this notebook's settings") == 1
+    assert ("was trained with encoder 'efficientnet_lite2' (this notebook: 'pvt_v2_b2') and "
+            "image size 64 (this notebook: 352)") in out
+    assert not walkthrough.check_checkpoint(run / "kdas" / "student" / "best.pth",
+                                            cpu.replace(image_size=96))
+    out = " ".join(w for w in capsys.readouterr().out.split() if w != "│")
+    assert "encoder" not in out.split("was trained with")[1].split(".")[0]  # only the size
+    assert "image size 64 (this notebook: 96)" in out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,15 +22,22 @@ people fetched is refused for a day: the *quota*), so they are fetched with
    the ``MANIFEST.json`` written next to it, and a warning names it); a set with *more* is
    refused (the archive changed upstream; its scores would not be comparable).
 
-When Drive refuses, :func:`fetch_pranet` raises :class:`~kdas_lite.errors.DownloadError`
-naming the reason; :func:`kdas_lite.data.course_data` then falls back to the Kvasir-SEG
-download (one test set) and says so.
+When Drive refuses, :func:`fetch_pranet` raises :class:`~kdas_lite.errors.DownloadError`:
+one line with gdown's reason for each file id (Drive's quota page, a truncated body — never
+blamed on the quota —, no public link), and what to do. gdown's own partial files
+(``.<name>.zip.part<8 characters>.part``) are removed whatever happens, and the zip kept in the
+cache gets the umask's permissions (gdown makes its files private).
+:func:`kdas_lite.data.course_data` then falls back to the Kvasir-SEG download (one test set)
+and says so.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
+import re
 import tempfile
 import warnings
 import zipfile
@@ -78,9 +85,44 @@ def _gdown_download(file_id: str, part: Path, progress: bool) -> None:
     """Fetch one Drive file with gdown into ``part`` (gdown draws the progress bar)."""
     import gdown  # imported here: installed on Colab only (the notebooks' first cell)
 
-    result = gdown.download(id=file_id, output=str(part), quiet=not progress)
+    try:
+        result = gdown.download(id=file_id, output=str(part), quiet=not progress)
+    finally:
+        _remove_gdown_parts(part)
     if result is None or not part.is_file():  # older gdown returns None instead of raising
         raise DownloadError("gdown got no file (Google Drive refused it)")
+
+
+def _remove_gdown_parts(part: Path) -> None:
+    """Delete gdown's own partial files of ``part`` (``<part name><8 characters>.part``, one per
+    attempt: gdown keeps them for its ``resume``, which is not used here)."""
+    pattern = re.compile(re.escape(part.name) + r"[A-Za-z0-9_]{8}\.part")
+    for leftover in part.parent.glob(f"{glob.escape(part.name)}*.part"):
+        if pattern.fullmatch(leftover.name) and leftover.is_file():
+            leftover.unlink(missing_ok=True)
+
+
+def _gdown_reason(exc: BaseException) -> str:
+    """gdown's reason in one line. Its messages span several lines: a refusal reads "Failed to
+    retrieve file url:", a blank line, then the reason (e.g. Drive's "Too many users have
+    viewed or downloaded this file recently…") and advice about browsers; a truncated body
+    ends by naming its kept partial file, which is deleted here."""
+    text = str(exc).split("You may still be able to access the file from the browser")[0]
+    text = text.strip().removeprefix("Failed to retrieve file url:")
+    text = re.split(r"\s*The received bytes are kept in ", text)[0]
+    return " ".join(text.split()) or repr(exc)
+
+
+def _advice(reasons: Sequence[str]) -> tuple[str, str]:
+    """What went wrong (the verb of the message) and what to do, from the reasons given."""
+    said = " ".join(reasons)
+    if "Too many users" in said or "quota" in said.lower():
+        return ("refused", "A file many people downloaded is blocked for up to a day (its "
+                "quota): run the data cell again later")
+    if "incomplete" in said or "interrupted" in said:
+        return ("did not send all of", "The connection dropped before the end (nothing was "
+                "kept): run the data cell again")
+    return ("did not send", "Check the internet connection and run the data cell again")
 
 
 def _download_archive(name: str, dest: Path, urls: Sequence[str] | None, limit: int,
@@ -88,7 +130,7 @@ def _download_archive(name: str, dest: Path, urls: Sequence[str] | None, limit: 
     """``dest`` (``<name>.zip``): kept when already a zip, else fetched from Drive (or ``urls``).
 
     Raises:
-        DownloadError: every source failed (the reasons of each are listed).
+        DownloadError: every source failed (the reasons of each are listed, one line).
     """
     if zipfile.is_zipfile(dest):
         return dest
@@ -98,8 +140,9 @@ def _download_archive(name: str, dest: Path, urls: Sequence[str] | None, limit: 
     dest.parent.mkdir(parents=True, exist_ok=True)
     reasons = []
     sources = list(urls) if urls is not None else list(PRANET_DRIVE_FILES[name])
+    part = dest.with_name(f".{dest.name}.part")
+    _remove_gdown_parts(part)  # left by a runtime that ended mid-download
     for source in sources:
-        part = dest.with_name(f".{dest.name}.part")
         part.unlink(missing_ok=True)
         try:
             if urls is not None:
@@ -115,22 +158,30 @@ def _download_archive(name: str, dest: Path, urls: Sequence[str] | None, limit: 
             if not zipfile.is_zipfile(part):
                 raise DownloadError("not a zip archive (Drive may have sent a web page)")
             os.replace(part, dest)
+            _follow_umask(dest)
             return dest
         except ImportError:
             raise DownloadError(f"fetching PraNet's {name} from Google Drive needs gdown "
                                 "(`pip install gdown`; the notebooks' Colab cell installs it)"
                                 ) from None
         except Exception as exc:  # gdown raises its own types (quota, no public link, network)
-            first_line = (str(exc).strip().splitlines() or [repr(exc)])[0]
-            reasons.append(f"{source}: {first_line}")
+            reasons.append(f"{source}: {_gdown_reason(exc)}")
         finally:
             part.unlink(missing_ok=True)
+    verb, advice = _advice(reasons)
     raise DownloadError(
-        f"Google Drive refused PraNet's {name} ({'; '.join(reasons)}). A file many people "
-        "downloaded is blocked for up to a day (quota); try again later, or download "
+        f"Google Drive {verb} PraNet's {name} ({'; '.join(reasons)}). {advice}, or download "
         f"https://drive.google.com/file/d/{PRANET_DRIVE_FILES[name][0]} in a browser and put "
         f"it at {dest}."
     )
+
+
+def _follow_umask(path: Path) -> None:
+    """Give ``path`` the permissions of a new file (gdown creates its files private, 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    with contextlib.suppress(OSError):  # a file system without permissions (Drive's FUSE)
+        path.chmod(0o666 & ~umask)
 
 
 def _archive_root(unpacked: Path, name: str) -> Path | None:

@@ -17,7 +17,10 @@ Kvasir-SEG).
 2. where gdown is installed and Google Drive answers (Colab), the full PraNet benchmark
    (:func:`~kdas_lite.data.fetch_pranet`: 1450 training images, the five test sets);
 3. when Drive refuses (its download quota) or gdown is missing, the Kvasir-SEG download
-   (≈ 46 MB, progress bar), then the split: one test set, Kvasir, and it says so;
+   (≈ 46 MB, progress bar; its zip kept in ``cache`` too), then the split: one test set,
+   Kvasir, and it says so. That split is marked as a fallback in its manifest: the next call
+   (the data cell run again, same runtime) tries Drive again and, when it answers, replaces
+   the fallback with the five sets. A split the user prepared is never replaced;
 4. offline, the SYNTHETIC stand-in (:func:`~kdas_lite.data.make_synthetic_dataset`),
    announced as such.
 """
@@ -32,11 +35,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from kdas_lite.data.download import _exclusive, _remove_stale, download_dataset
+from kdas_lite.data.download import (
+    _exclusive,
+    _remove_stale,
+    dataset_size_limit,
+    download_dataset,
+    download_file,
+)
 from kdas_lite.data.io import pair_files
 from kdas_lite.data.pranet import fetch_pranet
 from kdas_lite.data.registry import (
     DATASETS,
+    TEST_SETS,
     TRAIN_SET,
     DataLayout,
     find_layout,
@@ -259,8 +269,9 @@ def course_data(data_root: str | os.PathLike[str] | None = None,
         url: override the Kvasir-SEG download address (a mirror; the tests use a local server).
         pranet: try PraNet's full benchmark from Google Drive first (needs gdown; skipped
             without it); None: only when ``url`` is not given (a Kvasir-SEG mirror).
-        cache: a folder that keeps PraNet's downloaded zips for the next run (on Colab, a
-            Google Drive folder: :func:`kdas_lite.colab.course_setup`); None: not kept.
+        cache: a folder that keeps the downloaded zips (PraNet's and Kvasir-SEG's) for the
+            next run (on Colab, a Google Drive folder: :func:`kdas_lite.colab.course_setup`);
+            None: not kept.
         progress: show the download's progress bar.
 
     Returns:
@@ -276,11 +287,16 @@ def course_data(data_root: str | os.PathLike[str] | None = None,
         layout = _local_data(root)
         if layout is None and data_root is not None:
             find_layout(root)  # raises the DataError that explains the expected layout
-        if layout is None and (pranet or (pranet is None and url is None)):
+        try_drive = pranet or (pranet is None and url is None)
+        if layout is not None and try_drive and _is_fallback(root):
+            layout = _replace_fallback(root, cache, progress) or layout
+        elif layout is None and try_drive:
             layout = _download_pranet(root, cache, progress)
         if layout is None:
-            layout = _download_kvasir(root, url, progress, required=use_synthetic is False)
+            layout = _download_kvasir(root, url, progress, required=use_synthetic is False,
+                                      cache=cache)
             if layout is not None:
+                _mark_fallback(root)
                 print("only Kvasir-SEG is available: PraNet's split of it (the Kvasir test set "
                       "only); notebook 05's cross-dataset tables have one column")
     if layout is None:
@@ -306,10 +322,10 @@ def _local_data(root: Path) -> DataLayout | None:
     return layout
 
 
-def _download_pranet(root: Path, cache: str | os.PathLike[str] | None, progress: bool
-                     ) -> DataLayout | None:
+def _download_pranet(root: Path, cache: str | os.PathLike[str] | None, progress: bool, *,
+                     fallback: str = "the Kvasir-SEG download") -> DataLayout | None:
     """PraNet's benchmark from Google Drive into ``root``; None (with the reason printed) when
-    gdown is missing or Drive refuses, so that the caller falls back to Kvasir-SEG."""
+    gdown is missing or Drive refuses, so that the caller falls back to ``fallback``."""
     try:
         import gdown  # noqa: F401  (the Colab cell installs it; elsewhere it may be absent)
     except ImportError:
@@ -318,18 +334,77 @@ def _download_pranet(root: Path, cache: str | os.PathLike[str] | None, progress:
         return fetch_pranet(root, cache=cache, progress=progress)
     except (KDASError, OSError) as exc:
         print(f"PraNet's benchmark could not be fetched from Google Drive: {exc}\n"
-              "falling back to the Kvasir-SEG download", flush=True)
+              f"falling back to {fallback}", flush=True)
         return None
 
 
-def _download_kvasir(root: Path, url: str | None, progress: bool,
-                     required: bool) -> DataLayout | None:
-    """Download Kvasir-SEG into ``root`` and split it; None when the network is unavailable."""
+def _download_kvasir(root: Path, url: str | None, progress: bool, required: bool,
+                     cache: str | os.PathLike[str] | None = None) -> DataLayout | None:
+    """Download Kvasir-SEG into ``root`` and split it; None when the network is unavailable.
+    With ``cache`` the zip is kept there (``kvasir-seg.zip``) and taken from there next time."""
+    info = DATASETS["kvasir-seg"]
+    sha256 = info.sha256 if url is None else None
     try:
-        raw = download_dataset("kvasir-seg", root, url=url, progress=progress)
+        if cache is not None:
+            cached = Path(cache).expanduser() / "kvasir-seg.zip"
+            download_file(url or info.url, cached, sha256, progress=progress,
+                          max_bytes=dataset_size_limit("kvasir-seg"))
+            url = cached.absolute().as_uri()
+        raw = download_dataset("kvasir-seg", root, url=url, sha256=sha256, progress=progress)
     except (KDASError, OSError) as exc:
         if required:
             raise DataError(f"no real polyp data under {root}, and downloading Kvasir-SEG "
                             f"failed: {exc}") from exc
         return None
     return prepare_kvasir_split(raw, root)
+
+
+_FALLBACK = "course_data: Google Drive refused PraNet's benchmark, Kvasir-SEG stands in"
+"""The mark :func:`course_data` puts in the manifest of the Kvasir-SEG split it made as a
+fallback: only a split with this mark is ever replaced by PraNet's benchmark."""
+
+
+def _mark_fallback(root: Path) -> None:
+    manifest = root / "MANIFEST.json"
+    content = _own_manifest(manifest)
+    if content is not None and "fallback" not in content:
+        _write_manifest(manifest, {**content, "fallback": _FALLBACK})
+
+
+def _is_fallback(root: Path) -> bool:
+    """True when ``root`` holds the Kvasir-SEG split :func:`course_data` made as a fallback
+    (never a split a user prepared, nor data put there by hand)."""
+    try:
+        content = _own_manifest(root / "MANIFEST.json")
+    except DataError:
+        return False
+    return content is not None and content.get("fallback") == _FALLBACK
+
+
+def _replace_fallback(root: Path, cache: str | os.PathLike[str] | None, progress: bool
+                      ) -> DataLayout | None:
+    """Try Google Drive again after an earlier refusal; when PraNet's benchmark comes, it
+    replaces the fallback split (whose files are links to the raw Kvasir-SEG, which stays).
+    None (the reason printed) when gdown is missing or Drive refuses again."""
+    with tempfile.TemporaryDirectory(prefix=".pranet-retry.", dir=root) as scratch:
+        fetched = _download_pranet(Path(scratch), cache, progress, fallback="the Kvasir-SEG "
+                                   "split already here (run this cell again later)")
+        if fetched is None:
+            return None
+        with _exclusive(root, "replacing the Kvasir-SEG fallback split", DataError):
+            old = Path(scratch) / "fallback"  # deleted with the scratch folder
+            old.mkdir()
+            for name in (TRAIN_SET, *TEST_SETS):
+                target = root / DATASETS[name].folder
+                source = Path(scratch) / DATASETS[name].folder
+                if not source.exists():  # a set the archive lacked: whatever is here stays
+                    continue
+                if name in (TRAIN_SET, "Kvasir") and target.exists():  # the fallback's own
+                    os.replace(target, old / name)
+                if not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(source, target)
+            os.replace(Path(scratch) / "MANIFEST.json", root / "MANIFEST.json")
+    print("PraNet's full benchmark came from Google Drive this time: it replaces the Kvasir-SEG "
+          "fallback split", flush=True)
+    return find_layout(root)
