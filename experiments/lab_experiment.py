@@ -337,6 +337,18 @@ NUMERIC_LIBRARIES = ("albumentations", "opencv-python-headless", "timm", "numpy"
                      "pillow")
 
 
+def environment() -> dict[str, str]:
+    """What a record names so that two runs can be shown to share an environment: torch,
+    Python and the versions of :data:`NUMERIC_LIBRARIES` (those installed)."""
+    versions = {"torch": torch.__version__, "python": platform.python_version()}
+    for name in NUMERIC_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
 def machine() -> str:
     """The device, torch and Python, and the versions of :data:`NUMERIC_LIBRARIES`."""
     device = resolve_device("auto")

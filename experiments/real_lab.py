@@ -75,7 +75,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lab_experiment import Row, floor_scores, machine, save_json, spread
+from lab_experiment import Row, environment, floor_scores, machine, save_json, spread
 
 from kdas_lite.config import TrainConfig, encoder_pair, get_preset
 from kdas_lite.data import TEST_SETS, find_layout, find_shared_data
@@ -91,6 +91,7 @@ from kdas_lite.lab_results import (
 )
 from kdas_lite.runs import load_trained
 from kdas_lite.train import build_dataloaders, build_model, distill, make_objective, train_teacher
+from kdas_lite.training_data import training_split
 
 ALPHA = 0.3  # the paper's α: every distilled row's, unless the row's name gives another
 
@@ -216,6 +217,8 @@ def run_one(args: argparse.Namespace, data_root: Path, row: str, seed: int,
         "table": table.to_dict(), "average": table.average(), "config": config.to_dict(),
         "image_dice": table.image_dice,
         "history": result.history,
+        "environment": environment(),
+        "image_ids": training_split(config),
     }
     save_json(args.out / "results" / f"{run_name(row, seed)}.json", record)
     save_compact(args, record)
@@ -251,6 +254,8 @@ def compact(record: dict[str, Any], out: Path) -> dict[str, Any]:
         "table": record["table"], "average": record["average"],
         "config": portable_config(record["config"], out),
         "history": record["history"],
+        "environment": record.get("environment"),
+        "image_ids": record.get("image_ids"),
         "image_dice": {name: [round(d[stem], 5) for stem in sorted(d)]
                        for name, d in record.get("image_dice", {}).items()},
     }
