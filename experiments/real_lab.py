@@ -410,7 +410,8 @@ def provenance_lines(doc: dict[str, Any]) -> list[str]:
              + (f"`{prov['teacher_sha256'][:12]}…`" if prov.get("teacher_sha256") else
                 "**unknown** (not recorded)") + "; environment "
              + ("; ".join(f"{k} {v}" for k, v in env.items()) if env else
-                "**unknown** (library versions not recorded)") + "."]
+                "**unknown** (" + prov.get("environment_evidence",
+                                          "library versions not recorded") + ")") + "."]
     overlap = doc.get("teacher_overlap")
     if overlap:
         lines.append(f"Training images each seed's students share with the teacher's "
@@ -436,9 +437,16 @@ def check_pairing(records: list[dict[str, Any]], where: str) -> dict[str, Any]:
         sys.exit(f"{where}: its records name {len(envs)} environments: a summary pairs runs "
                  "of one environment only; re-run the others or give them their own --records")
     teacher, env = next(iter(teachers), None), json.loads(next(iter(envs), "null"))
+    own = {r.get("teacher_sha256") for r in records if r["row"] == "teacher"} - {None}
+    if teacher and own and own != {teacher}:
+        sys.exit(f"{where}: its teacher record's checksum differs from the one its distilled "
+                 "records name: they were not distilled from this teacher")
+    evidence = sorted({r["environment_evidence"] for r in records
+                       if r.get("environment_evidence")})
     return {"teacher_sha256": teacher, "environment": env,
             "status": "recorded" if env is not None and (teacher or not teachers)
-            else "unknown"}
+            else "unknown", **({"environment_evidence": "; ".join(evidence)} if evidence
+                               else {})}
 
 
 def paired_deltas(records: list[dict[str, Any]], row: str, test_set: str
@@ -614,8 +622,14 @@ def relative_records(args: argparse.Namespace, json_path: Path) -> str:
 
 
 def equal_grad_weights(args: argparse.Namespace) -> dict[str, float]:
-    return {path.stem[4:]: json.loads(path.read_text(encoding="utf-8"))["sgm_weight"]
-            for path in sorted((args.out / "equal_grad").glob("seed*.json"))}
+    """Seed → the ``sgm-equal-grad`` weight: measured under ``--out``, else (a report from
+    another folder) as the mechanism summary recorded it."""
+    found = {path.stem[4:]: json.loads(path.read_text(encoding="utf-8"))["sgm_weight"]
+             for path in sorted((args.out / "equal_grad").glob("seed*.json"))}
+    if not found and args.mechanism_json.exists():
+        found = json.loads(args.mechanism_json.read_text(encoding="utf-8")).get(
+            "equal_grad_weights", {})
+    return found
 
 
 def lab_summary(args: argparse.Namespace, layout: Any, labels: dict[str, str],
