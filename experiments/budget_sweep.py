@@ -245,10 +245,11 @@ def write(args: argparse.Namespace, missing: list[str]) -> dict[str, Any]:
            "teacher_check": teacher,
            "seeds": args.seeds, "partial": bool(missing), "missing": missing,
            "data_root": "shared/data", "all_images": args.all_images,
-           "n_distinct_images": args.n_distinct, "family": f"sweep ({args.block})",
+           "n_distinct_images": getattr(args, "n_distinct", None),
+           "family": f"sweep ({args.block})",
            "provenance": check_pairing(records, str(args.records)),
-           "teacher_overlap": None if data_root is None else teacher_overlap(
-               lab_args(args, None), data_root, records)}
+           "teacher_overlap": None if data_root is None or not hasattr(args, "out") else
+           teacher_overlap(lab_args(args, None), data_root, records)}
     other = None
     if args.compare is not None:
         doc["compared_with"] = args.compare.as_posix()

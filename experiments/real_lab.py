@@ -366,6 +366,8 @@ def distinct_avg(entry: dict[str, Any], sizes: dict[str, int]) -> None:
     """Rewrite a summary row's ``"avg"`` (its runs' mDice and its per-seed Δ) as the mean over
     the distinct images, from its per-set values (the mean is linear in them), for summaries
     written before "all images" meant the distinct ones."""
+    if not sizes:
+        return
     for run in entry.get("runs", []):
         if all(s in run["mDice"] for s in sizes):
             run["mDice"]["avg"] = distinct_mean({s: run["mDice"][s] for s in sizes}, sizes)
@@ -385,6 +387,8 @@ def teacher_overlap(args: argparse.Namespace, data_root: Path, records: list[dic
     ids from its record, else from this command's teacher settings
     (:func:`kdas_lite.training_data.training_split`, the code that chose them); the
     students' from their records. None when no student record names its images."""
+    if not any(r.get("image_ids") for r in records if r.get("row") != "teacher"):
+        return None
     teacher = next((r for r in records if r["row"] == "teacher"), None)
     ids = (teacher or {}).get("image_ids") or training_split(
         run_config(args, data_root, "teacher", args.teacher_seed))
@@ -426,8 +430,8 @@ def check_pairing(records: list[dict[str, Any]], where: str) -> dict[str, Any]:
     """Stop when ``records`` (one summary's) come from different teachers or environments;
     return the summary's provenance: the teacher's checksum and the environment they share,
     or ``"unknown"`` where no record names it (earlier runs)."""
-    teachers = {r.get("teacher_sha256") for r in records if r["row"] != "teacher"
-                and ROWS[r["row"]].kind == "distill"}
+    teachers = {r.get("teacher_sha256") for r in records
+                if r.get("row") in ROWS and ROWS[r["row"]].kind == "distill"}
     envs = {json.dumps(r.get("environment"), sort_keys=True) for r in records}
     if len(teachers) > 1:
         sys.exit(f"{where}: its distilled records name {len(teachers)} teachers "
@@ -437,7 +441,7 @@ def check_pairing(records: list[dict[str, Any]], where: str) -> dict[str, Any]:
         sys.exit(f"{where}: its records name {len(envs)} environments: a summary pairs runs "
                  "of one environment only; re-run the others or give them their own --records")
     teacher, env = next(iter(teachers), None), json.loads(next(iter(envs), "null"))
-    own = {r.get("teacher_sha256") for r in records if r["row"] == "teacher"} - {None}
+    own = {r.get("teacher_sha256") for r in records if r.get("row") == "teacher"} - {None}
     if teacher and own and own != {teacher}:
         sys.exit(f"{where}: its teacher record's checksum differs from the one its distilled "
                  "records name: they were not distilled from this teacher")

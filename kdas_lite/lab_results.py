@@ -787,8 +787,9 @@ def mechanism_reading(mech: dict[str, Any], test_set: str | None = None) -> str:
     mechanism's family (:func:`mechanism_tests`), the share of + L_SGM's harm it recovers,
     what it does to the harm (:func:`mechanism_effect`), and :func:`mechanism_conclusion`."""
     rows = mech["rows"]
-    sets = [test_set] if test_set else ["Kvasir", "avg"]
     tests = mechanism_tests(mech)
+    sets = [test_set] if test_set else [s for s in ("Kvasir", "avg")
+                                        if ("alone", "sgm", s) in tests] or ["avg"]
     lines = [f"Verdicts follow the adjusted p ({_family_note(tests)})."]
     for s in sets if "sgm" in rows and "alone" in rows else []:
         name = _set_name(mech, s)
@@ -839,9 +840,8 @@ def takeaway(lab: dict[str, Any], sweep: dict[str, Any] | None = None,
         labels = sweep.get("labels", {})
         budgets = sorted(int(e) for e in sweep["budgets"])
         trends = trend_tests(sweep)
-        said = [f"{labels.get(row, row)} on {'Kvasir' if s == 'Kvasir' else 'all images'} "
-                f"{t.format()} ({t.format_p()}): {_trend_words(t)}"
-                for (row, s), t in trends.items()]
+        said = [f"{labels.get(row, row)} on {_set_name(sweep, s)} {t.format()} "
+                f"({t.format_p()}): {_trend_words(t)}" for (row, s), t in trends.items()]
         if said:
             check = sweep.get("teacher_check") or {}
             caveat = "" if check.get("clearly_ahead", True) else (
@@ -870,6 +870,8 @@ def takeaway(lab: dict[str, Any], sweep: dict[str, Any] | None = None,
                          "itself distilled from the weaker one, on all distinct images "
                          "(Holm within the comparison): " + "; ".join(said) + ".")
     if mech is not None:
+        tests = mechanism_tests(mech)
+        sets = [s for s in ("Kvasir", "avg") if ("alone", "sgm", s) in tests] or ["avg"]
         lines.append("- **Why L_SGM hurts** (one property changed at a time): "
-                     + " ".join(mechanism_conclusion(mech, s) for s in ("Kvasir", "avg")))
+                     + " ".join(mechanism_conclusion(mech, s) for s in sets))
     return "\n".join(lines)
