@@ -329,3 +329,18 @@ def test_teacher_strength_pairs_each_student_with_itself_from_the_other_teacher(
                                   24: [0.78, 0.79, 0.77]}, alone3)
     assert "CWD: no measurable difference at 6, 12 and 24 epochs." in takeaway(
         lab, strong3, None, weak3)
+
+
+def test_bootstrap_pools_the_distinct_images_in_frame_order(tmp_path) -> None:
+    lab = _lab(tmp_path, {"up": {"Kvasir": [0.1, 0.1]}})
+    colondb = [0.1 * k for k in range(30)]
+    for seed in (0, 1):
+        _record(tmp_path / "lab_runs", "alone", seed,
+                {"CVC-ColonDB": [0.0] * 30, "CVC-300": [0.0] * 10})
+        _record(tmp_path / "lab_runs", "up", seed,
+                {"CVC-ColonDB": colondb, "CVC-300": [9.0] * 10})  # a duplicate set: ignored
+    iv = bootstrap_all_images(lab, "up", n_boot=500)
+    assert iv.n == 30 and iv.mean == pytest.approx(np.mean(colondb))
+    # blocks of consecutive frames of a trending series are wider than single images
+    iid = bootstrap_all_images(lab, "up", n_boot=500, block=1)
+    assert iv.hi - iv.lo > iid.hi - iid.lo
