@@ -445,6 +445,7 @@ def check_pairing(records: list[dict[str, Any]], where: str) -> dict[str, Any]:
     if teacher and own and own != {teacher}:
         sys.exit(f"{where}: its teacher record's checksum differs from the one its distilled "
                  "records name: they were not distilled from this teacher")
+    teacher = teacher or next(iter(own), None)  # no distilled run yet: the teacher's own
     evidence = sorted({r["environment_evidence"] for r in records
                        if r.get("environment_evidence")})
     return {"teacher_sha256": teacher, "environment": env,
@@ -567,7 +568,8 @@ def write_outputs(args: argparse.Namespace, data_root: Path, records: list[dict[
     lab.pop("_path", None)
     save_json(args.json, lab)
     if args.docs is not None:
-        replace_block(args.docs, lab_text)
+        replace_block(args.docs, lab_text, f"<!-- {args.block}: begin (written by "
+                      "experiments/real_lab.py) -->", f"<!-- {args.block}: end -->")
     return lab_text
 
 
@@ -706,7 +708,7 @@ def lab_markdown(args: argparse.Namespace, lab: dict[str, Any], labels: dict[str
     stats = {"test_sets": lab["test_sets"], "rows": {r: lab["rows"][r] for r in order}}
     rerun = [lab["rows"][r]["label"] for r in order if lab["rows"][r]["rerun"]]
     kept = [lab["rows"][r]["label"] for r in order if not lab["rows"][r]["rerun"]]
-    lines = []
+    lines = [""]
     if (lab.get("provenance") or {}).get("status") != "recorded":
         lines += ["**EARLIER RUNS** (labelled so wherever they are read): their records name "
                   "no teacher checksum and no library versions, so their pairing with any "
@@ -835,6 +837,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=Path("docs/results/sgm_mechanism.json"))
     parser.add_argument("--records", type=Path, default=Path("docs/results/lab_runs"),
                         help="folder of the compact per-run records (committed)")
+    parser.add_argument("--block", default="real-lab",
+                        help="name of the <!-- NAME: begin … --> section of --docs that gets "
+                        "the lab's tables (real-lab-rerun: the re-run of 2026-12-03)")
     parser.add_argument("--docs", type=Path, default=Path("docs/RESULTS.md"),
                         help="Markdown file whose real-lab / sgm-mechanism blocks get the tables")
     parser.add_argument("--report-only", action="store_true",
