@@ -8,24 +8,54 @@ all test images (``"avg"``). This module turns those into statements a course ca
 - :func:`paired_intervals`: per test set, the mean Δ over the n seeds with its 95 % Student-t
   interval ``mean ± t_{0.975, n−1} · sd / √n`` (the seeds are the replicates; the interval
   says how much the mean would move with other seeds of the same design).
-- :func:`bootstrap_all_images`: for the all-images column, a paired bootstrap over the test
-  images: each image's Δ (its Dice in the row minus in the student alone, averaged over the
-  seeds both have) is resampled with replacement *within its test set* (the set sizes stay
-  as designed), 95 % percentile interval of the image-weighted mean. It measures the
+- :func:`bootstrap_all_images`: for the all-images column, a paired block bootstrap over the
+  distinct test images: each image's Δ (its Dice in the row minus in the student alone,
+  averaged over the seeds both have) is resampled in circular blocks of :data:`BLOCK`
+  consecutive frames *within its test set* (the set sizes stay as designed; ColonDB and
+  ClinicDB are video), 95 % percentile interval of the image-weighted mean. It measures the
   uncertainty from *which test images* were scored, given these seeds; it needs the per-run
-  records with each image's Dice (``docs/results/lab_runs/``).
-- :func:`interval_table` and :func:`reading`: a Markdown table and a short generated reading
-  (which rows beat the student alone where the interval excludes 0), so no number about the
-  runs is typed by hand.
+  records with each image's Dice.
+- :func:`interval_table` and :func:`reading`: a Markdown table (intervals with raw and Holm
+  p) and a short generated reading (the verdict of each row on each set), so no number about
+  the runs is typed by hand.
 - :func:`sweep_reading` (``docs/results/budget_sweep.json``): per method, its Δ at each
-  student budget and whether its sign changes as the student trains longer;
+  student budget with its verdict, and the paired trend test of whether the effect changes as
+  the student trains longer;
   :func:`teacher_strength_reading`: the same sweep from a weaker teacher
   (``docs/results/budget_sweep_lab_teacher.json``), paired seed by seed.
 - :func:`mechanism_reading` (``docs/results/sgm_mechanism.json``): per change to L_SGM, its
   Δ against + L_SGM and against the student alone, and which property causes the harm.
 
-Works on the summary schema written since 2026-12-01 (rows → ``runs`` and ``delta_vs_alone``
-→ test set → ``per_seed``); the fields added later (``records``, ``rerun``) are optional.
+Every verdict follows the **Holm-adjusted** p within its family (:mod:`kdas_lite.lab_stats`):
+:func:`lab_tests` (the lab: every row but the teacher × every test set and all images),
+:func:`mechanism_tests` (+ L_SGM and the interventions vs the student alone on every set, the
+interventions vs + L_SGM on Kvasir and all images), :func:`sweep_tests` (one sweep: row ×
+budget × Kvasir / all images), :func:`trend_tests` (one sweep's trends: ``Δ(largest budget) −
+Δ(smallest)`` per row and set, paired by seed) and :func:`teacher_tests` (stronger − weaker
+teacher, row × budget × set). "All images" (``"avg"``) is the mean over the distinct test
+images (562: CVC-300 is CVC-ColonDB frames 149–208, counted once; ``n_distinct_images``).
+
+Summary schema (``docs/results/*.json``, written by the experiments through
+:func:`annotate_lab`, :func:`annotate_mechanism` and :func:`annotate_sweep`). Per row and test
+set — ``rows[row]["delta_vs_alone"][set]`` (lab, mechanism), ``rows[row]["delta_vs_sgm"][set]``
+(mechanism), ``budgets[epochs][row]["delta_vs_alone"][set]`` (sweep), ``trends[row][set]``
+(sweep) and ``teacher_comparison[row][epochs][set]`` (sweep with ``--compare``) — a dict::
+
+    {"per_seed": {"0": Δ, ...},          # absent in teacher_comparison (see the mDice)
+     "n": 3, "mean": Δ̄, "ci95_t": [lo, hi],          # 95 % Student-t interval over seeds
+     "p": 0.012,                                      # raw two-sided paired-t p
+     "p_holm": 0.37, "family": "mechanism", "family_size": 38,   # Holm within the family
+     "p_equivalence": 0.4, "p_equivalence_holm": 1.0, "margin": 0.02,   # TOST at ±margin
+     "smallest_detectable_effect": 0.09,              # 80 % power at α/family_size
+     "verdict": "above" | "below" | "equivalent within ±0.020"
+                | "no measurable difference (smallest detectable effect 0.090)"}
+
+and per summary: ``n_distinct_images`` (562), ``family`` (its name), ``provenance``
+(``teacher_sha256``, ``environment`` — torch, Python, CPU, the numeric libraries — and
+``status``: "recorded", or "unknown" with ``environment_evidence``) and ``teacher_overlap``
+(``shared_per_seed``: how many of each seed's training images the teacher trained on).
+Readers of older summaries: every field above but ``per_seed`` is recomputed by the functions
+here from ``per_seed``, so they need not be present.
 
 Example::
 
