@@ -60,23 +60,28 @@ import torch
 from lab_experiment import save_json
 from real_lab import (
     ROWS,
+    check_pairing,
     compact,
     mdice,
+    n_distinct,
     replace_block,
     run_config,
     run_done,
     run_one,
     teacher_checkpoint,
+    teacher_overlap,
 )
 
 from kdas_lite.data import TEST_SETS, find_layout, find_shared_data
 from kdas_lite.data.io import file_sha256
 from kdas_lite.lab_results import (
-    sweep_intervals,
+    annotate_sweep,
     sweep_reading,
+    sweep_tests,
     t_interval,
     teacher_strength_reading,
 )
+from kdas_lite.lab_stats import distinct_sets
 from kdas_lite.viz import budget_sweep_figure
 
 SWEEP_ROWS = ["alone", "kdas", "sgm", "cwd"]
@@ -182,8 +187,24 @@ def markdown(doc: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     if doc["partial"]:
         lines += [f"**PARTIAL**: {len(doc['missing'])} run(s) not done yet: "
                   f"{', '.join(doc['missing'])}. Run the same command again to continue.", ""]
-    lines += ["| epochs | row | seeds | mDice Kvasir | mDice all images | Δ Kvasir [95 % t] | "
-              "Δ all images [95 % t] |", "|---:|---|---:|---:|---:|---:|---:|"]
+    prov = doc.get("provenance") or {}
+    lines += [f"Provenance ({prov.get('status', 'unknown')}): teacher checksum "
+              + (f"`{prov['teacher_sha256'][:12]}…`" if prov.get("teacher_sha256") else
+                 "**unknown**") + "; environment " + (
+                  "; ".join(f"{k} {v}" for k, v in prov["environment"].items())
+                  if prov.get("environment") else "**unknown** ("
+                  + prov.get("environment_evidence", "library versions not recorded") + ")")
+              + ".", ""]
+    overlap = doc.get("teacher_overlap")
+    if overlap:
+        lines += [f"Training images each seed's students share with the teacher's "
+                  f"{overlap['teacher_train_images']}: " + ", ".join(
+                      f"seed {k} {v} of {overlap['student_train_images']}"
+                      for k, v in overlap["shared_per_seed"].items()) + ".", ""]
+    tests = sweep_tests(doc)
+    lines += ["| epochs | row | seeds | mDice Kvasir | mDice all distinct images | "
+              "Δ Kvasir [95 % t] (p, Holm) | Δ all distinct images [95 % t] (p, Holm) |",
+              "|---:|---|---:|---:|---:|---:|---:|"]
     for epochs, rows in sorted(doc["budgets"].items(), key=lambda item: int(item[0])):
         for row in SWEEP_ROWS:
             if row not in rows:
@@ -191,14 +212,14 @@ def markdown(doc: dict[str, Any], other: dict[str, Any] | None = None) -> str:
             entry = rows[row]
             cells = [f"{statistics.fmean(entry['mDice'][s].values()):.3f}" for s in SETS]
             for s in SETS:
-                interval = sweep_intervals(doc, row, s).get(int(epochs))
-                cells.append("—" if interval is None else interval.format())
+                test = tests.get((row, int(epochs), s))
+                cells.append("—" if test is None else f"{test.format()} ({test.format_p()})")
             lines.append(f"| {epochs} | {doc['labels'][row]} | {len(entry['seeds'])} | "
                          + " | ".join(cells) + " |")
     if doc.get("all_images"):
-        lines += ["", f"*All images*: {doc['all_images']}."]
-    lines += ["", "Generated reading (`kdas_lite.lab_results.sweep_reading`; a sign counts only "
-              "where the 95 % t-interval over seeds excludes 0):", "", sweep_reading(doc)]
+        lines += ["", f"*All distinct images*: {doc['all_images']}."]
+    lines += ["", "Generated reading (`kdas_lite.lab_results.sweep_reading`; verdicts follow "
+              "the Holm-adjusted p within this sweep):", "", sweep_reading(doc)]
     if other is not None:
         lines += ["", f"Against the same sweep from another teacher (`{doc['compared_with']}`; "
                   "`kdas_lite.lab_results.teacher_strength_reading`):", "",
@@ -206,18 +227,34 @@ def markdown(doc: dict[str, Any], other: dict[str, Any] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sweep_records(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The sweep's teacher record and every run record of its budgets, rows and seeds."""
+    paths = [args.records / "teacher.json"] + [
+        sweep_record_path(args, e, r, s) for e in args.budgets for s in args.seeds
+        for r in SWEEP_ROWS]
+    return [json.loads(p.read_text(encoding="utf-8")) for p in paths if p.exists()]
+
+
 def write(args: argparse.Namespace, missing: list[str]) -> dict[str, Any]:
     budgets = summary(args)
     teacher = teacher_check(args, budgets)
+    records = sweep_records(args)
+    data_root = find_shared_data()
     doc = {"question": "does each method's sign change as the student gets stronger?",
            "command": args.command, "labels": LABELS, "budgets": budgets,
            "teacher_check": teacher,
            "seeds": args.seeds, "partial": bool(missing), "missing": missing,
-           "data_root": "shared/data", "all_images": args.all_images}
+           "data_root": "shared/data", "all_images": args.all_images,
+           "n_distinct_images": getattr(args, "n_distinct", None),
+           "family": f"sweep ({args.block})",
+           "provenance": check_pairing(records, str(args.records)),
+           "teacher_overlap": None if data_root is None or not hasattr(args, "out") else
+           teacher_overlap(lab_args(args, None), data_root, records)}
     other = None
     if args.compare is not None:
         doc["compared_with"] = args.compare.as_posix()
         other = json.loads(args.compare.read_text(encoding="utf-8"))
+    annotate_sweep(doc, other)
     save_json(args.json, doc)
     if args.docs is not None:
         replace_block(args.docs, markdown(doc, other), *markers(args.block))
@@ -268,9 +305,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("budget_sweep.py: error: no real PraNet data: set KDAS_DATA to its root")
     layout = find_layout(data_root)
     tests = [layout.status[name] for name in TEST_SETS if name in layout.status]
-    args.all_images = (f"the {sum(s.pairs for s in tests)} test images of "
-                       + ", ".join(s.label for s in tests)
-                       + ", pooled (\"avg\" in the JSON)")
+    distinct = distinct_sets([s.name for s in tests])
+    args.n_distinct = n_distinct(layout)
+    args.all_images = (f"the {args.n_distinct} distinct test images of "
+                       + ", ".join(s.label for s in tests if s.name in distinct)
+                       + ", pooled (\"avg\" in the JSON); CVC-300 (inferred) is CVC-ColonDB "
+                       "frames 149–208, counted once")
     plan = [(e, seed, row) for e in args.budgets for seed in args.seeds for row in SWEEP_ROWS]
     teacher_lab = lab_args(args, None)
     teacher = teacher_checkpoint(teacher_lab)

@@ -337,6 +337,32 @@ NUMERIC_LIBRARIES = ("albumentations", "opencv-python-headless", "timm", "numpy"
                      "pillow")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor elsewhere): its
+    vector kernels can change float results, so two runs reproduce only on the same kind."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, str]:
+    """What a record names so that two runs can be shown to share an environment: torch,
+    Python, the CPU (model and the vector instructions torch uses) and the versions of
+    :data:`NUMERIC_LIBRARIES` (those installed)."""
+    versions = {"torch": torch.__version__, "python": platform.python_version(),
+                "cpu": f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()})"}
+    for name in NUMERIC_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
 def machine() -> str:
     """The device, torch and Python, and the versions of :data:`NUMERIC_LIBRARIES`."""
     device = resolve_device("auto")

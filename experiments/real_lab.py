@@ -75,7 +75,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lab_experiment import Row, floor_scores, machine, save_json, spread
+from lab_experiment import Row, environment, floor_scores, machine, save_json, spread
 
 from kdas_lite.config import TrainConfig, encoder_pair, get_preset
 from kdas_lite.data import TEST_SETS, find_layout, find_shared_data
@@ -83,14 +83,20 @@ from kdas_lite.data.io import file_sha256
 from kdas_lite.evaluate import evaluate
 from kdas_lite.gradients import equalizing_weight
 from kdas_lite.lab_results import (
+    BLOCK,
+    all_images_label,
+    annotate_lab,
+    annotate_mechanism,
     bootstrap_all_images,
     interval_table,
     mechanism_reading,
     reading,
     t_interval,
 )
+from kdas_lite.lab_stats import distinct_mean, distinct_sets
 from kdas_lite.runs import load_trained
 from kdas_lite.train import build_dataloaders, build_model, distill, make_objective, train_teacher
+from kdas_lite.training_data import training_split
 
 ALPHA = 0.3  # the paper's α: every distilled row's, unless the row's name gives another
 
@@ -216,6 +222,8 @@ def run_one(args: argparse.Namespace, data_root: Path, row: str, seed: int,
         "table": table.to_dict(), "average": table.average(), "config": config.to_dict(),
         "image_dice": table.image_dice,
         "history": result.history,
+        "environment": environment(),
+        "image_ids": training_split(config),
     }
     save_json(args.out / "results" / f"{run_name(row, seed)}.json", record)
     save_compact(args, record)
@@ -251,6 +259,8 @@ def compact(record: dict[str, Any], out: Path) -> dict[str, Any]:
         "table": record["table"], "average": record["average"],
         "config": portable_config(record["config"], out),
         "history": record["history"],
+        "environment": record.get("environment"),
+        "image_ids": record.get("image_ids"),
         "image_dice": {name: [round(d[stem], 5) for stem in sorted(d)]
                        for name, d in record.get("image_dice", {}).items()},
     }
@@ -336,10 +346,112 @@ def load_compact(records: Path) -> list[dict[str, Any]]:
 # Statistics and reports (pure: records in, numbers and text out)
 # ---------------------------------------------------------------------------------------------
 def mdice(record: dict[str, Any], test_set: str) -> float:
-    """mDice of one run on one test set, or its image-weighted average for ``"avg"``."""
+    """mDice of one run on one test set, or for ``"avg"`` its mean over the distinct test
+    images (:func:`kdas_lite.lab_stats.distinct_mean`: CVC-300 is ColonDB frames 149–208,
+    counted once)."""
+    sets = record["table"]["datasets"]
     if test_set == "avg":
-        return record["average"]["meanDic"]
-    return record["table"]["datasets"][test_set]["meanDic"]
+        return distinct_mean({s: d["meanDic"] for s, d in sets.items()},
+                             {s: d["n_images"] for s, d in sets.items()})
+    return sets[test_set]["meanDic"]
+
+
+def n_distinct(layout: Any) -> int:
+    """How many distinct test images the layout's sets hold (a duplicate set counted once)."""
+    return sum(layout.status[s].pairs for s in distinct_sets(
+        [s for s in TEST_SETS if s in layout.status]))
+
+
+def distinct_avg(entry: dict[str, Any], sizes: dict[str, int]) -> None:
+    """Rewrite a summary row's ``"avg"`` (its runs' mDice and its per-seed Δ) as the mean over
+    the distinct images, from its per-set values (the mean is linear in them), for summaries
+    written before "all images" meant the distinct ones."""
+    if not sizes:
+        return
+    for run in entry.get("runs", []):
+        if all(s in run["mDice"] for s in sizes):
+            run["mDice"]["avg"] = distinct_mean({s: run["mDice"][s] for s in sizes}, sizes)
+    deltas = entry.get("delta_vs_alone", {})
+    if deltas and all(s in deltas for s in sizes):
+        seeds = deltas[next(iter(sizes))]["per_seed"]
+        per_seed = {k: distinct_mean({s: deltas[s]["per_seed"][k] for s in sizes}, sizes)
+                    for k in seeds}
+        values = list(per_seed.values())
+        deltas["avg"] = {"per_seed": per_seed, "mean": statistics.fmean(values),
+                         "std": statistics.stdev(values) if len(values) > 1 else None}
+
+
+def teacher_overlap(args: argparse.Namespace, data_root: Path, records: list[dict[str, Any]]
+                    ) -> dict[str, Any] | None:
+    """How many of each seed's student training images the teacher trained on: the teacher's
+    ids from its record, else from this command's teacher settings
+    (:func:`kdas_lite.training_data.training_split`, the code that chose them); the
+    students' from their records. None when no student record names its images."""
+    if not any(r.get("image_ids") for r in records if r.get("row") != "teacher"):
+        return None
+    teacher = next((r for r in records if r["row"] == "teacher"), None)
+    ids = (teacher or {}).get("image_ids") or training_split(
+        run_config(args, data_root, "teacher", args.teacher_seed))
+    shared, sizes = {}, set()
+    for r in records:
+        if r["row"] != "teacher" and r.get("image_ids"):
+            shared[str(r["seed"])] = len(set(ids["train"]) & set(r["image_ids"]["train"]))
+            sizes.add(len(r["image_ids"]["train"]))
+    if not shared:
+        return None
+    return {"teacher_train_images": len(ids["train"]),
+            "teacher_ids_from": "its record" if teacher and teacher.get("image_ids")
+            else "the teacher settings of this command",
+            "student_train_images": max(sizes),
+            "shared_per_seed": dict(sorted(shared.items(), key=lambda kv: int(kv[0])))}
+
+
+def provenance_lines(doc: dict[str, Any]) -> list[str]:
+    """The block's provenance paragraph: teacher checksum, environment, image overlap."""
+    prov = doc.get("provenance") or {}
+    env = prov.get("environment")
+    lines = [f"Provenance ({prov.get('status', 'unknown')}): teacher checksum "
+             + (f"`{prov['teacher_sha256'][:12]}…`" if prov.get("teacher_sha256") else
+                "**unknown** (not recorded)") + "; environment "
+             + ("; ".join(f"{k} {v}" for k, v in env.items()) if env else
+                "**unknown** (" + prov.get("environment_evidence",
+                                          "library versions not recorded") + ")") + "."]
+    overlap = doc.get("teacher_overlap")
+    if overlap:
+        lines.append(f"Training images each seed's students share with the teacher's "
+                     f"{overlap['teacher_train_images']} ({overlap['teacher_ids_from']}): "
+                     + ", ".join(f"seed {k} {v} of {overlap['student_train_images']}"
+                                 for k, v in overlap["shared_per_seed"].items())
+                     + " (teacher familiarity varies with the seed).")
+    return lines
+
+
+def check_pairing(records: list[dict[str, Any]], where: str) -> dict[str, Any]:
+    """Stop when ``records`` (one summary's) come from different teachers or environments;
+    return the summary's provenance: the teacher's checksum and the environment they share,
+    or ``"unknown"`` where no record names it (earlier runs)."""
+    teachers = {r.get("teacher_sha256") for r in records
+                if r.get("row") in ROWS and ROWS[r["row"]].kind == "distill"}
+    envs = {json.dumps(r.get("environment"), sort_keys=True) for r in records}
+    if len(teachers) > 1:
+        sys.exit(f"{where}: its distilled records name {len(teachers)} teachers "
+                 f"({', '.join(str(t)[:12] for t in teachers)}): a summary pairs runs of one "
+                 "teacher only; give each teacher its own --records folder")
+    if len(envs) > 1:
+        sys.exit(f"{where}: its records name {len(envs)} environments: a summary pairs runs "
+                 "of one environment only; re-run the others or give them their own --records")
+    teacher, env = next(iter(teachers), None), json.loads(next(iter(envs), "null"))
+    own = {r.get("teacher_sha256") for r in records if r.get("row") == "teacher"} - {None}
+    if teacher and own and own != {teacher}:
+        sys.exit(f"{where}: its teacher record's checksum differs from the one its distilled "
+                 "records name: they were not distilled from this teacher")
+    teacher = teacher or next(iter(own), None)  # no distilled run yet: the teacher's own
+    evidence = sorted({r["environment_evidence"] for r in records
+                       if r.get("environment_evidence")})
+    return {"teacher_sha256": teacher, "environment": env,
+            "status": "recorded" if env is not None and (teacher or not teachers)
+            else "unknown", **({"environment_evidence": "; ".join(evidence)} if evidence
+                               else {})}
 
 
 def paired_deltas(records: list[dict[str, Any]], row: str, test_set: str
@@ -390,7 +502,8 @@ def markdown_tables(stats: dict[str, Any], labels: dict[str, str]) -> str:
     """The results tables: mDice per test set (mean ± std over seeds), the paired differences
     against the student alone, and the per-seed average and Kvasir differences."""
     sets, rows = stats["test_sets"], stats["rows"]
-    heads = ["avg (all images)" if s == "avg" else labels.get(s, s) for s in sets]
+    heads = [labels.get("avg", "all distinct images") if s == "avg" else labels.get(s, s)
+             for s in sets]
     seeds = sorted({run["seed"] for row in rows.values() for run in row["runs"]
                     if run["seed"] is not None})
     lines = ["mDice, mean ± std over the student seeds (the teacher: one model):", "",
@@ -408,7 +521,7 @@ def markdown_tables(stats: dict[str, Any], labels: dict[str, str]) -> str:
                 if s in row["delta_vs_alone"] else "—" for s in sets) + " |")
     if not seeds:
         return "\n".join(lines)
-    lines += ["", "The same differences seed by seed (Kvasir; average over all test images):",
+    lines += ["", "The same differences seed by seed (Kvasir; over the distinct test images):",
               "", "| row | " + " | ".join(f"Kvasir s{s}" for s in seeds) + " | "
               + " | ".join(f"avg s{s}" for s in seeds) + " |",
               "|---|" + "---:|" * (2 * len(seeds))]
@@ -431,6 +544,7 @@ def write_outputs(args: argparse.Namespace, data_root: Path, records: list[dict[
     the ``sgm-mechanism`` block); return the Markdown."""
     layout = find_layout(data_root)
     labels = {name: status.label for name, status in layout.status.items()}
+    labels["avg"] = f"all {n_distinct(layout)} distinct images"
     compute_s = sum(r["train_s"] + r["eval_s"] for r in records)
     head = [f"command: `{args.command}`", "", f"machine: {machine_of_runs(args)}", "",
             f"data: `{DATA_LABEL}` — {layout.describe().split(' ', 1)[1]}", "",
@@ -440,8 +554,13 @@ def write_outputs(args: argparse.Namespace, data_root: Path, records: list[dict[
         head += [f"**PARTIAL**: {len(missing)} run(s) of this command not done yet: "
                  f"{', '.join(missing)}. Run the same command again to continue.", ""]
     if args.mechanism:
-        return write_mechanism(args, records, missing, head, labels)
+        return write_mechanism(args, data_root, records, missing, head, labels)
+    provenance = check_pairing(records, str(args.records))
+    overlap = teacher_overlap(args, data_root, records)
     lab = lab_summary(args, layout, labels, summary(records), floor, missing, compute_s)
+    lab.update(provenance=provenance, teacher_overlap=overlap,
+               family="lab" if provenance["status"] == "recorded" else "lab (earlier runs)")
+    annotate_lab(lab)
     lab_text = "\n".join(head) + lab_markdown(args, lab, labels, floor, layout)
     (args.out / "results.md").write_text(lab_text, encoding="utf-8")
     if args.dry_run:
@@ -449,17 +568,23 @@ def write_outputs(args: argparse.Namespace, data_root: Path, records: list[dict[
     lab.pop("_path", None)
     save_json(args.json, lab)
     if args.docs is not None:
-        replace_block(args.docs, lab_text)
+        replace_block(args.docs, lab_text, f"<!-- {args.block}: begin (written by "
+                      "experiments/real_lab.py) -->", f"<!-- {args.block}: end -->")
     return lab_text
 
 
-def write_mechanism(args: argparse.Namespace, records: list[dict[str, Any]],
+def write_mechanism(args: argparse.Namespace, data_root: Path, records: list[dict[str, Any]],
                     missing: list[str], head: list[str], labels: dict[str, str]) -> str:
     """The ``--mechanism`` outputs: ``<out>/mechanism.md``, ``--mechanism-json`` (what
     ``experiments/sgm_map_stats.py`` added to it is kept) and the ``sgm-mechanism`` block."""
     teacher = next((r for r in records if r["row"] == "teacher"), None)
     mech = summary([r for r in records if r["row"] != "teacher"])
-    text = "\n".join(head) + mechanism_markdown(args, mech, labels)
+    mech.update(provenance=check_pairing(records, str(args.records)),
+                teacher_overlap=teacher_overlap(args, data_root, records), family="mechanism",
+                n_distinct_images=n_distinct(find_layout(data_root)))
+    annotate_mechanism(mech)
+    text = "\n".join(head) + "\n".join(provenance_lines(mech)) + "\n\n" + \
+        mechanism_markdown(args, mech, labels)
     (args.out / "mechanism.md").write_text(text, encoding="utf-8")
     if args.dry_run:
         return text
@@ -503,8 +628,14 @@ def relative_records(args: argparse.Namespace, json_path: Path) -> str:
 
 
 def equal_grad_weights(args: argparse.Namespace) -> dict[str, float]:
-    return {path.stem[4:]: json.loads(path.read_text(encoding="utf-8"))["sgm_weight"]
-            for path in sorted((args.out / "equal_grad").glob("seed*.json"))}
+    """Seed → the ``sgm-equal-grad`` weight: measured under ``--out``, else (a report from
+    another folder) as the mechanism summary recorded it."""
+    found = {path.stem[4:]: json.loads(path.read_text(encoding="utf-8"))["sgm_weight"]
+             for path in sorted((args.out / "equal_grad").glob("seed*.json"))}
+    if not found and args.mechanism_json.exists():
+        found = json.loads(args.mechanism_json.read_text(encoding="utf-8")).get(
+            "equal_grad_weights", {})
+    return found
 
 
 def lab_summary(args: argparse.Namespace, layout: Any, labels: dict[str, str],
@@ -530,6 +661,13 @@ def lab_summary(args: argparse.Namespace, layout: Any, labels: dict[str, str],
                          **({} if old.get("rerun") else {"note": EARLIER_NOTE}),
                          "runs": [{**run, "config": portable_config(run["config"], args.out)}
                                   for run in old["runs"]]}
+    sizes = {s: layout.status[s].pairs for s in distinct_sets(
+        [s for s in TEST_SETS if s in layout.status])}
+    for entry in rows.values():  # kept rows: "avg" over the distinct images, from their sets
+        if not entry["rerun"]:
+            distinct_avg(entry, sizes)
+        if entry.get("earlier"):
+            distinct_avg(entry["earlier"], sizes)
     for entry in rows.values():  # t-intervals for the kept rows too
         for delta in entry.get("delta_vs_alone", {}).values():
             interval = t_interval(list(delta["per_seed"].values()))
@@ -545,13 +683,19 @@ def lab_summary(args: argparse.Namespace, layout: Any, labels: dict[str, str],
                               "pairs": layout.status[s].pairs,
                               "expected": layout.status[s].expected} for s in sets},
         "floor_mDice": {s: floor[s][0] for s in sets if s in floor},
+        "n_distinct_images": n_distinct(layout),
+        "all_images": f"the {n_distinct(layout)} distinct test images: "
+                      + ", ".join(labels.get(s, s) for s in sizes) + "; CVC-300 (inferred) is "
+                      "CVC-ColonDB frames 149–208, counted once (its own column keeps its label)",
         "test_sets": [*sets, "avg"], "rows": rows, "_path": str(args.json)}
     for row, entry in rows.items():
         if entry["rerun"] and row not in ("alone", "teacher"):
             boot = bootstrap_all_images(lab, row, args.records)
             entry["bootstrap_avg"] = None if boot is None else {
                 "mean": boot.mean, "ci95": [boot.lo, boot.hi], "n_images": boot.n,
-                "method": "paired, images resampled within each test set, 4000 resamples, "
+                "method": f"paired block bootstrap: circular blocks of {BLOCK} consecutive "
+                          "frames (file-number order) resampled within each test set, the "
+                          "distinct images only (CVC-300 = ColonDB frames), 4000 resamples, "
                           "Δ per image averaged over the seeds both rows have"}
     return lab
 
@@ -564,8 +708,17 @@ def lab_markdown(args: argparse.Namespace, lab: dict[str, Any], labels: dict[str
     stats = {"test_sets": lab["test_sets"], "rows": {r: lab["rows"][r] for r in order}}
     rerun = [lab["rows"][r]["label"] for r in order if lab["rows"][r]["rerun"]]
     kept = [lab["rows"][r]["label"] for r in order if not lab["rows"][r]["rerun"]]
-    lines = [f"Rows run by this command (their records in `docs/results/{lab['records']}`): "
-             + "; ".join(rerun) + ".", ""]
+    lines = [""]
+    if (lab.get("provenance") or {}).get("status") != "recorded":
+        lines += ["**EARLIER RUNS** (labelled so wherever they are read): their records name "
+                  "no teacher checksum and no library versions, so their pairing with any "
+                  "other part of the lab cannot be proved; each comparison below is paired "
+                  "within its own day only.", ""]
+    lines += [*provenance_lines(lab), ""]
+    lines += [f"Rows run by this command (their records in `docs/results/{lab['records']}`): "
+              + "; ".join(rerun) + ".", ""]
+    if lab.get("all_images"):
+        lines += [f"*{all_images_label(lab).capitalize()}*: {lab['all_images']}.", ""]
     if kept:
         lines += ["Rows kept from the runs of 2026-12-01 (3 seeds, records lost, summary "
                   "only; their Δ is against that day's student alone): " + "; ".join(kept)
@@ -578,12 +731,13 @@ def lab_markdown(args: argparse.Namespace, lab: dict[str, Any], labels: dict[str
                   "rows do): " + "; ".join(repeats) + "."]
     lines += ["", "Paired Δ against the student alone with 95 % intervals: per test set "
               "`mean [lo, hi]` from the t distribution over the seeds (n − 1 degrees of "
-              "freedom; the seeds column gives n); last column: a paired bootstrap over the "
-              "test images of the all-images Δ (images resampled within each test set, "
-              "given these seeds; re-run rows only):", "",
+              "freedom; the seeds column gives n), under it the paired t-test's raw p and its "
+              "Holm-adjusted p within this table's family (every row and set); last column: "
+              f"a paired block bootstrap over the distinct test images of the all-images Δ "
+              f"(blocks of {BLOCK} consecutive frames resampled within each test set, given "
+              "these seeds; rows with per-image records only):", "",
               interval_table(lab, [r for r in order if r != "teacher"], args.records),
-              "", "Generated reading (`kdas_lite.lab_results.reading`; a row is above or below "
-              "the student alone on a set only where its 95 % t-interval excludes 0):", "",
+              "", "Generated reading (`kdas_lite.lab_results.reading`):", "",
               reading(lab, [r for r in order if r != "teacher"], args.records)]
     sets = [s for s in lab["test_sets"] if s in floor]
     lines += ["", "*Floor* (the trivial map \"every pixel is polyp\"): " + ", ".join(
@@ -683,6 +837,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=Path("docs/results/sgm_mechanism.json"))
     parser.add_argument("--records", type=Path, default=Path("docs/results/lab_runs"),
                         help="folder of the compact per-run records (committed)")
+    parser.add_argument("--block", default="real-lab",
+                        help="name of the <!-- NAME: begin … --> section of --docs that gets "
+                        "the lab's tables (real-lab-rerun: the re-run of 2026-12-03)")
     parser.add_argument("--docs", type=Path, default=Path("docs/RESULTS.md"),
                         help="Markdown file whose real-lab / sgm-mechanism blocks get the tables")
     parser.add_argument("--report-only", action="store_true",

@@ -8,24 +8,54 @@ all test images (``"avg"``). This module turns those into statements a course ca
 - :func:`paired_intervals`: per test set, the mean Δ over the n seeds with its 95 % Student-t
   interval ``mean ± t_{0.975, n−1} · sd / √n`` (the seeds are the replicates; the interval
   says how much the mean would move with other seeds of the same design).
-- :func:`bootstrap_all_images`: for the all-images column, a paired bootstrap over the test
-  images: each image's Δ (its Dice in the row minus in the student alone, averaged over the
-  seeds both have) is resampled with replacement *within its test set* (the set sizes stay
-  as designed), 95 % percentile interval of the image-weighted mean. It measures the
+- :func:`bootstrap_all_images`: for the all-images column, a paired block bootstrap over the
+  distinct test images: each image's Δ (its Dice in the row minus in the student alone,
+  averaged over the seeds both have) is resampled in circular blocks of :data:`BLOCK`
+  consecutive frames *within its test set* (the set sizes stay as designed; ColonDB and
+  ClinicDB are video), 95 % percentile interval of the image-weighted mean. It measures the
   uncertainty from *which test images* were scored, given these seeds; it needs the per-run
-  records with each image's Dice (``docs/results/lab_runs/``).
-- :func:`interval_table` and :func:`reading`: a Markdown table and a short generated reading
-  (which rows beat the student alone where the interval excludes 0), so no number about the
-  runs is typed by hand.
+  records with each image's Dice.
+- :func:`interval_table` and :func:`reading`: a Markdown table (intervals with raw and Holm
+  p) and a short generated reading (the verdict of each row on each set), so no number about
+  the runs is typed by hand.
 - :func:`sweep_reading` (``docs/results/budget_sweep.json``): per method, its Δ at each
-  student budget and whether its sign changes as the student trains longer;
+  student budget with its verdict, and the paired trend test of whether the effect changes as
+  the student trains longer;
   :func:`teacher_strength_reading`: the same sweep from a weaker teacher
   (``docs/results/budget_sweep_lab_teacher.json``), paired seed by seed.
 - :func:`mechanism_reading` (``docs/results/sgm_mechanism.json``): per change to L_SGM, its
   Δ against + L_SGM and against the student alone, and which property causes the harm.
 
-Works on the summary schema written since 2026-12-01 (rows → ``runs`` and ``delta_vs_alone``
-→ test set → ``per_seed``); the fields added later (``records``, ``rerun``) are optional.
+Every verdict follows the **Holm-adjusted** p within its family (:mod:`kdas_lite.lab_stats`):
+:func:`lab_tests` (the lab: every row but the teacher × every test set and all images),
+:func:`mechanism_tests` (+ L_SGM and the interventions vs the student alone on every set, the
+interventions vs + L_SGM on Kvasir and all images), :func:`sweep_tests` (one sweep: row ×
+budget × Kvasir / all images), :func:`trend_tests` (one sweep's trends: ``Δ(largest budget) −
+Δ(smallest)`` per row and set, paired by seed) and :func:`teacher_tests` (stronger − weaker
+teacher, row × budget × set). "All images" (``"avg"``) is the mean over the distinct test
+images (562: CVC-300 is CVC-ColonDB frames 149–208, counted once; ``n_distinct_images``).
+
+Summary schema (``docs/results/*.json``, written by the experiments through
+:func:`annotate_lab`, :func:`annotate_mechanism` and :func:`annotate_sweep`). Per row and test
+set — ``rows[row]["delta_vs_alone"][set]`` (lab, mechanism), ``rows[row]["delta_vs_sgm"][set]``
+(mechanism), ``budgets[epochs][row]["delta_vs_alone"][set]`` (sweep), ``trends[row][set]``
+(sweep) and ``teacher_comparison[row][epochs][set]`` (sweep with ``--compare``) — a dict::
+
+    {"per_seed": {"0": Δ, ...},          # absent in teacher_comparison (see the mDice)
+     "n": 3, "mean": Δ̄, "ci95_t": [lo, hi],          # 95 % Student-t interval over seeds
+     "p": 0.012,                                      # raw two-sided paired-t p
+     "p_holm": 0.37, "family": "mechanism", "family_size": 38,   # Holm within the family
+     "p_equivalence": 0.4, "p_equivalence_holm": 1.0, "margin": 0.02,   # TOST at ±margin
+     "smallest_detectable_effect": 0.09,              # 80 % power at α/family_size
+     "verdict": "above" | "below" | "equivalent within ±0.020"
+                | "no measurable difference (smallest detectable effect 0.090)"}
+
+and per summary: ``n_distinct_images`` (562), ``family`` (its name), ``provenance``
+(``teacher_sha256``, ``environment`` — torch, Python, CPU, the numeric libraries — and
+``status``: "recorded", or "unknown" with ``environment_evidence``) and ``teacher_overlap``
+(``shared_per_seed``: how many of each seed's training images the teacher trained on).
+Readers of older summaries: every field above but ``per_seed`` is recomputed by the functions
+here from ``per_seed``, so they need not be present.
 
 Example::
 
@@ -46,11 +76,35 @@ from typing import Any
 
 import numpy as np
 
+from kdas_lite.lab_families import (
+    SGM_PROPERTIES,
+    annotate_lab,
+    annotate_mechanism,
+    annotate_sweep,
+    compared_rows,
+    lab_tests,
+    mechanism_tests,
+    per_seed_against,
+    sweep_rows,
+    sweep_tests,
+    teacher_tests,
+    teacher_values,
+    trend_per_seed,
+    trend_tests,
+)
+from kdas_lite.lab_stats import PairedTest, block_bootstrap, distinct_sets, frame_order
+
 __all__ = [
+    "BLOCK",
     "SGM_PROPERTIES",
     "Interval",
+    "all_images_label",
+    "annotate_lab",
+    "annotate_mechanism",
+    "annotate_sweep",
     "bootstrap_all_images",
     "interval_table",
+    "lab_tests",
     "load_lab",
     "load_mechanism",
     "load_records",
@@ -58,6 +112,7 @@ __all__ = [
     "mechanism_conclusion",
     "mechanism_effect",
     "mechanism_reading",
+    "mechanism_tests",
     "paired_against",
     "paired_intervals",
     "reading",
@@ -68,11 +123,15 @@ __all__ = [
     "sweep_intervals",
     "sweep_reading",
     "sweep_rows",
+    "sweep_tests",
     "t_interval",
     "t_quantile",
     "takeaway",
     "teacher_effect",
     "teacher_strength_reading",
+    "teacher_tests",
+    "trend_per_seed",
+    "trend_tests",
 ]
 
 # Two-sided 95 % Student-t quantiles t_{0.975, df} (the usual table; df > 30 interpolates
@@ -82,6 +141,9 @@ _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
          16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074,
          23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045,
          30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+
+
+BLOCK = 25  # frames per block of the image bootstrap (ColonDB, ClinicDB are video frames)
 
 
 @dataclass(frozen=True)
@@ -192,14 +254,19 @@ def paired_intervals(lab: dict[str, Any], row: str) -> dict[str, Interval]:
 
 def bootstrap_all_images(lab: dict[str, Any], row: str, records: str | os.PathLike[str] |
                          None = None, *, baseline: str = "alone", n_boot: int = 4000,
-                         seed: int = 0) -> Interval | None:
-    """Paired bootstrap over the test images of the all-images Δ of ``row`` vs ``baseline``.
+                         seed: int = 0, block: int = BLOCK) -> Interval | None:
+    """Paired block bootstrap over the distinct test images of the all-images Δ of ``row``
+    vs ``baseline``.
 
     Each image's Δ is its Dice in ``row`` minus its Dice in ``baseline``, averaged over the
-    seeds both rows have records for; the images are resampled with replacement within each
-    test set ``n_boot`` times; the interval is the 2.5 and 97.5 percentiles of the resampled
-    image-weighted means. None when the per-image records are missing (rows kept from runs
-    whose records were lost).
+    seeds both rows have records for; within each test set the images are put in frame order
+    (:func:`kdas_lite.lab_stats.frame_order`) and resampled in circular blocks of ``block``
+    consecutive frames (ColonDB and ClinicDB are video: neighbouring frames' Δ are
+    correlated), ``n_boot`` times; CVC-300 is left out of the pool (it is ColonDB frames
+    149–208, :data:`kdas_lite.lab_stats.DUPLICATE_OF`), so the pool is the 562 distinct
+    images; the interval is the 2.5 and 97.5 percentiles of the resampled image-weighted
+    means. None when the per-image records are missing (rows kept from runs whose records
+    were lost).
 
     Args:
         lab: :func:`load_lab`'s dict (its ``records`` field names the records folder).
@@ -207,6 +274,7 @@ def bootstrap_all_images(lab: dict[str, Any], row: str, records: str | os.PathLi
         records: the records folder, if not the one ``lab`` names.
         n_boot: resamples.
         seed: of the resampling.
+        block: frames per block (1: the image-by-image bootstrap).
     """
     folder = _records_dir(lab, records)
     if folder is None or not folder.is_dir():
@@ -215,25 +283,21 @@ def bootstrap_all_images(lab: dict[str, Any], row: str, records: str | os.PathLi
     seeds = sorted(set(runs) & set(base))
     if not seeds:
         return None
-    sets = [s for s in runs[seeds[0]]["image_dice"]]
+    order_file = folder / "test_images.json"
+    stems = json.loads(order_file.read_text(encoding="utf-8")) if order_file.exists() else {}
     per_set = []
-    for test_set in sets:
+    for test_set in distinct_sets(list(runs[seeds[0]]["image_dice"])):
         diffs = [np.asarray(runs[s]["image_dice"][test_set], dtype=float)
                  - np.asarray(base[s]["image_dice"][test_set], dtype=float) for s in seeds]
         if len({len(d) for d in diffs}) != 1:
             raise ValueError(f"{row} and {baseline} records hold different numbers of "
                              f"{test_set} images")
-        per_set.append(np.mean(diffs, axis=0))
-    total = sum(len(d) for d in per_set)
-    rng = np.random.default_rng(seed)
-    sums = np.zeros(n_boot)
-    for d in per_set:
-        idx = rng.integers(0, len(d), size=(n_boot, len(d)))
-        sums += d[idx].sum(axis=1)
-    boot = sums / total
-    mean = float(sum(d.sum() for d in per_set) / total)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return Interval(mean, float(lo), float(hi), total, "bootstrap over test images")
+        mean = np.mean(diffs, axis=0)
+        names = stems.get(test_set)
+        per_set.append(mean[frame_order(names)] if names and len(names) == len(mean) else mean)
+    mean, lo, hi = block_bootstrap(per_set, block=block, n_boot=n_boot, seed=seed)
+    return Interval(mean, lo, hi, sum(len(d) for d in per_set),
+                    f"block bootstrap over test images ({block} frames)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,8 +312,15 @@ def set_labels(lab: dict[str, Any]) -> dict[str, str]:
         else {}
     labels.setdefault("CVC-300", "CVC-300 (inferred)")
     labels.setdefault("ETIS-LaribPolypDB", "ETIS-LaribPolypDB (20/196)")
-    labels["avg"] = "all images"
+    labels["avg"] = all_images_label(lab)
     return labels
+
+
+def all_images_label(doc: dict[str, Any]) -> str:
+    """``all 562 distinct images`` (the summary's ``n_distinct_images``; CVC-300 counted once,
+    inside CVC-ColonDB), or ``all distinct images`` when the summary does not say."""
+    n = doc.get("n_distinct_images")
+    return f"all {n} distinct images" if n else "all distinct images"
 
 
 def _sets(lab: dict[str, Any]) -> list[str]:
@@ -258,69 +329,76 @@ def _sets(lab: dict[str, Any]) -> list[str]:
     return [s for s in names if s != "avg"] + ["avg"]
 
 
-def _compared_rows(lab: dict[str, Any], rows: Sequence[str] | None) -> list[str]:
-    return [r for r in (rows or lab["rows"]) if r in lab["rows"] and r != "alone"
-            and lab["rows"][r].get("delta_vs_alone")]
+def _test_words(tests: Sequence[tuple[str, PairedTest]]) -> str:
+    """``Kvasir Δ +0.041 [+0.030, +0.052] (p 0.0012, Holm 0.02)`` for each named test."""
+    return "; ".join(f"{name} Δ {t.format()} ({t.format_p()})" for name, t in tests)
 
 
 def interval_table(lab: dict[str, Any], rows: Sequence[str] | None = None,
                    records: str | os.PathLike[str] | None = None) -> str:
     """Markdown: per row, the seeds, and per test set the mean paired Δ against the student
-    alone with its 95 % t-interval over seeds; the last column is the bootstrap interval over
-    test images of the all-images Δ ("—" without per-image records)."""
+    alone with its 95 % t-interval over seeds and, under it, the raw and the Holm-adjusted p
+    (:func:`lab_tests`); the last column is the block bootstrap over the distinct test images
+    of the all-images Δ ("—" without per-image records)."""
     sets, labels = _sets(lab), set_labels(lab)
+    tests = lab_tests(lab)
     lines = ["| row | seeds | " + " | ".join(labels.get(s, s) for s in sets)
-             + " | all images, bootstrap over images |",
+             + f" | {labels['avg']}, block bootstrap over images |",
              "|---|---:|" + "---:|" * (len(sets) + 1)]
-    for row in _compared_rows(lab, rows):
+    for row in compared_rows(lab, rows):
         intervals = paired_intervals(lab, row)
         n = max((i.n for i in intervals.values()), default=0)
         boot = bootstrap_all_images(lab, row, records) if row != "teacher" else None
-        lines.append(f"| {lab['rows'][row]['label']} | {n} | " + " | ".join(
-            intervals[s].format() if s in intervals else "—" for s in sets)
-            + f" | {boot.format() if boot else '—'} |")
+        cells = [intervals[s].format() + (f"<br>{tests[(row, s)].format_p()}"
+                                          if (row, s) in tests else "")
+                 if s in intervals else "—" for s in sets]
+        lines.append(f"| {lab['rows'][row]['label']} | {n} | " + " | ".join(cells)
+                     + f" | {boot.format() if boot else '—'} |")
     return "\n".join(lines)
+
+
+def _family_note(tests: dict[Any, PairedTest]) -> str:
+    found = next((t for t in tests.values() if t.family), None)
+    if found is None:
+        return "no family"
+    return (f"Holm within the family \"{found.family}\" of {found.family_size} tests, "
+            f"equivalence margin ±{found.margin:.3f}")
 
 
 def reading(lab: dict[str, Any], rows: Sequence[str] | None = None,
             records: str | os.PathLike[str] | None = None) -> str:
-    """A short generated Markdown reading: for each row, where its 95 % interval against the
-    student alone lies above 0, below 0, or straddles 0, per test set and on all images."""
+    """A short generated Markdown reading: for each row its verdict against the student alone
+    per test set, from the Holm-adjusted p within the summary's family (:func:`lab_tests`):
+    above / below (adjusted p < 0.05), equivalent within the margin (adjusted equivalence
+    p < 0.05), or no measurable difference with the smallest detectable effect."""
     sets, labels = _sets(lab), set_labels(lab)
-    lines = []
-    for row in _compared_rows(lab, rows):
+    tests = lab_tests(lab)
+    lines = [f"Verdicts follow the adjusted p ({_family_note(tests)}). CVC-300 (inferred) is "
+             "CVC-ColonDB frames 149–208: the unseen sets are the ColonDB family (counted once) "
+             f"and ETIS (20/196); {labels['avg']} count CVC-300 once."]
+    for row in compared_rows(lab, rows):
         if row == "teacher":
             continue
-        intervals = paired_intervals(lab, row)
-        n = max((i.n for i in intervals.values()), default=0)
-        above = [labels.get(s, s) for s in sets if s in intervals and intervals[s].excludes_zero
-                 and intervals[s].mean > 0]
-        below = [labels.get(s, s) for s in sets if s in intervals and intervals[s].excludes_zero
-                 and intervals[s].mean < 0]
+        mine = {s: tests[(row, s)] for s in sets if (row, s) in tests}
+        n = max((t.n for t in mine.values()), default=0)
         label = lab["rows"][row]["label"]
         if lab["rows"][row].get("rerun") is False:
             label += " — earlier runs, 2026-12-01"
-        kvasir, avg = intervals.get("Kvasir"), intervals.get("avg")
-        detail = "; ".join(f"{labels.get(k, k)} Δ {iv.format()}" for k, iv in
-                           (("Kvasir", kvasir), ("avg", avg)) if iv is not None)
+        detail = _test_words([(labels.get(k, k), mine[k]) for k in ("Kvasir", "avg")
+                              if k in mine])
         boot = bootstrap_all_images(lab, row, records)
         if boot is not None:
-            detail += (f"; over the test images (bootstrap, {boot.n} images): "
+            detail += (f"; {boot.method}, {boot.n} distinct images, given these seeds: "
                        f"{boot.format()}")
         if n < 2:
-            lines.append(f"- **{label}** ({n} seed): no t-interval yet ({detail}).")
+            lines.append(f"- **{label}** ({n} seed): no test yet ({detail}).")
             continue
-        parts = []
-        if above:
-            parts.append("above the student alone on " + ", ".join(above))
-        if below:
-            parts.append("below it on " + ", ".join(below))
-        rest = [labels.get(s, s) for s in sets if s in intervals
-                and not intervals[s].excludes_zero]
-        if rest:
-            parts.append("not distinguishable from it on " + ", ".join(rest))
-        lines.append(f"- **{label}** ({n} seeds): " + "; ".join(parts)
-                     + f" (95 % t-intervals over seeds: {detail}).")
+        by_verdict: dict[str, list[str]] = {}
+        for s, t in mine.items():
+            by_verdict.setdefault(t.verdict, []).append(labels.get(s, s))
+        parts = [f"{verdict} on {', '.join(names)}" for verdict, names in by_verdict.items()]
+        lines.append(f"- **{label}** ({n} seeds) vs the student alone: " + "; ".join(parts)
+                     + f" ({detail}).")
     return "\n".join(lines)
 
 
@@ -357,8 +435,12 @@ def load_mechanism(path: str | os.PathLike[str] | None = None) -> dict[str, Any]
     return _load_shipped("sgm_mechanism.json", path, "rows", "experiments/real_lab.py --mechanism")
 
 
-def sign(interval: Interval | None) -> int:
-    """+1 / −1 when the 95 % interval lies above / below 0, else 0 (not distinguishable)."""
+def sign(interval: Interval | PairedTest | None) -> int:
+    """+1 / −1 when the result lies above / below 0, else 0: for a :class:`PairedTest` its
+    (Holm-adjusted, when in a family) p below 0.05, for an :class:`Interval` the 95 %
+    interval excluding 0 (unadjusted)."""
+    if isinstance(interval, PairedTest):
+        return interval.sign
     if interval is None or not interval.excludes_zero:
         return 0
     return 1 if interval.mean > 0 else -1
@@ -378,32 +460,40 @@ def sweep_intervals(sweep: dict[str, Any], row: str, test_set: str) -> dict[int,
     return dict(sorted(out.items()))
 
 
-def sweep_rows(sweep: dict[str, Any]) -> list[str]:
-    """The distilled rows of a budget sweep (every row but the student alone), in the order
-    they first appear, smallest budget first."""
-    return list(dict.fromkeys(r for e in sorted(sweep["budgets"], key=int)
-                              for r in sweep["budgets"][e] if r != "alone"))
-
-
 def sign_trend(signs: Sequence[int]) -> str:
-    """How a method's sign against the student alone (:func:`sign`, smallest budget first)
-    changes, in words: "changes sign", "stays above", or the path, e.g. "above →
-    indistinguishable (no sign change)"."""
+    """The path of a method's verdicts over the budgets (:func:`sign`, smallest budget first),
+    e.g. "above → indistinguishable". Not a test of a trend: :func:`trend_tests` is."""
     if not signs:
         return "not measured"
-    if 1 in signs and -1 in signs:
-        return "changes sign (" + " → ".join(_SIGN_WORDS[x] for x in signs) + ")"
     if len(set(signs)) == 1:
         return f"stays {_SIGN_WORDS[signs[0]]}"
-    return " → ".join(_SIGN_WORDS[x] for x in signs) + " (no sign change)"
+    return " → ".join(_SIGN_WORDS[x] for x in signs)
+
+
+def _seed_signs(sweep: dict[str, Any], row: str, test_set: str) -> str:
+    """``6 ep 3/3, 12 ep 1/3, 24 ep 0/3``: at each budget, the seeds whose Δ is above 0."""
+    parts = []
+    for e in sorted(sweep["budgets"], key=int):
+        d = sweep["budgets"][e].get(row, {}).get("delta_vs_alone", {}).get(test_set)
+        if d and d.get("per_seed"):
+            values = list(d["per_seed"].values())
+            parts.append(f"{e} ep {sum(v > 0 for v in values)}/{len(values)}")
+    return ", ".join(parts)
+
+
+def _trend_words(test: PairedTest) -> str:
+    words = {1: "the effect grows", -1: "the effect shrinks"}
+    return words.get(test.sign, test.verdict.replace("no measurable difference",
+                                                     "no measurable change"))
 
 
 def sweep_reading(sweep: dict[str, Any], sets: Sequence[str] = ("Kvasir", "avg")) -> str:
     """A generated Markdown reading of the budget sweep: the student-alone and teacher levels,
-    then per method its paired Δ at each budget and whether its sign changes as the student
-    trains longer (a sign counts only where the 95 % t-interval excludes 0)."""
+    then per method its paired Δ at each budget with the verdict from the Holm-adjusted p
+    within the sweep (:func:`sweep_tests`), the seeds above 0 at each budget, and the trend:
+    the paired test of ``Δ(largest) − Δ(smallest)`` (:func:`trend_tests`)."""
     labels = sweep.get("labels", {})
-    names = {"avg": "all images"}
+    names = {"avg": all_images_label(sweep)}
     budgets = sorted(int(e) for e in sweep["budgets"])
     levels = []
     for epochs in budgets:
@@ -412,6 +502,7 @@ def sweep_reading(sweep: dict[str, Any], sets: Sequence[str] = ("Kvasir", "avg")
             levels.append(f"{epochs} epochs " + ", ".join(
                 f"{names.get(s, s)} {statistics.fmean(alone['mDice'][s].values()):.3f}"
                 for s in sets if s in alone["mDice"]))
+    tests, trends = sweep_tests(sweep), trend_tests(sweep)
     lines = ["- *Student alone* (mean over seeds): " + "; ".join(levels) + "."]
     check = sweep.get("teacher_check")
     if check:
@@ -420,16 +511,24 @@ def sweep_reading(sweep: dict[str, Any], sets: Sequence[str] = ("Kvasir", "avg")
                      "epochs, " + ("clearly ahead (≥ 0.05)." if check["clearly_ahead"] else
                                    "**not** clearly ahead (< 0.05): the comparison at the "
                                    "largest budget has little to transfer."))
+    lines.append(f"- *Tests*: Δ at each budget, {_family_note(tests)}; the trend "
+                 f"Δ({budgets[-1]}) − Δ({budgets[0]}) per method, paired by seed, "
+                 f"{_family_note(trends)}.")
     for row in sweep_rows(sweep):
         parts, n = [], 0
         for s in sets:
-            intervals = sweep_intervals(sweep, row, s)
-            if not intervals:
+            mine = {e: t for (r, e, ts), t in tests.items() if r == row and ts == s}
+            if not mine:
                 continue
-            n = max(n, *(iv.n for iv in intervals.values()))
-            steps = ", ".join(f"{e} ep {iv.format()}" for e, iv in intervals.items())
-            trend = sign_trend([sign(iv) for iv in intervals.values()])
-            parts.append(f"{names.get(s, s)}: {steps} — {trend}")
+            n = max(n, *(t.n for t in mine.values()))
+            steps = ", ".join(f"{e} ep {t.format()} ({t.format_p()}; {t.verdict})"
+                              for e, t in sorted(mine.items()))
+            trend = trends.get((row, s))
+            change = "" if trend is None else (
+                f"; trend Δ({budgets[-1]}) − Δ({budgets[0]}) {trend.format()} "
+                f"({trend.format_p()}): {_trend_words(trend)}")
+            parts.append(f"{names.get(s, s)}: {steps}; seeds above 0: "
+                         f"{_seed_signs(sweep, row, s)}{change}")
         lines.append(f"- **{labels.get(row, row)}** (Δ vs the student alone, {n} seeds, "
                      "95 % t-intervals): " + "; ".join(parts) + ".")
     return "\n".join(lines)
@@ -441,14 +540,7 @@ def teacher_effect(sweep: dict[str, Any], other: dict[str, Any], row: str, test_
     other's teacher)`` on ``test_set`` over the seeds both sweeps have, with its 95 %
     t-interval. A seed fixes the student's initial weights, its images and their order, so
     the pair differs only in the teacher it distilled from."""
-    out = {}
-    for epochs, rows in sweep["budgets"].items():
-        mine = rows.get(row, {}).get("mDice", {}).get(test_set, {})
-        theirs = other["budgets"].get(epochs, {}).get(row, {}).get("mDice", {}).get(test_set, {})
-        common = sorted(set(mine) & set(theirs), key=int)
-        if common:
-            out[int(epochs)] = t_interval([mine[s] - theirs[s] for s in common])
-    return dict(sorted(out.items()))
+    return {e: t_interval(v) for e, v in teacher_values(sweep, other, row, test_set).items()}
 
 
 def same_students_alone(sweep: dict[str, Any], other: dict[str, Any]) -> bool:
@@ -474,10 +566,11 @@ def teacher_strength_reading(sweep: dict[str, Any], other: dict[str, Any],
     """A generated Markdown reading of two budget sweeps that differ only in the teacher
     (``sweep``: the stronger one): the two teachers' Kvasir levels, whether the students
     alone are the same runs, and per method the paired Δ stronger − weaker teacher at each
-    budget (:func:`teacher_effect`), "better" / "worse" only where the 95 % t-interval
-    excludes 0."""
+    budget (:func:`teacher_tests`: "better" / "worse" only where the Holm-adjusted p within
+    the teacher comparison is below 0.05)."""
     labels = sweep.get("labels", {})
-    names = {"avg": "all images"}
+    names = {"avg": all_images_label(sweep)}
+    tests = teacher_tests(sweep, other)
     lines = ["- *Teachers* on Kvasir: " + _teacher_line("stronger", sweep) + "; "
              + _teacher_line("weaker", other) + "."]
     lines.append("- *Students alone*: " + (
@@ -485,77 +578,74 @@ def teacher_strength_reading(sweep: dict[str, Any], other: dict[str, Any],
         "teacher's doing." if same_students_alone(sweep, other) else
         "**not** the same runs in both sweeps: a Δ below mixes the teacher with whatever "
         "else differs."))
-    words = {1: "better", -1: "worse", 0: "indistinguishable"}
+    lines.append(f"- *Tests*: {_family_note(tests)}.")
+    words = {1: "better", -1: "worse"}
     for row in sweep_rows(sweep):
         parts, n = [], 0
         for s in sets:
-            intervals = teacher_effect(sweep, other, row, s)
-            if not intervals:
+            mine = {e: t for (r, e, ts), t in tests.items() if r == row and ts == s}
+            if not mine:
                 continue
-            n = max(n, *(iv.n for iv in intervals.values()))
+            n = max(n, *(t.n for t in mine.values()))
             parts.append(f"{names.get(s, s)}: " + ", ".join(
-                f"{e} ep {iv.format()} ({words[sign(iv)]})" for e, iv in intervals.items()))
+                f"{e} ep {t.format()} ({t.format_p()}; {words.get(t.sign, t.verdict)})"
+                for e, t in sorted(mine.items())))
         if parts:
             lines.append(f"- **{labels.get(row, row)}** (stronger − weaker teacher, {n} paired "
                          "seeds, 95 % t-intervals): " + "; ".join(parts) + ".")
     return "\n".join(lines)
 
 
-#: What each mechanism row changes in L_SGM (experiments/real_lab.py, ``--mechanism``).
-SGM_PROPERTIES = {
-    "sgm-prob": "the logit scale (the maps compared as probabilities σ(P), bounded)",
-    "sgm-no-transpose": "the symmetric pairing P + Pᵀ (the maps compared as P + P: plain "
-                        "pooled logit matching)",
-    "sgm-teacher-std": "the teacher's per-image logit scale (both maps divided by it)",
-    "sgm-equal-grad": "the size of its gradient (weighted to L_seg's at the first step)",
-}
-
-
 def paired_against(lab: dict[str, Any], row: str, reference: str, test_set: str = "avg"
                    ) -> Interval | None:
     """The paired Δ ``mDice(row) − mDice(reference)`` on ``test_set`` over the seeds both rows
     have, with its 95 % t-interval (None when they share no seed)."""
-    def by_seed(name: str) -> dict[Any, float]:
-        return {r["seed"]: r["mDice"][test_set] for r in lab["rows"].get(name, {}).get("runs", [])
-                if test_set in r["mDice"]}
-    a, b = by_seed(row), by_seed(reference)
-    common = sorted(set(a) & set(b))
-    return t_interval([a[s] - b[s] for s in common]) if common else None
+    values = per_seed_against(lab, row, reference, test_set)
+    return t_interval(values) if values else None
 
 
-def mechanism_effect(vs_sgm: Interval | None, vs_alone: Interval | None) -> str:
+def mechanism_effect(vs_sgm: Interval | PairedTest | None,
+                     vs_alone: Interval | PairedTest | None) -> str:
     """What one change to L_SGM does to its harm, from its paired Δ against + L_SGM and
-    against the student alone: "removes the harm" (better than + L_SGM, not below the student
-    alone), "reduces the harm" (better than + L_SGM, still below the student alone), "no
-    measurable effect", or "makes it worse"."""
+    against the student alone (:func:`sign`; for :class:`PairedTest` the adjusted p):
+    "removes the harm" (better than + L_SGM and equivalent to the student alone within the
+    margin), "reduces the harm" (better than + L_SGM, still below the student alone, or not
+    shown equivalent to it), "no measurable effect", or "makes it worse"."""
     better = sign(vs_sgm)
     if better > 0:
-        return "removes the harm" if sign(vs_alone) >= 0 else "reduces the harm"
+        equivalent = isinstance(vs_alone, PairedTest) and vs_alone.verdict.startswith("equiv")
+        return "removes the harm" if equivalent else "reduces the harm"
     return "makes it worse" if better < 0 else "no measurable effect"
 
 
 def _mechanism_effects(mech: dict[str, Any], test_set: str
-                       ) -> dict[str, tuple[Interval | None, Interval | None, str]]:
+                       ) -> dict[str, tuple[PairedTest | None, PairedTest | None, str]]:
     """Intervention row → (Δ vs + L_SGM, Δ vs the student alone, :func:`mechanism_effect`)."""
+    tests = mechanism_tests(mech)
     out = {}
     for row in SGM_PROPERTIES:
         if row in mech["rows"]:
-            vs_sgm = paired_against(mech, row, "sgm", test_set)
-            vs_alone = paired_intervals(mech, row).get(test_set)
+            vs_sgm = tests.get(("sgm", row, test_set))
+            vs_alone = tests.get(("alone", row, test_set))
             out[row] = (vs_sgm, vs_alone, mechanism_effect(vs_sgm, vs_alone))
     return out
 
 
+def _set_name(doc: dict[str, Any], test_set: str) -> str:
+    return all_images_label(doc) if test_set == "avg" else test_set
+
+
 def mechanism_conclusion(mech: dict[str, Any], test_set: str = "avg") -> str:
     """One sentence: which property of L_SGM causes its harm on ``test_set`` — the changes
-    that remove it (or only reduce it) — or that none of the four does, or that + L_SGM does
-    no harm in these runs."""
-    name = "all test images" if test_set == "avg" else test_set
+    that remove it (or only reduce it) — or that none of the four measurably does, or that
+    + L_SGM does no measurable harm in these runs (Holm-adjusted within the mechanism)."""
+    name = _set_name(mech, test_set)
     if "sgm" not in mech["rows"] or "alone" not in mech["rows"]:
         return "the mechanism part has no + L_SGM or student-alone runs yet."
-    if sign(paired_intervals(mech, "sgm").get(test_set)) >= 0:
-        return (f"in these runs + L_SGM is not below the student alone on {name}, so there "
-                "is no harm to explain.")
+    harm = mechanism_tests(mech).get(("alone", "sgm", test_set))
+    if harm is None or harm.sign >= 0:
+        return (f"in these runs + L_SGM is not measurably below the student alone on {name} "
+                "after the adjustment, so there is no harm to explain there.")
     effects = {row: e[2] for row, e in _mechanism_effects(mech, test_set).items()}
     removes = [r for r, e in effects.items() if e == "removes the harm"]
     reduces = [r for r, e in effects.items() if e == "reduces the harm"]
@@ -563,39 +653,52 @@ def mechanism_conclusion(mech: dict[str, Any], test_set: str = "avg") -> str:
     def names(found: list[str]) -> str:
         return "; ".join(SGM_PROPERTIES[r].split(" (")[0] for r in found)
     if removes:
-        text = (f"changing {names(removes)} removes the harm: that property of L_SGM causes it"
-                + (f"; changing {names(reduces)} only reduces it" if reduces else ""))
+        text = (f"on {name}, changing {names(removes)} removes the harm: that property of "
+                "L_SGM causes it" + (f"; changing {names(reduces)} reduces it" if reduces
+                                     else ""))
     elif reduces:
-        text = (f"changing {names(reduces)} reduces the harm but does not remove it: that "
-                "property contributes, and none of the four alone explains all of it")
+        text = (f"on {name}, changing {names(reduces)} measurably reduces the harm (not shown "
+                "to remove it); no change is shown to remove it")
     else:
-        text = ("none of the four changes measurably reduces the harm: it is not caused by "
-                "any one of these properties alone")
+        text = (f"on {name}, no change measurably reduces the harm after the adjustment: "
+                "which property causes it is not established at this power")
     missing = [r for r in SGM_PROPERTIES if r not in effects]
     if missing:
         text += f" ({len(missing)} intervention(s) not run yet)"
     return text + "."
 
 
-def mechanism_reading(mech: dict[str, Any], test_set: str = "avg") -> str:
-    """A generated Markdown reading of the L_SGM interventions: for each, its paired Δ against
-    + L_SGM (same teacher, same seeds) and against the student alone on ``test_set``, what it
-    does to the harm (:func:`mechanism_effect`), and :func:`mechanism_conclusion`."""
-    name = "all test images" if test_set == "avg" else test_set
+def mechanism_reading(mech: dict[str, Any], test_set: str | None = None) -> str:
+    """A generated Markdown reading of the L_SGM interventions on Kvasir and all images (or
+    on ``test_set`` alone): for each, its paired Δ against + L_SGM (same teacher, same
+    seeds) and against the student alone, with raw and Holm-adjusted p within the
+    mechanism's family (:func:`mechanism_tests`), the share of + L_SGM's harm it recovers,
+    what it does to the harm (:func:`mechanism_effect`), and :func:`mechanism_conclusion`."""
     rows = mech["rows"]
-    lines = []
-    if "sgm" in rows and "alone" in rows:
-        harm = paired_intervals(mech, "sgm").get(test_set)
-        verdict = {1: "above it", -1: "below it", 0: "not distinguishable"}[sign(harm)]
-        lines.append(f"- **{rows['sgm']['label']}** (this part's own runs, "
-                     f"{harm.n if harm else 0} seeds): Δ vs the student alone on {name} "
-                     f"{harm.format() if harm else '—'}: {verdict}.")
-        for row, (vs_sgm, vs_alone, effect) in _mechanism_effects(mech, test_set).items():
-            lines.append(f"- **{rows[row]['label']}** — changes {SGM_PROPERTIES[row]}: Δ vs "
-                         f"+ L_SGM {vs_sgm.format() if vs_sgm else '—'}, vs the student alone "
-                         f"{vs_alone.format() if vs_alone else '—'} → **{effect}**.")
-    lines.append(f"\n**Conclusion** (on {name}, 95 % t-intervals over seeds; a change counts "
-                 f"only where its interval excludes 0): {mechanism_conclusion(mech, test_set)}")
+    tests = mechanism_tests(mech)
+    sets = [test_set] if test_set else [s for s in ("Kvasir", "avg")
+                                        if ("alone", "sgm", s) in tests] or ["avg"]
+    lines = [f"Verdicts follow the adjusted p ({_family_note(tests)})."]
+    for s in sets if "sgm" in rows and "alone" in rows else []:
+        name = _set_name(mech, s)
+        harm = tests.get(("alone", "sgm", s))
+        lines.append(f"- *{name}* — **{rows['sgm']['label']}** (this part's own runs, "
+                     f"{harm.n if harm else 0} seeds) vs the student alone "
+                     f"{harm.format() if harm else '—'} ({harm.format_p() if harm else ''}): "
+                     f"{harm.verdict if harm else '—'}.")
+        for row, (vs_sgm, vs_alone, effect) in _mechanism_effects(mech, s).items():
+            share = "" if vs_sgm is None or harm is None or harm.mean >= 0 else \
+                f", {vs_sgm.mean / -harm.mean:.0%} of + L_SGM's harm"
+            lines.append(
+                f"  - **{rows[row]['label']}** — changes {SGM_PROPERTIES[row]}: vs + L_SGM "
+                f"{vs_sgm.format() if vs_sgm else '—'} ({vs_sgm.format_p() if vs_sgm else ''}"
+                f"{share}; {vs_sgm.verdict if vs_sgm else '—'}), vs the student alone "
+                f"{vs_alone.format() if vs_alone else '—'} "
+                f"({vs_alone.format_p() if vs_alone else ''}; "
+                f"{vs_alone.verdict if vs_alone else '—'}) → **{effect}**.")
+    lines.append("\n**Conclusion** (Holm-adjusted within the mechanism; \"removes\" needs "
+                 "equivalence with the student alone): " + " ".join(
+                     mechanism_conclusion(mech, s) for s in sets))
     return "\n".join(lines)
 
 
@@ -608,44 +711,43 @@ def takeaway(lab: dict[str, Any], sweep: dict[str, Any] | None = None,
              mech: dict[str, Any] | None = None, weaker: dict[str, Any] | None = None) -> str:
     """What a student should take away from the committed lab, the budget sweep (and, with
     ``weaker``, the same sweep from a weaker teacher) and the L_SGM mechanism, in plain words
-    generated from their numbers (all images; a sign counts only where the 95 % t-interval
-    over seeds excludes 0)."""
-    words = {1: "helps", -1: "hurts", 0: "makes no measurable difference"}
+    generated from their numbers (all distinct images; verdicts from the Holm-adjusted p
+    within each family)."""
     lines = []
-    found = {row: paired_intervals(lab, row).get("avg") for row in ("sgm", "at", "kdas", "cwd")
+    tests = lab_tests(lab)
+    found = {row: tests.get((row, "avg")) for row in ("sgm", "at", "kdas", "cwd")
              if row in lab["rows"]}
-    said = [f"{lab['rows'][row]['label']} {words[sign(iv)]} ({iv.format()})"
-            for row, iv in found.items() if iv is not None]
+    said = [f"{lab['rows'][row]['label']}: {t.verdict} ({t.format()}, {t.format_p()})"
+            for row, t in found.items() if t is not None]
     if said:
-        lines.append("- **At the lab's budget**, against the student alone on all test images: "
-                     + "; ".join(said) + ".")
+        where = " (earlier runs: teacher checkpoint and environment not recorded)" \
+            if lab.get("provenance", {}).get("status") == "unknown" else ""
+        lines.append(f"- **At the lab's budget**{where}, against the student alone on "
+                     f"{all_images_label(lab)}: " + "; ".join(said) + ".")
     if sweep is not None:
         labels = sweep.get("labels", {})
-        trends = []
-        for row in sweep_rows(sweep):
-            intervals = sweep_intervals(sweep, row, "avg")
-            if len(intervals) > 1:
-                trend = sign_trend([sign(iv) for iv in intervals.values()])
-                trends.append(f"{labels.get(row, row)} {trend}")
-        if trends:
-            budgets = sorted(int(e) for e in sweep["budgets"])
+        budgets = sorted(int(e) for e in sweep["budgets"])
+        trends = trend_tests(sweep)
+        said = [f"{labels.get(row, row)} on {_set_name(sweep, s)} {t.format()} "
+                f"({t.format_p()}): {_trend_words(t)}" for (row, s), t in trends.items()]
+        if said:
             check = sweep.get("teacher_check") or {}
             caveat = "" if check.get("clearly_ahead", True) else (
                 f" At {check['at_epochs']} epochs the teacher is not clearly ahead of the "
                 "student alone, so that point has little left to transfer.")
-            lines.append(f"- **As the student trains longer** ({', '.join(map(str, budgets))} "
-                         "epochs, one teacher), against the student alone of the same budget: "
-                         + "; ".join(trends) + "." + caveat + " A gain measured on an "
-                         "under-trained student is not a gain on a converged one until it is "
-                         "measured there.")
+            lines.append(f"- **As the student trains longer** (Δ({budgets[-1]} epochs) − "
+                         f"Δ({budgets[0]}), paired by seed, one teacher): " + "; ".join(said)
+                         + "." + caveat + " A gain measured on an under-trained student is "
+                         "not a gain on a converged one until it is measured there.")
     if sweep is not None and weaker is not None:
         labels = sweep.get("labels", {})
         words = {1: "better", -1: "worse", 0: "no measurable difference"}
         said = []
         for row in sweep_rows(sweep):
             by_word: dict[str, list[str]] = {}
-            for epochs, iv in teacher_effect(sweep, weaker, row, "avg").items():
-                by_word.setdefault(words[sign(iv)], []).append(str(epochs))
+            for (r, epochs, s), t in teacher_tests(sweep, weaker).items():
+                if r == row and s == "avg":
+                    by_word.setdefault(words[t.sign], []).append(str(epochs))
             if by_word:
                 said.append(f"{labels.get(row, row)}: " + ", ".join(
                     f"{w} at {_and(es)} epochs" for w, es in by_word.items()))
@@ -653,9 +755,11 @@ def takeaway(lab: dict[str, Any], sweep: dict[str, Any] | None = None,
         if said and strong and weak:
             lines.append(f"- **A stronger teacher** (Kvasir {strong['teacher_kvasir']:.3f} "
                          f"instead of {weak['teacher_kvasir']:.3f}), each student against "
-                         "itself distilled from the weaker one, on all test images: "
-                         + "; ".join(said) + ".")
+                         "itself distilled from the weaker one, on all distinct images "
+                         "(Holm within the comparison): " + "; ".join(said) + ".")
     if mech is not None:
+        tests = mechanism_tests(mech)
+        sets = [s for s in ("Kvasir", "avg") if ("alone", "sgm", s) in tests] or ["avg"]
         lines.append("- **Why L_SGM hurts** (one property changed at a time): "
-                     + mechanism_conclusion(mech))
+                     + " ".join(mechanism_conclusion(mech, s) for s in sets))
     return "\n".join(lines)

@@ -92,6 +92,30 @@ def data_summary(layout: Any, train: Sequence[tuple[Path, Path]],
             f"val {len(val)} of {len(all_val)}{left_out}")
 
 
+def _split(config: TrainConfig, layout: Any) -> tuple[list[Any], ...]:
+    """The training pairs, validation pairs, both full splits, the pairs found and those kept
+    (``layout.exclude`` dropped): the one place the training images of a run are chosen."""
+    from kdas_lite.data import pair_files, subsample, train_val_split
+    from kdas_lite.data.registry import image_mask_dirs
+
+    found = pair_files(*image_mask_dirs(layout.train))
+    pairs = [pair for pair in found if pair[0].stem not in layout.exclude]
+    all_train, all_val = train_val_split(pairs, val_fraction=config.val_fraction,
+                                         seed=config.seed)
+    train_pairs = subsample(all_train, config.max_train_images, seed=config.seed)
+    val_pairs = subsample(all_val, config.max_val_images, seed=config.seed)
+    return train_pairs, val_pairs, all_train, all_val, found, pairs
+
+
+def training_split(config: TrainConfig) -> dict[str, list[str]]:
+    """The file stems of the training and validation images a run of ``config`` uses, chosen
+    by the same code as :func:`build_dataloaders` (so a record's image ids can be recomputed
+    from its config and the data, and checked): ``{"train": [...], "val": [...]}``, sorted."""
+    train_pairs, val_pairs, *_ = _split(config, find_training_data(config))
+    return {"train": sorted(image.stem for image, _ in train_pairs),
+            "val": sorted(image.stem for image, _ in val_pairs)}
+
+
 def build_dataloaders(config: TrainConfig, mean: Sequence[float], std: Sequence[float],
                       device: torch.device | None = None, *, progress: bool = True,
                       parallel: Distributed = SINGLE) -> tuple[DataLoader, DataLoader, Any]:
@@ -120,8 +144,7 @@ def build_dataloaders(config: TrainConfig, mean: Sequence[float], std: Sequence[
         ``(train_loader, val_loader, layout)``; ``layout.synthetic`` tells whether the data is
         the synthetic stand-in.
     """
-    from kdas_lite.data import PolypDataset, pair_files, subsample, train_val_split
-    from kdas_lite.data.registry import image_mask_dirs
+    from kdas_lite.data import PolypDataset
 
     if config.batch_size % parallel.world_size:
         raise TrainingError(f"batch_size {config.batch_size} is the global batch and must split "
@@ -129,12 +152,7 @@ def build_dataloaders(config: TrainConfig, mean: Sequence[float], std: Sequence[
                             f"of {parallel.world_size} (--batch-size)")
     with parallel.main_first():  # e.g. the synthetic set is generated once
         layout = find_training_data(config)
-    found = pair_files(*image_mask_dirs(layout.train))
-    pairs = [pair for pair in found if pair[0].stem not in layout.exclude]
-    all_train, all_val = train_val_split(pairs, val_fraction=config.val_fraction,
-                                         seed=config.seed)
-    train_pairs = subsample(all_train, config.max_train_images, seed=config.seed)
-    val_pairs = subsample(all_val, config.max_val_images, seed=config.seed)
+    train_pairs, val_pairs, all_train, all_val, found, pairs = _split(config, layout)
     if not val_pairs:
         raise DataError(f"the validation split of {layout.train} is empty ({len(pairs)} image(s), "
                         f"val_fraction={config.val_fraction}): training needs at least 2 images")

@@ -16,9 +16,12 @@ sweep = pytest.importorskip("budget_sweep")
 
 
 def fake(path: Path, kvasir: float, avg: float) -> None:
+    """A record whose Kvasir mDice is ``kvasir`` and whose mean over its distinct images is
+    ``avg`` (two sets of one image each: Kvasir and a ClinicDB of ``2·avg − kvasir``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"table": {"datasets": {"Kvasir": {"meanDic": kvasir}}},
-                                "average": {"meanDic": avg}}))
+    sets = {"Kvasir": {"meanDic": kvasir, "n_images": 1},
+            "CVC-ClinicDB": {"meanDic": 2 * avg - kvasir, "n_images": 1}}
+    path.write_text(json.dumps({"table": {"datasets": sets}, "average": {"meanDic": avg}}))
 
 
 def test_summary_pairs_each_budget_with_its_own_student_alone_and_checks_the_teacher(tmp_path):
@@ -64,12 +67,14 @@ def test_the_results_block_tabulates_each_budget_and_ends_with_the_generated_rea
            "budgets": sweep.summary(args), "teacher_check": None}
     text = sweep.markdown(doc)
     assert "**PARTIAL**: 1 run(s) not done yet: e12/seed0/cwd" in text
-    assert ("| 6 | +L_SGM | 3 | 0.510 | 0.300 | -0.090 [-0.115, -0.065] | "
-            "-0.100 [-0.100, -0.100] |") in text
+    assert ("| 6 | +L_SGM | 3 | 0.510 | 0.300 | -0.090 [-0.115, -0.065] (p 0.0041, Holm 0.01) "
+            "| -0.100 [-0.100, -0.100] (p 0, Holm 0) |") in text
     assert "| 12 | student alone | 3 | 0.700 | 0.500 | — | — |" in text
     assert "**+L_SGM** (Δ vs the student alone, 3 seeds" in text
-    assert "Kvasir: 6 ep -0.090 [-0.115, -0.065], 12 ep +0.000 [-0.025, +0.025] — below → " \
-        "indistinguishable (no sign change)" in text
+    assert "Kvasir: 6 ep -0.090 [-0.115, -0.065] (p 0.0041, Holm 0.01; below), 12 ep +0.000 " \
+        "[-0.025, +0.025] (p 1.00, Holm 1.00; no measurable difference" in text
+    # the trend: Δ(12) − Δ(6) per seed = +0.09 on every seed (Kvasir)
+    assert "trend Δ(12) − Δ(6) +0.090 [+0.090, +0.090] (p 0, Holm 0): the effect grows" in text
 
 
 def test_records_distilled_from_another_teacher_stop_the_sweep(tmp_path):
@@ -109,10 +114,14 @@ def test_block_and_compare_put_both_teachers_in_their_own_section(tmp_path):
     text = docs.read_text()
     assert "old" not in text and text.endswith("<!-- budget-sweep: begin -->\nkept\n")
     block = text.split(begin)[1].split(end)[0]
-    assert "| 6 | CWD | 3 | 0.670 | 0.450 | +0.070 [+0.045, +0.095] |" in block
+    assert "| 6 | CWD | 3 | 0.670 | 0.450 | +0.070 [+0.045, +0.095] (p 0.0067, Holm 0.0067)" \
+        in block
     assert "stronger 0.880 (+0.280 over the student alone at 6 epochs); weaker 0.820" in block
     assert "the same runs in both sweeps" in block
-    assert "Kvasir: 6 ep +0.040 [+0.040, +0.040] (better)" in block
+    assert "Kvasir: 6 ep +0.040 [+0.040, +0.040] (p 0, Holm 0; better)" in block
+    assert doc["teacher_comparison"]["cwd"]["6"]["Kvasir"]["verdict"] == "above"
+    assert doc["budgets"]["6"]["cwd"]["delta_vs_alone"]["Kvasir"]["family"] == \
+        "sweep (sweep-strong)"
     figure = budget_sweep_figure(doc, compare=json.loads((tmp_path / "weak.json").read_text()))
     assert [line.get_label() for line in figure.axes[0].lines if line.get_label()[0] != "_"] \
         == ["CWD, other teacher"]

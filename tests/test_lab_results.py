@@ -1,4 +1,5 @@
-"""kdas_lite.lab_results: t-intervals over seeds, the bootstrap over test images, the reading."""
+"""kdas_lite.lab_results: t-intervals over seeds, the block bootstrap over test images, the
+families (Holm within each) and the readings whose verdicts follow the adjusted p."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from kdas_lite.lab_results import (
     teacher_effect,
     teacher_strength_reading,
 )
+from kdas_lite.lab_stats import paired_test
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,11 +81,15 @@ def test_paired_intervals_and_reading_say_where_the_interval_excludes_zero(tmp_p
     assert not good["avg"].excludes_zero
     assert paired_intervals(lab, "alone") == {}
     text = reading(lab)
-    assert "**GOOD** (3 seeds): above the student alone on Kvasir; not distinguishable " \
-           "from it on all images" in text
-    assert "**BAD** (3 seeds): below it on Kvasir, all images" in text
+    # Family of 4 tests, by hand: p sorted 0.0015, 0.0067, 0.0128, 0.81 → Holm ×4, ×3, ×2, ×1:
+    # 0.0059, 0.020, 0.026, 0.81 (each already ≥ the one before).
+    assert "**GOOD** (3 seeds) vs the student alone: above on Kvasir; no measurable " \
+           "difference (smallest detectable effect" in text and "on all distinct images" in text
+    assert "**BAD** (3 seeds) vs the student alone: below on Kvasir, all distinct images" in text
+    assert 'Holm within the family "lab" of 4 tests' in text
     table = interval_table(lab)
-    assert "| GOOD | 3 | +0.050 [+0.025, +0.075] |" in table
+    assert "| GOOD | 3 | +0.050 [+0.025, +0.075]<br>p 0.01, Holm 0.03 |" in table
+    assert "| BAD | 3 | -0.070 [-0.095, -0.045]<br>p 0.0067, Holm 0.02 |" in table
     with pytest.raises(KeyError, match="no row 'missing'"):
         paired_intervals(lab, "missing")
 
@@ -96,7 +102,7 @@ def test_bootstrap_constant_difference_has_a_zero_width_interval(tmp_path) -> No
         _record(tmp_path / "lab_runs", "up", seed, {k: [x + 0.1 for x in v]
                                                      for k, v in base.items()})
     iv = bootstrap_all_images(lab, "up", n_boot=200)
-    assert iv is not None and iv.n == 5
+    assert iv is not None and iv.n == 5 and iv.method.startswith("block bootstrap")
     assert iv.mean == pytest.approx(0.1) and iv.lo == pytest.approx(0.1)
     assert iv.hi == pytest.approx(0.1)
 
@@ -129,9 +135,14 @@ def test_reads_the_committed_lab_summary() -> None:
     cwd = paired_intervals(lab, "cwd")
     assert {"Kvasir", "avg"} <= set(cwd) and cwd["avg"].n >= 3
     text = reading(lab)
-    assert text.count("\n- ") + 1 == len([r for r in lab["rows"]
-                                          if r not in ("alone", "teacher")])
-    assert "CWD" in text and "95 % t-intervals over seeds" in text
+    assert text.count("\n- ") == len([r for r in lab["rows"] if r not in ("alone", "teacher")])
+    assert "CWD" in text and "Holm" in text
+    # the committed records' provenance is unknown: they are read as earlier runs
+    assert lab["provenance"]["status"] == "unknown" and lab["family"] == "lab (earlier runs)"
+    assert lab["n_distinct_images"] == 562
+    cell = lab["rows"]["cwd"]["delta_vs_alone"]["avg"]
+    assert {"p", "p_holm", "ci95_t", "verdict", "family_size"} <= set(cell)
+    assert cell["p_holm"] >= cell["p"]
 
 
 def test_reading_of_a_single_seed_and_of_a_row_kept_from_earlier_runs(tmp_path) -> None:
@@ -139,9 +150,9 @@ def test_reading_of_a_single_seed_and_of_a_row_kept_from_earlier_runs(tmp_path) 
                           "old": {"Kvasir": [0.019, 0.02, 0.021]}})
     lab["rows"]["old"]["rerun"] = False
     text = reading(lab)
-    assert "- **NEW** (1 seed): no t-interval yet (Kvasir Δ +0.020; all images Δ -0.010)." \
-        in text
-    assert "- **OLD — earlier runs, 2026-12-01** (3 seeds): above the student alone on " \
+    assert "- **NEW** (1 seed): no test yet (Kvasir Δ +0.020 (p —); all distinct images " \
+        "Δ -0.010 (p —))." in text
+    assert "- **OLD — earlier runs, 2026-12-01** (3 seeds) vs the student alone: above on " \
            "Kvasir" in text
 
 
@@ -180,31 +191,43 @@ def test_paired_against_pairs_by_seed_and_mechanism_effect_reads_both_intervals(
     up, down, zero = t_interval([1.0, 1.1, 0.9]), t_interval([-1.0, -1.1, -0.9]), \
         t_interval([-1.0, 1.0, 0.1])
     assert (sign(up), sign(down), sign(zero), sign(None)) == (1, -1, 0, 0)
-    assert mechanism_effect(up, zero) == "removes the harm"
+    # "removes" needs equivalence with the student alone (a PairedTest), not a straddling
+    # interval: an interval that only fails to exclude 0 says "reduces"
+    assert mechanism_effect(up, zero) == "reduces the harm"
+    assert mechanism_effect(up, paired_test([0.001, -0.001, 0.0])) == "removes the harm"
     assert mechanism_effect(up, down) == "reduces the harm"
     assert mechanism_effect(zero, down) == "no measurable effect"
     assert mechanism_effect(down, down) == "makes it worse"
 
 
 def test_mechanism_reading_names_the_property_that_removes_the_harm() -> None:
-    alone, sgm = {0: 0.40, 1: 0.42, 2: 0.41}, {0: 0.30, 1: 0.31, 2: 0.29}
+    alone = {0: 0.40, 1: 0.42, 2: 0.41}
+    sgm = {0: 0.290, 1: 0.311, 2: 0.299}  # −0.110 ± 0.001: below after Holm
     mech = _mechanism(alone, sgm,
-                      **{"sgm-prob": {0: 0.401, 1: 0.425, 2: 0.405},  # back to alone
-                         "sgm-no-transpose": {0: 0.29, 1: 0.32, 2: 0.30},  # as + L_SGM
-                         "sgm-teacher-std": {0: 0.35, 1: 0.36, 2: 0.345}})  # half way
+                      **{"sgm-prob": {0: 0.401, 1: 0.419, 2: 0.410},  # back to alone
+                         "sgm-no-transpose": {0: 0.2905, 1: 0.3105, 2: 0.299},  # as + L_SGM
+                         "sgm-teacher-std": {0: 0.345, 1: 0.3655, 2: 0.3545}})  # half way
     text = mechanism_reading(mech)
-    assert text.splitlines()[0].endswith("-0.110 [-0.135, -0.085]: below it.")
+    lines = text.splitlines()
+    assert 'Holm within the family "mechanism" of 7 tests' in lines[0]
+    assert "-0.110 [" in lines[1] and lines[1].endswith(": below.")
     assert "sgm-prob** — changes the logit scale" in text and "**removes the harm**" in text
     assert "sgm-no-transpose** — changes the symmetric pairing" in text
     assert "**no measurable effect**" in text and "**reduces the harm**" in text
+    assert "50% of + L_SGM's harm" in text  # the half-way row
     conclusion = text.split("**Conclusion**")[1]
     assert "changing the logit scale removes the harm" in conclusion
-    assert "changing the teacher's per-image logit scale only reduces it" in conclusion
+    assert "changing the teacher's per-image logit scale reduces it" in conclusion
     assert "1 intervention(s) not run yet" in conclusion  # sgm-equal-grad
     none = mechanism_reading(_mechanism(alone, sgm, **{"sgm-prob": sgm}))
-    assert "none of the four changes measurably reduces the harm" in none
+    assert "no change measurably reduces the harm after the adjustment" in none
     no_harm = mechanism_reading(_mechanism(alone, alone))
     assert "no harm to explain" in no_harm
+    # back to the student alone's mean but not shown equivalent to it: only "reduces"
+    noisy = _mechanism(alone, {0: 0.30, 1: 0.35, 2: 0.29},
+                       **{"sgm-prob": {0: 0.401, 1: 0.43, 2: 0.40}})
+    assert "changing the logit scale measurably reduces the harm (not shown to remove it)" \
+        in mechanism_reading(noisy)
 
 
 def _sweep(deltas: dict[int, list[float]], alone: dict[int, list[float]]) -> dict:
@@ -229,10 +252,13 @@ def test_sweep_reading_says_whether_a_methods_sign_changes_with_the_budget() -> 
     assert "6 epochs Kvasir 0.610; 12 epochs Kvasir 0.703; 24 epochs Kvasir 0.777" in text
     assert "+0.023 over the student alone at 24 epochs, **not** clearly ahead" in text
     assert "**CWD** (Δ vs the student alone, 3 seeds" in text
-    assert "changes sign (above → indistinguishable → below)" in text
+    # the trend is a paired test of Δ(24) − Δ(6) per seed: −0.07, −0.085, −0.085
+    assert "trend Δ(24) − Δ(6) -0.080 [-0.102, -0.058] (p 0.0039, Holm 0.0039): the effect " \
+           "shrinks" in text
+    assert "seeds above 0: 6 ep 3/3, 12 ep 1/3, 24 ep 0/3" in text
+    assert 'Holm within the family "sweep" of 3 tests' in text
     assert sign_trend([1, 1, 1]) == "stays above"
-    assert sign_trend([1, 0, 0]) == "above → indistinguishable → indistinguishable (no sign " \
-        "change)"
+    assert sign_trend([1, 0, 0]) == "above → indistinguishable → indistinguishable"
     assert sign_trend([]) == "not measured"
 
 
@@ -247,13 +273,14 @@ def test_takeaway_reads_the_lab_the_sweep_with_its_teacher_caveat_and_the_mechan
     mech = _mechanism({0: 0.40, 1: 0.42, 2: 0.41}, {0: 0.30, 1: 0.31, 2: 0.29},
                       **{"sgm-prob": {0: 0.401, 1: 0.425, 2: 0.405}})
     text = takeaway(lab, sweep, mech)
-    assert "CWD helps (+0.100 [+0.075, +0.125])" in text
-    assert "CWD changes sign (above → below)" in text
+    assert "CWD: above (+0.100 [+0.075, +0.125], p " in text
+    assert "CWD on Kvasir -0.080 [-0.102, -0.058] (p 0.0039, Holm 0.0078): the effect shrinks" \
+        in text  # two trends (Kvasir, all images) in the family
     assert "At 24 epochs the teacher is not clearly ahead" in text
-    assert text.endswith("changing the logit scale removes the harm: that property of L_SGM "
-                         "causes it (3 intervention(s) not run yet).")
+    assert text.endswith("on all distinct images, changing the logit scale removes the harm: "
+                         "that property of L_SGM causes it (3 intervention(s) not run yet).")
     no_harm = takeaway(lab, None, _mechanism({0: 0.4, 1: 0.4}, {0: 0.4, 1: 0.41}))
-    assert no_harm.endswith("so there is no harm to explain.")
+    assert no_harm.endswith("so there is no harm to explain there.")
 
 
 def _teacher_sweep(teacher: float, cwd: dict[int, list[float]], alone: dict[int, list[float]]
@@ -283,8 +310,8 @@ def test_teacher_strength_pairs_each_student_with_itself_from_the_other_teacher(
     text = teacher_strength_reading(strong, weak, sets=("avg",))
     assert "stronger 0.880 (+0.103 over the student alone at 24 epochs); weaker 0.820" in text
     assert "the same runs in both sweeps" in text
-    assert "6 ep +0.060 [+0.035, +0.085] (better), 24 ep +0.000" in text
-    assert text.endswith("(indistinguishable).")
+    assert "6 ep +0.060 [+0.035, +0.085] (p 0.0091, Holm 0.04; better), 24 ep +0.000" in text
+    assert text.endswith("no measurable difference (smallest detectable effect 0.115)).")
     other_alone = _teacher_sweep(0.82, {6: [0.64, 0.65, 0.66], 24: [0.78, 0.78, 0.78]},
                                  {6: [0.5, 0.5, 0.5], 24: [0.7, 0.7, 0.7]})
     assert not same_students_alone(strong, other_alone)
@@ -292,8 +319,9 @@ def test_teacher_strength_pairs_each_student_with_itself_from_the_other_teacher(
     lab = {"rows": {"alone": {"label": "alone", "runs": []}}}
     said = takeaway(lab, strong, None, weak)
     assert ("**A stronger teacher** (Kvasir 0.880 instead of 0.820), each student against "
-            "itself distilled from the weaker one, on all test images: CWD: better at 6 epochs, "
-            "no measurable difference at 24 epochs.") in said
+            "itself distilled from the weaker one, on all distinct images (Holm within the "
+            "comparison): CWD: better at 6 epochs, no measurable difference at 24 epochs.") \
+        in said
     alone3 = {**alone, 12: [0.70, 0.70, 0.70]}
     strong3 = _teacher_sweep(0.88, {6: [0.64, 0.65, 0.66], 12: [0.70, 0.70, 0.70],
                                     24: [0.78, 0.78, 0.78]}, alone3)
@@ -301,3 +329,18 @@ def test_teacher_strength_pairs_each_student_with_itself_from_the_other_teacher(
                                   24: [0.78, 0.79, 0.77]}, alone3)
     assert "CWD: no measurable difference at 6, 12 and 24 epochs." in takeaway(
         lab, strong3, None, weak3)
+
+
+def test_bootstrap_pools_the_distinct_images_in_frame_order(tmp_path) -> None:
+    lab = _lab(tmp_path, {"up": {"Kvasir": [0.1, 0.1]}})
+    colondb = [0.1 * k for k in range(30)]
+    for seed in (0, 1):
+        _record(tmp_path / "lab_runs", "alone", seed,
+                {"CVC-ColonDB": [0.0] * 30, "CVC-300": [0.0] * 10})
+        _record(tmp_path / "lab_runs", "up", seed,
+                {"CVC-ColonDB": colondb, "CVC-300": [9.0] * 10})  # a duplicate set: ignored
+    iv = bootstrap_all_images(lab, "up", n_boot=500)
+    assert iv.n == 30 and iv.mean == pytest.approx(np.mean(colondb))
+    # blocks of consecutive frames of a trending series are wider than single images
+    iid = bootstrap_all_images(lab, "up", n_boot=500, block=1)
+    assert iv.hi - iv.lo > iid.hi - iid.lo

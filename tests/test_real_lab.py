@@ -59,7 +59,7 @@ def test_summary_is_json_ready_with_mean_std_and_per_set_values(tmp_path):
 def test_markdown_tables_label_sets_and_sign_the_differences():
     text = real_lab.markdown_tables(real_lab.summary(RECORDS),
                                     {"CVC-ColonDB": "CVC-ColonDB (test label)"})
-    assert "| row | runs | Kvasir | CVC-ColonDB (test label) | avg (all images) |" in text
+    assert "| row | runs | Kvasir | CVC-ColonDB (test label) | all distinct images |" in text
     assert "| KDAS, kdas_lite L_AT | 2 | 0.735 ± 0.007 |" in text
     assert "| KDAS, kdas_lite L_AT | +0.025 ± 0.021 |" in text
     assert "| student + L_SGM only (= the public code's KDAS) | — | -0.020 | — | -0.035 |" \
