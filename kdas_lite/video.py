@@ -52,6 +52,9 @@ __all__ = ["EmaSmoother", "VideoReport", "is_video", "predict_video", "read_fram
 _CSV = "frames.csv"
 _FIELDS = ["frame", "time_s", "status", "polyp_area_pct", "max_prob", "mask", "reason"]
 _README = "README.txt"
+_CANNOT_OPEN = ("cannot open the video {}: not a video OpenCV can decode (mp4, avi, mov with "
+                "common codecs); convert it, e.g. ffmpeg -i IN out.mp4, or extract its frames "
+                "and predict the folder")
 
 
 def is_video(path: str | os.PathLike[str]) -> bool:
@@ -120,9 +123,7 @@ def read_frames(path: str | os.PathLike[str], every: int = 1, max_bad_frames: in
 
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise DataError(f"cannot open the video {shown(path)}: not a video OpenCV can decode "
-                        "(mp4, avi, mov with common codecs); convert it, e.g. ffmpeg -i IN "
-                        "out.mp4")
+        raise DataError(_CANNOT_OPEN.format(shown(path)))
     declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     index, bad = 0, 0
     try:
@@ -254,9 +255,12 @@ def predict_video(model: Any, video: str | os.PathLike[str], output_dir: str | o
     if not video.is_file():
         raise DataError(f"video not found: {shown(video)}")
     capture = cv2.VideoCapture(str(video))
+    opened = capture.isOpened()
     fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
     declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     capture.release()
+    if not opened:  # before anything is written
+        raise DataError(_CANNOT_OPEN.format(shown(video)))
     _prepare(output_dir, video.stem, overwrite)
     if save_masks:
         (output_dir / "masks").mkdir(exist_ok=True)
