@@ -282,6 +282,7 @@ def predict_video(model: Any, video: str | os.PathLike[str], output_dir: str | o
     state: dict[str, Any] = {"writer": None, "shape": None}
     handle = (output_dir / _CSV).open("w", newline="", encoding="utf-8")
     rows = csv.DictWriter(handle, fieldnames=_FIELDS)
+    rows.writeheader()
 
     def write_frame(index: int, frame: np.ndarray, prob: np.ndarray) -> None:
         prob = smoother(prob)
