@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> str:
                            (1.0, 0.7, 0.5), args.limit)
     record = load_checkpoint(args.student)
     config = record.get("train_config", {}) if isinstance(record, dict) else {}
-    recipe = (f"{'distilled' if record.get('role') == 'student' else 'trained alone (no '
-              'distillation)'} for {config.get('epochs')} epochs at {config.get('image_size')} px "
+    how = "distilled" if record.get("role") == "student" else "trained alone (no distillation)"
+    recipe = (f"{how} for {config.get('epochs')} epochs at {config.get('image_size')} px "
               f"on {config.get('max_train_images')} training images, ImageNet-initialised: "
               f"{'yes' if config.get('pretrained') else 'no'} (a few CPU minutes with "
               "kdas-lite train-teacher; far from the paper's recipe)") if config else \
