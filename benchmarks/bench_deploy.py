@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> str:
         + ".", "", *acc_lines, "",
         "## Frames without a polyp", "",
         f"{len(crops)} crops of training images (a third of the shorter side, at least 24 px "
-        "from any mask pixel), threshold 0.5 on sigmoid(P1 + P2):", "",
+        "from any mask pixel; some of these images may be among those the student trained "
+        "on), threshold 0.5 on sigmoid(P1 + P2), no min–max normalisation:", "",
         "| form | crops with any polyp pixel | mean predicted area (% of the crop) |",
         "|---|---:|---:|",
         *(f"| {form} | {100 * frac:.1f} % | {area:.2f} % |" for form, (frac, area)
