@@ -9,8 +9,9 @@ Subcommands (each has ``--help``)::
     kdas-lite train-teacher   train the Polyp-PVT teacher
     kdas-lite distill         distil a teacher checkpoint into the student with KDAS
     kdas-lite evaluate        score checkpoints on the test sets (paper protocol)
-    kdas-lite predict         mask PNGs and overlays for a folder of images
-    kdas-lite export          ONNX export, checked against PyTorch with onnxruntime
+    kdas-lite predict         mask PNGs and overlays for a folder of images, or a video
+    kdas-lite export          ONNX export (--int8: static INT8), checked with onnxruntime
+    kdas-lite package         Hub-ready folder: model.safetensors, config.json, model card
 
 User mistakes (missing files, bad values, corrupt checkpoints) print one line,
 ``kdas-lite: error: ...``, and exit with status 2; ``--debug`` shows the traceback instead.
@@ -30,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from kdas_lite import __version__
+from kdas_lite import __version__, cli_deploy
 from kdas_lite.config import PRESETS, TrainConfig, encoder_pair, get_preset
 from kdas_lite.errors import DataError, KDASError
 
@@ -127,6 +128,13 @@ def _probability(text: str) -> float:
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(
             f"must lie strictly between 0 and 1 (a probability), got {text}")
+    return value
+
+
+def _smoothing(text: str) -> float:
+    value = _finite_float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1] (1: no smoothing), got {text}")
     return value
 
 
@@ -418,12 +426,14 @@ def _inference_size(checkpoint: str | os.PathLike[str], given: int | None) -> in
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from kdas_lite.predict import predict_folder, shown
+    from kdas_lite.predict import VIDEO_EXTENSIONS, predict_folder, shown
     from kdas_lite.train import load_trained
 
     model = load_trained(args.checkpoint)
     size = _inference_size(args.checkpoint, args.image_size)
     label = f"{getattr(model, 'encoder_name', type(model).__name__)} ({args.checkpoint})"
+    if args.images.is_file() and args.images.suffix.lower() in VIDEO_EXTENSIONS:
+        return cli_deploy.predict_video_command(args, model, size, label)
     report = predict_folder(model, args.images, args.output, size=size,
                             threshold=args.threshold, device=args.device or "auto",
                             batch_size=args.batch_size, overwrite=args.overwrite, label=label,
@@ -465,6 +475,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if not args.no_verify:
         print(f"onnxruntime check: the ONNX logits match PyTorch's within --atol {args.atol:g} "
               "(OK)")
+    if args.int8:
+        cli_deploy.export_int8(args, path, model, size)
     return 0
 
 
@@ -682,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "use only: not a diagnosis. Unreadable images are skipped, listed and "
                         "make the exit status 1.")
     pr.add_argument("checkpoint", metavar="CKPT")
-    pr.add_argument("images", type=Path, help="folder of images")
+    pr.add_argument("images", type=Path, help="folder of images, or a video file")
     pr.add_argument("--output", type=Path, default=Path("predictions"),
                     help="output folder (default ./predictions)")
     pr.add_argument("--overwrite", action="store_true",
@@ -698,6 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     _add_threads_flag(pr)
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    cli_deploy.add_video_flags(pr, _positive_int, _smoothing)
     pr.set_defaults(func=_cmd_predict)
 
     ex = sub.add_parser("export", help="ONNX export checked with onnxruntime")
@@ -710,7 +723,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tolerance of the check, a finite number > 0 (default 1e-3)")
     ex.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
     _add_threads_flag(ex)
+    cli_deploy.add_int8_flags(ex, _positive_int, _positive_float)
     ex.set_defaults(func=_cmd_export)
+    cli_deploy.add_package_parser(sub, _image_size)
     return parser
 
 

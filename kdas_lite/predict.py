@@ -67,9 +67,10 @@ endoscopy frames have about 2): a bound on its memory, raised with ``max_pixels`
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".wmv", ".mpg", ".mpeg",
                               ".m4v", ".flv", ".3gp", ".ts", ".mts"})
-"""File suffixes (lower case) recognised as videos, which predict does not read."""
+"""File suffixes (lower case) recognised as videos: :func:`predict_folder` lists them as
+ignored; :func:`kdas_lite.video.predict_video` (``kdas-lite predict CKPT VIDEO``) reads one."""
 
-FRAMES_HINT = "extract its frames first, e.g. ffmpeg -i in.mp4 frames/%05d.png"
+FRAMES_HINT = "run kdas-lite predict on the video file itself (kdas_lite.video.predict_video)"
 
 _MANAGED = ("masks", "overlays")  # sub-folders predict_folder writes and, on overwrite, empties
 _MANIFEST, _README = "predictions.csv", "README.txt"
@@ -181,7 +182,7 @@ def _why_not_read(path: Path) -> str | None:
     if not path.is_file():
         return "not a regular file (a pipe, socket or device)"
     if suffix in VIDEO_EXTENSIONS:
-        return f"a video: videos are not supported; {FRAMES_HINT}"
+        return f"a video: a folder's videos are not read; {FRAMES_HINT}"
     if suffix not in IMAGE_EXTENSIONS:
         return f"not an image (predict reads {', '.join(sorted(IMAGE_EXTENSIONS))})"
     return None
@@ -195,10 +196,9 @@ def _list_inputs(input_dir: Path) -> tuple[list[Path], dict[Path, str], dict[Pat
 
     if not input_dir.is_dir():
         if input_dir.suffix.lower() in VIDEO_EXTENSIONS and input_dir.exists():
-            raise DataError(f"{shown(input_dir)} is a video: videos are not supported, predict "
-                            "reads a folder of images. Extract its frames first, e.g. mkdir "
-                            f"frames && ffmpeg -i {shown(input_dir)} frames/%05d.png, then run "
-                            "predict on frames/")
+            raise DataError(f"{shown(input_dir)} is a video: predict_folder reads a folder of "
+                            "images; use kdas_lite.video.predict_video (kdas-lite predict CKPT "
+                            "VIDEO does)")
         if input_dir.exists():
             raise DataError(f"{shown(input_dir)} is a file, not a folder: predict reads a folder "
                             "of images; pass the folder that holds it")

@@ -289,6 +289,10 @@ def trained_image_size(path: str | os.PathLike[str]) -> int | None:
             multiple of 32 from 32 to :data:`~kdas_lite.config.MAX_IMAGE_SIZE` (inference
             would run at it: 8192 px exhausts memory).
     """
+    from kdas_lite.hub import is_package, package_config
+
+    if is_package(path):  # a kdas-lite package folder or Hub repository id
+        return package_config(path).get("image_size")
     return _recorded_image_size(load_checkpoint(path), Path(path))
 
 
@@ -353,6 +357,10 @@ def describe_plain_checkpoint(path: str | os.PathLike[str]) -> str | None:
     Raises:
         CheckpointError: missing, corrupt or unsafe file.
     """
+    from kdas_lite.hub import is_package
+
+    if is_package(path):
+        return None
     state = load_checkpoint(path)
     if isinstance(state, dict) and "arch" in state:
         return None
@@ -362,7 +370,9 @@ def describe_plain_checkpoint(path: str | os.PathLike[str]) -> str | None:
 
 def load_trained(path: str | os.PathLike[str], device: str | torch.device = "cpu", *,
                  model: nn.Module | None = None) -> nn.Module:
-    """Rebuild the model stored in a kdas_lite checkpoint (``best.pth`` / ``last.pth``).
+    """Rebuild the model stored in a kdas_lite checkpoint (``best.pth`` / ``last.pth``), or
+    in a package folder / Hub repository id of ``kdas-lite package``
+    (:func:`kdas_lite.hub.load_package`: safetensors, nothing unpickled).
 
     The architecture comes from the checkpoint's ``arch`` entry (``PolypPVT.config()``) or, for
     a plain state dict such as the authors' released teacher (PVTv2-b2) and student (PVTv2-b0),
@@ -384,8 +394,11 @@ def load_trained(path: str | os.PathLike[str], device: str | torch.device = "cpu
             that do not fit the architecture (the message lists the missing / unexpected keys
             and shape mismatches, and which encoder the file looks like).
     """
+    from kdas_lite.hub import is_package, load_package
     from kdas_lite.models import PolypPVT, load_polyp_pvt_checkpoint
 
+    if model is None and is_package(path):  # safetensors: nothing is unpickled
+        return load_package(path, device)
     path = Path(path)
     if model is None:
         state = load_checkpoint(path)

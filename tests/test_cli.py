@@ -12,7 +12,7 @@ from inference_helpers import RednessModel, disc_image
 from kdas_lite.cli import build_parser, main
 
 COMMANDS = ("demo", "download", "prepare", "make-synthetic", "train-teacher", "distill",
-            "evaluate", "predict", "export")
+            "evaluate", "predict", "export", "package")
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
