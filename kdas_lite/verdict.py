@@ -64,6 +64,7 @@ from kdas_lite.lab_stats import ALPHA, PairedTest
 __all__ = [
     "HEADLINE",
     "and_join",
+    "key_results",
     "lab_epochs",
     "load_transfer",
     "named_teacher",
@@ -357,4 +358,26 @@ def takeaways(lab: Mapping[str, Any], sweep: Mapping[str, Any] | None = None,
                  f"{ALPHA:g}, and \"no measurable difference\" with its smallest detectable "
                  "effect is not \"no difference\": only an equivalence test at a stated margin "
                  "can say that.")
+    return "\n".join(lines)
+
+
+def key_results(lab: Mapping[str, Any], sweep: Mapping[str, Any] | None = None,
+                weaker: Mapping[str, Any] | None = None) -> str:
+    """Notebook 04's key takeaways in numbers (Markdown bullets): KDAS and CWD at the lab's
+    budget on all distinct images (their verdicts, with the smallest detectable effect where
+    nothing is measurable), and CWD's paired trend ``Δ(largest budget) − Δ(smallest)`` on
+    Kvasir from each sweep's teacher."""
+    tests, labels = lab_tests(dict(lab)), set_labels(dict(lab))
+    lines = [f"- At the lab's budget ({lab_epochs(lab)} student epochs, from the "
+             f"{named_teacher(lab, 'lab teacher')}), on {labels['avg']}: "
+             + "; ".join(f"{lab['rows'][row].get('label', row)} {_said(tests[(row, 'avg')])}"
+                         for row in ("kdas", "cwd") if (row, "avg") in tests) + "."]
+    for doc, name in ((sweep, "sweep teacher"), (weaker, "re-trained lab teacher")):
+        trend = trend_tests(dict(doc)).get(("cwd", "Kvasir")) if doc is not None else None
+        if trend is not None:
+            budgets = sorted(int(e) for e in doc["budgets"])  # type: ignore[index]
+            lines.append(f"- CWD as the student trains longer, from the "
+                         f"{named_teacher(doc, name)}: Δ({budgets[-1]} epochs) − "
+                         f"Δ({budgets[0]}) on Kvasir {trend.format()} ({trend.format_p()}): "
+                         f"{trend_word(trend)}.")
     return "\n".join(lines)

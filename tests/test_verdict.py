@@ -325,3 +325,16 @@ def test_sweep_and_teacher_tables_bold_only_what_survives_holm() -> None:
     teacher = verdict_tables.teacher_table(sweep, weaker)
     assert "Kvasir 0.860" in teacher and "Kvasir 0.820" in teacher
     assert "| CWD | all 562 distinct images |" in teacher
+
+
+def test_key_results_give_kdas_with_its_detectable_effect_and_cwds_trend() -> None:
+    lab, sweep = load_lab(), load_sweep()
+    weaker = load_sweep(lab_file("budget_sweep_lab_teacher.json"))
+    first, strong, weak = verdict.key_results(lab, sweep, weaker).splitlines()
+    kdas = lab_tests(lab)[("kdas", "avg")]
+    assert "all 562 distinct images" in first and f"{kdas.format()}" in first
+    assert f"no measurable difference (smallest detectable effect {kdas.sde:.3f})" in first
+    assert "CWD +0.091 [" in first and first.rstrip(".").endswith("above")
+    assert "Kvasir 0.859" in strong and strong.endswith("the effect shrinks.")
+    assert "Kvasir 0.822" in weak and "no measurable change (smallest detectable effect" in weak
+    assert verdict.key_results(lab).count("\n") == 0  # no sweep: the lab's line alone
