@@ -325,7 +325,7 @@ def test_a_repository_pip_cannot_install_stops_the_install_cell_in_one_line(
 
 def test_04_labels_the_lab_tables_with_the_labs_own_labels() -> None:
     """A runtime with other counts (5 ETIS images) must not relabel the lab's 20-image column."""
-    from kdas_lite import verdict
+    from kdas_lite import verdict_tables
     from kdas_lite.lab_data import lab_file
     from kdas_lite.lab_results import load_lab, set_labels
 
@@ -333,14 +333,14 @@ def test_04_labels_the_lab_tables_with_the_labs_own_labels() -> None:
     lab_label = set_labels(lab)
     assert lab_label["ETIS-LaribPolypDB"] == "ETIS-LaribPolypDB (20/196)"
     assert lab_label["CVC-300"] == "CVC-300 (inferred)"
-    header = verdict.lab_rows_table(lab).splitlines()[0]
+    header = verdict_tables.lab_rows_table(lab).splitlines()[0]
     assert "ETIS-LaribPolypDB (20/196)" in header
     alone = [r["mDice"]["ETIS-LaribPolypDB"] for r in lab["rows"]["alone"]["runs"]][:1]
-    lines = verdict.live_lines(lab, {"student alone": alone, "KDAS": alone}, 0.5,
+    lines = verdict_tables.live_lines(lab, {"student alone": alone, "KDAS": alone}, 0.5,
                                "ETIS-LaribPolypDB", "ETIS-LaribPolypDB (5/196)",
                                {"KDAS": "kdas"}.get)
     kdas = next(line for line in lines if line.startswith("- *KDAS*"))
-    assert "the student alone on ETIS-LaribPolypDB (20/196)" in kdas and "(5/196)" not in kdas
+    assert "lab on ETIS-LaribPolypDB (20/196)" in kdas and "(5/196)" not in kdas
     for cell in (c.source for c in _code(_load(NAMES[3]))):  # no lab column takes the runtime's
         if 'lab["test_sets"]' in cell or "lab_rows_table" in cell:
             assert "layout.status" not in cell, cell[:80]

@@ -12,47 +12,51 @@ from matplotlib.lines import Line2D
 from kdas_lite.viz._common import _subplots, _suptitle
 
 if TYPE_CHECKING:
-    from kdas_lite.verdict import Comparison
+    from kdas_lite.lab_stats import PairedTest
 
 _COLORS = {1: "#009E73", -1: "#D55E00", 0: "0.45"}
 
 
-def forest_figure(comparisons: Sequence[Comparison], sets: Sequence[str] = ("Kvasir", "avg"), *,
+def forest_figure(tests: Mapping[tuple[str, str], PairedTest], rows: Mapping[str, str],
+                  sets: Sequence[str] = ("Kvasir", "avg"), *,
                   labels: Mapping[str, str] | None = None, title: str | None = None) -> Figure:
     """Every row's paired Δ against the student alone with its 95 % t-interval, one line per
     row and one panel per test set (a forest plot). A filled marker: the Holm-adjusted p of its
     family is below 0.05 (green above, orange below); hollow grey: no measurable difference.
 
     Args:
-        comparisons: :func:`kdas_lite.verdict.lab_comparisons` (any family against the student
-            alone).
-        sets: test sets to draw (``"avg"``: all test images).
-        labels: test set → its label for the panel titles.
+        tests: (row, test set) → its test, :func:`kdas_lite.lab_families.lab_tests` (any
+            family against the student alone).
+        rows: row → its label (:func:`kdas_lite.verdict_tables.row_labels`); the rows drawn,
+            in this order, are those with a test.
+        sets: test sets to draw (``"avg"``: all distinct test images).
+        labels: test set → its label for the panel titles
+            (:func:`kdas_lite.lab_results.set_labels`).
         title: figure title.
 
     Raises:
-        ValueError: no comparison on any of ``sets``.
+        ValueError: no test on any of ``sets``.
     """
-    shown = [c for c in comparisons if c.test_set in sets]
+    shown = {k: t for k, t in tests.items() if k[1] in sets}
     if not shown:
-        raise ValueError(f"forest_figure: no comparison on {', '.join(sets)}")
-    rows = list(dict.fromkeys(c.label for c in shown))
-    fig, axes = _subplots(1, len(sets), (4.2, 0.32 * len(rows) + 1.2))
+        raise ValueError(f"forest_figure: no test on {', '.join(sets)}")
+    names = [rows.get(r, r) for r in dict.fromkeys(r for r, _ in shown)]
+    fig, axes = _subplots(1, len(sets), (4.2, 0.32 * len(names) + 1.2))
     for ax, test_set in zip(axes[0], sets, strict=True):
-        for c in shown:
-            if c.test_set != test_set:
+        for (row, s), t in shown.items():
+            if s != test_set:
                 continue
-            y = len(rows) - 1 - rows.index(c.label)
-            iv, color = c.interval, _COLORS[c.sign]
-            if iv.lo is not None and iv.hi is not None:
-                ax.plot([iv.lo, iv.hi], [y, y], color=color, lw=1.6)
-            ax.plot(iv.mean, y, "o", color=color, mfc=color if c.sign else "white", ms=6)
+            y = len(names) - 1 - names.index(rows.get(row, row))
+            color = _COLORS[t.sign]
+            if t.lo is not None and t.hi is not None:
+                ax.plot([t.lo, t.hi], [y, y], color=color, lw=1.6)
+            ax.plot(t.mean, y, "o", color=color, mfc=color if t.sign else "white", ms=6)
         ax.axvline(0, color="k", lw=1)
-        ax.set_yticks(range(len(rows)), rows[::-1] if ax is axes[0, 0] else [""] * len(rows),
+        ax.set_yticks(range(len(names)), names[::-1] if ax is axes[0, 0] else [""] * len(names),
                       fontsize=7)
         ax.set_xlabel("paired Δ mDice vs the student alone")
-        name = "all test images" if test_set == "avg" else (labels or {}).get(test_set, test_set)
-        ax.set_title(name, fontsize=9)
+        ax.set_title((labels or {}).get(test_set, "all distinct test images" if test_set == "avg"
+                                        else test_set), fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     handles = [Line2D([], [], color=_COLORS[1], marker="o", label="above (Holm p < 0.05)"),
                Line2D([], [], color=_COLORS[-1], marker="o", label="below (Holm p < 0.05)"),
