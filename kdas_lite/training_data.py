@@ -98,7 +98,9 @@ def build_dataloaders(config: TrainConfig, mean: Sequence[float], std: Sequence[
     """Training and validation loaders over the training folder of ``config.data_root``.
 
     The training folder is split by :func:`kdas_lite.data.train_val_split` (``val_fraction``,
-    seeded by ``config.seed``); the test sets are not touched, and the files of
+    seeded by ``config.seed``), or into the named lists ``train_subset`` / ``val_subset`` of
+    ``config.split_file`` (:func:`kdas_lite.data.split_pairs`: disjoint from each other and
+    from ``transfer_subset``); the test sets are not touched, and the files of
     ``layout.exclude`` (test images inside the training folder: the PraNet Kvasir test images
     of a raw Kvasir-SEG folder, or those :func:`kdas_lite.data.leaked_test_images` finds) are
     dropped before the split. ``max_train_images`` / ``max_val_images`` then keep a seeded
@@ -120,7 +122,7 @@ def build_dataloaders(config: TrainConfig, mean: Sequence[float], std: Sequence[
         ``(train_loader, val_loader, layout)``; ``layout.synthetic`` tells whether the data is
         the synthetic stand-in.
     """
-    from kdas_lite.data import PolypDataset, pair_files, subsample, train_val_split
+    from kdas_lite.data import PolypDataset, pair_files, split_pairs, subsample, train_val_split
     from kdas_lite.data.registry import image_mask_dirs
 
     if config.batch_size % parallel.world_size:
@@ -131,8 +133,13 @@ def build_dataloaders(config: TrainConfig, mean: Sequence[float], std: Sequence[
         layout = find_training_data(config)
     found = pair_files(*image_mask_dirs(layout.train))
     pairs = [pair for pair in found if pair[0].stem not in layout.exclude]
-    all_train, all_val = train_val_split(pairs, val_fraction=config.val_fraction,
-                                         seed=config.seed)
+    if config.split_file is not None:  # named lists; the transfer set must not overlap them
+        names = [config.train_subset, config.val_subset, *(
+            [config.transfer_subset] if config.transfer_subset is not None else [])]
+        all_train, all_val = split_pairs(pairs, config.split_file, names, layout.exclude)[:2]
+    else:
+        all_train, all_val = train_val_split(pairs, val_fraction=config.val_fraction,
+                                             seed=config.seed)
     train_pairs = subsample(all_train, config.max_train_images, seed=config.seed)
     val_pairs = subsample(all_val, config.max_val_images, seed=config.seed)
     if not val_pairs:
