@@ -45,8 +45,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import shlex
+import statistics
 import sys
 import time
 from importlib import metadata
@@ -55,12 +57,15 @@ from typing import Any
 
 import torch
 from lab_experiment import save_json
+from real_lab import replace_block
 
 from kdas_lite.config import TrainConfig, encoder_pair, get_preset
 from kdas_lite.data import find_layout, find_shared_data, load_split
 from kdas_lite.data.io import file_sha256
 from kdas_lite.evaluate import evaluate
-from kdas_lite.train import train_teacher
+from kdas_lite.train import distill, train_teacher
+from kdas_lite.transfer_results import POOLS, analyse, markdown, reading
+from kdas_lite.viz import transfer_figure
 
 SPLIT = "kdas_lite/data/splits/transfer_set.json"  # relative to the repository root
 DATA_LABEL = "shared/data"
@@ -80,6 +85,10 @@ ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     "B": ("B: oracle, L ∪ U with true labels", {
         "use_at": False, "use_sgm": False, "transfer_target": "labels"}),
 }
+EXTRA_ARMS = ("A", "C", "D-kdas")  # the arms that get --extra-seeds
+WARMUP_STEPS = 25  # the lab's one warm-up epoch of 200 images at batch 8
+START = "<!-- transfer-set: begin (written by experiments/transfer_set.py) -->"
+END = "<!-- transfer-set: end -->"
 LIBRARIES = ("torch", "torchvision", "timm", "numpy", "albumentations", "opencv-python-headless",
              "pillow", "scipy")
 
@@ -151,6 +160,7 @@ def record_of(args: argparse.Namespace, config: TrainConfig, result: Any, table:
         "image_ids": image_ids(config), "history": result.history,
         "image_dice": {name: [round(d[stem], 5) for stem in sorted(d)]
                        for name, d in table.image_dice.items()},
+        "_order": {name: sorted(d) for name, d in table.image_dice.items()},
     }
 
 
@@ -186,10 +196,153 @@ def run_teacher(args: argparse.Namespace, data_root: Path, teacher: int) -> None
     record = record_of(args, config, result, table, train_s, time.perf_counter() - start,
                        arm="teacher", teacher=teacher, resumed=resumed,
                        teacher_sha256=file_sha256(teacher_checkpoint(args, teacher)))
+    save_order(args, record)
     save_json(path, record)
     kvasir = record["table"]["datasets"]["Kvasir"]["meanDic"]
     print(f"    teacher t{teacher}: Kvasir mDice {kvasir:.3f} "
           f"(train {train_s / 60:.1f} min)", flush=True)
+
+
+def student_seed(teacher: int, k: int) -> int:
+    """Student seeds are nested in teachers: teacher t's k-th seed is 10·t + k."""
+    return 10 * teacher + k
+
+
+def student_config(args: argparse.Namespace, data_root: Path, arm: str, labels: int,
+                   teacher: int, k: int) -> TrainConfig:
+    """Arm ``arm`` at |L| = ``labels``: ``--steps`` optimiser steps (epochs = steps / batches
+    of L, rounded), warm-up over :data:`WARMUP_STEPS`, validation on ``S_val``."""
+    batches = math.ceil(labels / args.batch_size)
+    overrides = dict(ARMS[arm][1])
+    if "transfer_target" in overrides:
+        overrides["transfer_subset"] = "U"
+    name = f"L{labels}/t{teacher}/{arm}-s{student_seed(teacher, k)}"
+    return base_config(args, data_root).replace(
+        name=f"transfer-{name.replace('/', '-')}", output_dir=str(args.out / name),
+        split_file=args.split, train_subset=f"L{labels}", val_subset="S_val",
+        epochs=max(1, round(args.steps / batches)), warmup_epochs=WARMUP_STEPS / batches,
+        seed=student_seed(teacher, k), **overrides)
+
+
+def record_path(args: argparse.Namespace, arm: str, labels: int, teacher: int, k: int) -> Path:
+    return args.records / f"L{labels}" / f"t{teacher}" / f"{arm}-s{student_seed(teacher, k)}.json"
+
+
+def plan_runs(args: argparse.Namespace) -> list[tuple[str, int, int, int]]:
+    """``(arm, labels, teacher, k)`` in the order of importance: |L| = 200 with every arm on
+    ``--seeds``, seed by seed, teacher by teacher (primary arms first); then the
+    ``--extra-seeds`` of A, C and D-kdas; then |L| = 50 the same way."""
+    plan = []
+    for labels in args.labels:
+        plan += [(arm, labels, t, k) for k in args.seeds for t in args.teachers
+                 for arm in args.arms]
+        plan += [(arm, labels, t, k) for k in args.extra_seeds for t in args.teachers
+                 for arm in EXTRA_ARMS if arm in args.arms]
+    return plan
+
+
+def uses_teacher(arm: str) -> bool:
+    return arm not in ("A", "B")
+
+
+def run_student(args: argparse.Namespace, data_root: Path, arm: str, labels: int,
+                teacher: int, k: int) -> dict[str, Any] | None:
+    """Train and evaluate one arm (skipped when recorded); return its record."""
+    config = student_config(args, data_root, arm, labels, teacher, k)
+    path = record_path(args, arm, labels, teacher, k)
+    if check_recorded(path, config, args.out):
+        return None
+    checkpoint = teacher_checkpoint(args, teacher)
+    if uses_teacher(arm) and not checkpoint.exists():
+        sys.exit(f"transfer_set.py: error: no teacher t{teacher} under {args.out}: train it "
+                 "first (--stage teachers)")
+    resumed = (config.run_dir / "student" / "last.pth").exists()
+    print(f"L{labels} t{teacher} s{config.seed}: {ARMS[arm][0]} ({config.epochs} epochs)"
+          f"{' (resumed)' if resumed else ''}", flush=True)
+    start = time.perf_counter()
+    result = distill(config, checkpoint if uses_teacher(arm) else None, resume=resumed,
+                     progress=False)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    table = evaluate(result.model, data_root, size=config.image_size, device="cpu",
+                     progress=False, name=f"{ARMS[arm][0]}, L{labels}, t{teacher}")
+    batches = math.ceil(labels / config.batch_size)
+    record = record_of(
+        args, config, result, table, train_s, time.perf_counter() - start, arm=arm,
+        label=ARMS[arm][0], labels=labels, teacher=teacher, seed=config.seed, resumed=resumed,
+        steps=config.epochs * batches * len(config.train_sizes),
+        teacher_sha256=file_sha256(checkpoint) if uses_teacher(arm) else None)
+    save_order(args, record)
+    save_json(path, record)
+    print(f"    Kvasir mDice {record['table']['datasets']['Kvasir']['meanDic']:.3f} (train "
+          f"{train_s / 60:.1f} min)", flush=True)
+    return record
+
+
+def load_records(args: argparse.Namespace) -> list[dict[str, Any]]:
+    paths = sorted(args.records.glob("teacher-t*.json")) + sorted(
+        args.records.glob("L*/t*/*.json"))
+    return [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+
+
+def check_pairing(records: list[dict[str, Any]]) -> None:
+    """Stop when records of one teacher name different checksums, or the records were made
+    with different library versions (they would not pair)."""
+    sha = {r["teacher"]: r["teacher_sha256"] for r in records if r["arm"] == "teacher"}
+    for r in records:
+        if r.get("teacher_sha256") and r["teacher_sha256"] != sha.get(r["teacher"]):
+            sys.exit(f"transfer_set.py: error: a record of arm {r['arm']} (seed {r['seed']}) "
+                     f"was distilled from another teacher t{r['teacher']} than the recorded "
+                     "one: one teacher per index")
+    if len({json.dumps(r["versions"], sort_keys=True) for r in records}) > 1:
+        sys.exit("transfer_set.py: error: the records were made with different library "
+                 "versions and do not pair: re-run them in one environment")
+
+
+def write_outputs(args: argparse.Namespace, plan: list[tuple[str, int, int, int]]) -> None:
+    """The JSON, the RESULTS block and the figure from every record."""
+    records = load_records(args)
+    check_pairing(records)
+    order = json.loads((args.records / "test_images.json").read_text(encoding="utf-8")) \
+        if (args.records / "test_images.json").exists() else {}
+    analysis = analyse(records, order) if records else {
+        "families": {}, "context": [], "arms": {}, "teachers": {}}
+    missing = [f"L{n}/t{t}/{arm}-s{student_seed(t, k)}" for arm, n, t, k in plan
+               if not record_path(args, arm, n, t, k).exists()]
+    split = json.loads(Path(args.split).read_text(encoding="utf-8"))
+    doc = {"question": "does distillation pay when the teacher brings images the labels lack?",
+           "command": args.command, "partial": bool(missing), "missing": missing,
+           "steps": args.steps, "data_root": DATA_LABEL, "split_file": args.split,
+           "split_counts": split["counts"], "split_lists": split["lists"],
+           "records": args.records.as_posix(), "arms": {a: v[0] for a, v in ARMS.items()},
+           "pools": {p: list(v) for p, v in POOLS.items()},
+           "versions": records[0]["versions"] if records else versions(),
+           "compute_minutes": round(sum(r["train_s"] + r["eval_s"] for r in records) / 60, 1),
+           **analysis}
+    save_json(args.json, doc)
+    if args.docs is not None:
+        replace_block(args.docs, block_text(doc), START, END)
+    if args.figure is not None and analysis["arms"]:
+        fig = transfer_figure(doc)
+        args.figure.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.figure, dpi=120)
+
+
+def block_text(doc: dict[str, Any]) -> str:
+    """The generated block: what ran, the teachers, the tables and the reading."""
+    done = {}
+    for entry in doc["arms"].values():
+        done.setdefault(entry["labels"], []).append(f"{entry['arm']} {len(entry['runs'])}")
+    lines = [f"command: `{doc['command']}` (records: `{doc['records']}`; "
+             f"{doc['compute_minutes']} min of compute so far)", ""]
+    if doc["partial"]:
+        lines += [f"**PARTIAL**: {len(doc['missing'])} planned run(s) not done yet; runs per "
+                  "arm so far: " + ("; ".join(f"|L| = {n}: " + ", ".join(v) for n, v in
+                                              sorted(done.items(), reverse=True)) or "none")
+                  + ". Run the same command again to continue.", ""]
+    lines += ["Generated reading (`kdas_lite.transfer_results.reading`):", "",
+              reading(doc), markdown(doc)]
+    return "\n".join(lines) + "\n"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -203,6 +356,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stage", choices=["teachers", "all"], default="all",
                         help="teachers: train the teachers only")
     parser.add_argument("--teacher-epochs", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=600,
+                        help="optimiser steps of every student arm (the budget sweep's 24 "
+                        "epochs of 200 images, batch 8)")
+    parser.add_argument("--labels", nargs="+", type=int, default=[200, 50])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                        help="student seeds k per teacher (the seed is 10·teacher + k)")
+    parser.add_argument("--extra-seeds", nargs="*", type=int, default=[3, 4],
+                        help="more seeds for A, C and D-kdas, after --seeds")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    parser.add_argument("--figure", type=Path, default=Path("docs/results/transfer_set.png"))
+    parser.add_argument("--budget-minutes", type=float, default=100000.0,
+                        help="stop before a run that would end after this")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -222,8 +387,39 @@ def main(argv: list[str] | None = None) -> None:
     if data_root is None or not find_layout(data_root).test:
         sys.exit("transfer_set.py: error: no real PraNet data: set KDAS_DATA to its root")
     args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    plan = plan_runs(args)
     for teacher in [] if args.report_only else args.teachers:
         run_teacher(args, data_root, teacher)
+    write_outputs(args, plan)
+    if args.stage == "teachers":
+        return
+    times: dict[str, list[float]] = {}
+    for arm, labels, teacher, k in [] if args.report_only else plan:
+        elapsed = time.perf_counter() - started
+        expected = statistics.fmean(times[arm]) if times.get(arm) else 0.0
+        if elapsed + expected > args.budget_minutes * 60:
+            print("budget: stopping; run the same command again to continue", flush=True)
+            break
+        record = run_student(args, data_root, arm, labels, teacher, k)
+        if record is None:
+            continue
+        times.setdefault(arm, []).append(record["train_s"] + record["eval_s"])
+        write_outputs(args, plan)
+    write_outputs(args, plan)
+    print(f"wall time: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+
+
+def save_order(args: argparse.Namespace, record: dict[str, Any]) -> None:
+    """Write (once) each test set's image stems, the order of every record's per-image Dice;
+    a run that scored other images stops the script."""
+    order = record.pop("_order")
+    index = args.records / "test_images.json"
+    if index.exists() and json.loads(index.read_text(encoding="utf-8")) != order:
+        sys.exit(f"{index} lists other test images than this run scored: use another "
+                 "--records folder for other data")
+    if not index.exists():
+        save_json(index, order)
 
 
 if __name__ == "__main__":

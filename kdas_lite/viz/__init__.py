@@ -67,6 +67,7 @@ from kdas_lite.viz.results import (
     term_gradient_figure,
     tradeoff_figure,
     training_curves_figure,
+    transfer_figure,
 )
 from kdas_lite.viz.sgm import matrices_figure, sgm_figure
 
@@ -104,4 +105,5 @@ __all__ = [
     "to_rgb",
     "tradeoff_figure",
     "training_curves_figure",
+    "transfer_figure",
 ]
