@@ -220,7 +220,8 @@ def student_config(args: argparse.Namespace, data_root: Path, arm: str, labels: 
     return base_config(args, data_root).replace(
         name=f"transfer-{name.replace('/', '-')}", output_dir=str(args.out / name),
         split_file=args.split, train_subset=f"L{labels}", val_subset="S_val",
-        epochs=max(1, round(args.steps / batches)), warmup_epochs=WARMUP_STEPS / batches,
+        epochs=(epochs := max(1, round(args.steps / batches))),
+        warmup_epochs=min(WARMUP_STEPS / batches, epochs / 4),
         seed=student_seed(teacher, k), **overrides)
 
 
@@ -310,19 +311,32 @@ def write_outputs(args: argparse.Namespace, plan: list[tuple[str, int, int, int]
     missing = [f"L{n}/t{t}/{arm}-s{student_seed(t, k)}" for arm, n, t, k in plan
                if not record_path(args, arm, n, t, k).exists()]
     split = json.loads(Path(args.split).read_text(encoding="utf-8"))
+    minutes: dict[str, list[float]] = {}
+    for r in records:
+        if r["arm"] != "teacher" and not r["resumed"]:
+            minutes.setdefault(r["arm"], []).append((r["train_s"] + r["eval_s"]) / 60)
+    run_minutes = {a: statistics.fmean(minutes[a]) for a in ARMS if a in minutes}
+    missing_arms = [arm for arm, n, t, k in plan if not record_path(args, arm, n, t, k).exists()]
     doc = {"question": "does distillation pay when the teacher brings images the labels lack?",
            "command": args.command, "partial": bool(missing), "missing": missing,
            "steps": args.steps, "data_root": DATA_LABEL, "split_file": args.split,
            "split_counts": split["counts"], "split_lists": split["lists"],
-           "records": args.records.as_posix(), "arms": {a: v[0] for a, v in ARMS.items()},
+           "records": args.records.as_posix() if not args.records.is_absolute()
+           else f"<outside the repository>/{args.records.name}",
+           "arm_labels": {a: v[0] for a, v in ARMS.items()},
            "pools": {p: list(v) for p, v in POOLS.items()},
            "versions": records[0]["versions"] if records else versions(),
            "compute_minutes": round(sum(r["train_s"] + r["eval_s"] for r in records) / 60, 1),
+           "run_minutes": run_minutes, "minutes_left": {
+               "minutes": sum(run_minutes[a] for a in missing_arms if a in run_minutes),
+               "runs": sum(a in run_minutes for a in missing_arms),
+               "unmeasured": sum(a not in run_minutes for a in missing_arms)},
            **analysis}
     save_json(args.json, doc)
     if args.docs is not None:
         replace_block(args.docs, block_text(doc), START, END)
-    if args.figure is not None and analysis["arms"]:
+    paired = [c for f in analysis["families"].values() for c in f] + analysis["context"]
+    if args.figure is not None and any(c["n_units"] and c["reference"] == "A" for c in paired):
         fig = transfer_figure(doc)
         args.figure.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.figure, dpi=120)
@@ -340,6 +354,14 @@ def block_text(doc: dict[str, Any]) -> str:
                   "arm so far: " + ("; ".join(f"|L| = {n}: " + ", ".join(v) for n, v in
                                               sorted(done.items(), reverse=True)) or "none")
                   + ". Run the same command again to continue.", ""]
+    if doc["run_minutes"]:
+        per_arm = ", ".join(f"{a} {m:.0f}" for a, m in doc["run_minutes"].items())
+        left = doc["minutes_left"]
+        lines += [f"Measured minutes per run (train + evaluation, one thread, mean so far): "
+                  f"{per_arm}. Left: ≈ {left['minutes']:.0f} min of one-thread compute for "
+                  f"the measured arms' {left['runs']} missing runs"
+                  + (f", plus {left['unmeasured']} runs of arms not measured yet"
+                     if left["unmeasured"] else "") + ".", ""]
     lines += ["Generated reading (`kdas_lite.transfer_results.reading`):", "",
               reading(doc), markdown(doc)]
     return "\n".join(lines) + "\n"
@@ -355,7 +377,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teachers", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--stage", choices=["teachers", "all"], default="all",
                         help="teachers: train the teachers only")
-    parser.add_argument("--teacher-epochs", type=int, default=40)
+    parser.add_argument("--teacher-epochs", type=int, default=20)
     parser.add_argument("--steps", type=int, default=600,
                         help="optimiser steps of every student arm (the budget sweep's 24 "
                         "epochs of 200 images, batch 8)")

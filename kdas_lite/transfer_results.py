@@ -258,11 +258,16 @@ def markdown(analysis: Mapping[str, Any]) -> str:
     Holm-level intervals, raw and adjusted p and verdict; then the context contrasts."""
     lines = []
     for name, family in analysis["families"].items():
+        paired = [c for c in family if c["n_units"]]
+        if not paired:
+            lines += ["", f"**{name}**: no paired runs yet."]
+            continue
         lines += ["", f"**{name}** (Holm across the {sum(c['p'] is not None for c in family)} "
-                  "tested contrasts of this family):", "",
+                  f"tested of its {len(family)} contrasts; contrasts without paired runs not "
+                  "shown):", "",
                   "| |L| | pool | contrast | units (teachers) | Δ | 95 % | Holm-level | p | "
                   "p Holm | verdict |", "|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
-        for c in family:
+        for c in paired:
             p = "—" if c["p"] is None else f"{c['p']:.3f}"
             ph = "—" if c["p_holm"] is None else f"{c['p_holm']:.3f}"
             lines.append(f"| {c['labels']} | {POOL_LABELS[c['pool']]} | {c['arm']} − "
