@@ -93,3 +93,14 @@ def test_noise_without_an_effect_is_not_measurable_and_never_above():
     assert "above" not in verdicts and "below" not in verdicts
     assert "not measurable at this power" in verdicts
     assert "smallest detectable" in reading(analysis)
+
+
+def test_the_figure_has_one_panel_per_label_budget_with_runs():
+    from kdas_lite.viz import transfer_figure
+
+    records = make_records(0.05, 0.05) + [
+        {**r, "labels": 50} for r in make_records(0.02, 0.0) if r["seed"] < 10]
+    fig = transfer_figure(analyse(records, ORDER))
+    assert [ax.get_title() for ax in fig.axes] == ["|L| = 200", "|L| = 50"]
+    with pytest.raises(ValueError, match="no arm"):
+        transfer_figure({"families": {}, "context": []})

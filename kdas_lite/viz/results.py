@@ -583,6 +583,11 @@ def plot_history(history_or_run_dir: list[dict[str, Any]] | str | os.PathLike[st
     return ax
 
 
+#: the colour of each transfer-set arm: its method's (kdas_lite.viz.METHOD_COLORS) or a spare
+_ARM_METHOD = {"B": "oracle", "C": "pseudo-labels", "D-kdas": "KDAS", "D-cwd": "CWD",
+               "D-pixel": "pixel KD", "D-at": "+L_AT", "E": "KDAS on L only"}
+
+
 def transfer_figure(doc: Mapping[str, Any], title: str | None = None) -> Figure:
     """The transfer-set experiment (``docs/results/transfer_set.json``): each arm's Δ against
     the student alone A, at both label budgets (one panel each), on the 562 distinct test
@@ -609,13 +614,13 @@ def transfer_figure(doc: Mapping[str, Any], title: str | None = None) -> Figure:
                 ci = c["ci_holm"] or c["ci95"] or (c["estimate"], c["estimate"])
                 ax.errorbar(x + offset, c["estimate"], yerr=[[c["estimate"] - ci[0]],
                                                              [ci[1] - c["estimate"]]],
-                            marker="o", capsize=3, color=method_color(arm.split("-")[-1]),
+                            marker="o", capsize=3, color=method_color(_ARM_METHOD[arm]),
                             mfc=face)
         ax.axhline(0, color="k", lw=1)
         ax.set_xticks(range(len(arms)), arms, rotation=30)
         ax.set_title(f"|L| = {labels}", fontsize=10)
         ax.set_ylabel("Δ mDice vs A (student alone)")
         ax.grid(alpha=0.3)
-    _suptitle(fig, title or "Transfer set: Δ vs the student alone (filled: 562 distinct "
-              "images, hollow: unseen family)")
+    _suptitle(fig, title or "Transfer set: Δ vs the student alone A\n(filled: 562 distinct "
+              "test images; hollow: unseen family)")
     return fig
