@@ -46,18 +46,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 from lab_experiment import save_json
-from real_lab import replace_block
 
 from kdas_lite.config import TrainConfig, encoder_pair, get_preset
 from kdas_lite.data import find_layout, find_shared_data, load_split
@@ -333,13 +334,31 @@ def write_outputs(args: argparse.Namespace, plan: list[tuple[str, int, int, int]
                "unmeasured": sum(a not in run_minutes for a in missing_arms)},
            **analysis}
     save_json(args.json, doc)
-    if args.docs is not None:
-        replace_block(args.docs, block_text(doc), START, END)
+    if args.docs is not None:  # atomically: the two processes rewrite it in turn
+        text = args.docs.read_text(encoding="utf-8")
+        if START not in text or END not in text:
+            print(f"warning: {args.docs} has no transfer-set block; tables not copied there",
+                  file=sys.stderr)
+        else:
+            head, rest = text.split(START, 1)
+            atomic_write(args.docs, lambda tmp: tmp.write_text(
+                head + START + "\n" + block_text(doc) + rest[rest.index(END):],
+                encoding="utf-8"))
     paired = [c for f in analysis["families"].values() for c in f] + analysis["context"]
     if args.figure is not None and any(c["n_units"] and c["reference"] == "A" for c in paired):
         fig = transfer_figure(doc)
         args.figure.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.figure, dpi=120)
+        atomic_write(args.figure, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+
+
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` next to ``path``, then rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def block_text(doc: dict[str, Any]) -> str:
