@@ -86,6 +86,7 @@ ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     "B": ("B: oracle, L ∪ U with true labels", {
         "use_at": False, "use_sgm": False, "transfer_target": "labels"}),
 }
+TEACHERS = [0, 1]  # the design's teachers (each process may run some of them)
 EXTRA_ARMS = ("A", "C", "D-kdas")  # the arms that get --extra-seeds
 WARMUP_STEPS = 25  # the lab's one warm-up epoch of 200 images at batch 8
 START = "<!-- transfer-set: begin (written by experiments/transfer_set.py) -->"
@@ -301,14 +302,16 @@ def check_pairing(records: list[dict[str, Any]]) -> None:
                  "versions and do not pair: re-run them in one environment")
 
 
-def write_outputs(args: argparse.Namespace, plan: list[tuple[str, int, int, int]]) -> None:
-    """The JSON, the RESULTS block and the figure from every record."""
+def write_outputs(args: argparse.Namespace) -> None:
+    """The JSON, the RESULTS block and the figure from every record; what is missing is
+    counted over the whole design (both teachers), whichever this process runs."""
     records = load_records(args)
     check_pairing(records)
     order = json.loads((args.records / "test_images.json").read_text(encoding="utf-8")) \
         if (args.records / "test_images.json").exists() else {}
     analysis = analyse(records, order) if records else {
         "families": {}, "context": [], "arms": {}, "teachers": {}}
+    plan = plan_runs(argparse.Namespace(**{**vars(args), "teachers": TEACHERS}))  # both
     missing = [f"L{n}/t{t}/{arm}-s{student_seed(t, k)}" for arm, n, t, k in plan
                if not record_path(args, arm, n, t, k).exists()]
     split = json.loads(Path(args.split).read_text(encoding="utf-8"))
@@ -366,7 +369,8 @@ def block_text(doc: dict[str, Any]) -> str:
     done = {}
     for entry in doc["arms"].values():
         done.setdefault(entry["labels"], []).append(f"{entry['arm']} {len(entry['runs'])}")
-    lines = [f"command: `{doc['command']}` (records: `{doc['records']}`; "
+    lines = [f"command: `{doc['command']} --teachers T`, one process per teacher "
+             f"(T = {', '.join(map(str, TEACHERS))}; records: `{doc['records']}`; "
              f"{doc['compute_minutes']} min of compute so far)", ""]
     if doc["partial"]:
         lines += [f"**PARTIAL**: {len(doc['missing'])} planned run(s) not done yet; runs per "
@@ -393,7 +397,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=Path("docs/results/transfer_set.json"))
     parser.add_argument("--docs", type=Path, default=Path("docs/RESULTS.md"))
     parser.add_argument("--split", default=SPLIT)
-    parser.add_argument("--teachers", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--teachers", nargs="+", type=int, default=TEACHERS)
     parser.add_argument("--stage", choices=["teachers", "all"], default="all",
                         help="teachers: train the teachers only")
     parser.add_argument("--teacher-epochs", type=int, default=20)
@@ -415,9 +419,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
-    args.command = shlex.join(["python", "experiments/transfer_set.py", *(
-        f"<outside the repository>/{Path(a).name}" if a.startswith("/") else a
-        for a in (sys.argv[1:] if argv is None else argv) if a != "--report-only")])
+    given, kept = sys.argv[1:] if argv is None else argv, []
+    for i, a in enumerate(given):  # the command without --report-only and --teachers N …
+        if a == "--report-only" or a == "--teachers" or (
+                a.isdigit() and "--teachers" in given[:i]
+                and all(b.isdigit() for b in given[given.index("--teachers") + 1:i])):
+            continue
+        kept.append(f"<outside the repository>/{Path(a).name}" if a.startswith("/") else a)
+    args.command = shlex.join(["python", "experiments/transfer_set.py", *kept])
     return args
 
 
@@ -432,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
     plan = plan_runs(args)
     for teacher in [] if args.report_only else args.teachers:
         run_teacher(args, data_root, teacher)
-    write_outputs(args, plan)
+    write_outputs(args)
     if args.stage == "teachers":
         return
     times: dict[str, list[float]] = {}
@@ -446,8 +455,8 @@ def main(argv: list[str] | None = None) -> None:
         if record is None:
             continue
         times.setdefault(arm, []).append(record["train_s"] + record["eval_s"])
-        write_outputs(args, plan)
-    write_outputs(args, plan)
+        write_outputs(args)
+    write_outputs(args)
     print(f"wall time: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
 
 
