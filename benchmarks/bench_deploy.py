@@ -217,8 +217,9 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--limit", type=int, help="images per test set (smoke runs)")
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
-    command = shlex.join(["python", "benchmarks/bench_deploy.py",
-                          *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "benchmarks/bench_deploy.py", *(
+        f"<outside the repository>/{Path(a).name}" if a.startswith("/") else a
+        for a in (sys.argv[1:] if argv is None else argv))])  # no machine path on the page
     start = time.perf_counter()
     load = f"{__import__('os').getloadavg()[0]:.1f}"
     with tempfile.TemporaryDirectory() as tmp:

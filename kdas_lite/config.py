@@ -47,6 +47,7 @@ AT_MODES = ("kdas", "reference", "reference-fixed")  # = kdas_lite.losses.AT_MOD
 SGM_FORMS = ("logits", "prob", "no-transpose", "teacher-std")  # = kdas_lite.losses.SGM_FORMS
 BASELINES = (None, "pixel", "cwd")
 CACHES = ("none", "memory", "disk")
+TRANSFER_TARGETS = (None, "kd", "pseudo", "labels")  # = kdas_lite.transfer.TARGETS
 MAX_IMAGE_SIZE = 1024
 """Largest training side (px); a checkpoint recording more is refused as damaged
 (:func:`kdas_lite.runs.trained_image_size`), since inference would run at that size."""
@@ -83,6 +84,17 @@ class TrainConfig:
             edges (in [0, 1]), as the public script does (its masks are resized bilinearly
             and never re-binarised); False keeps them in {0, 1} (nearest resize, and
             re-binarised after each multi-scale rescale). Validation masks stay binary.
+        split_file, train_subset, val_subset: a JSON file of named lists of training-image
+            file stems (``{"lists": {name: [stem, ...]}}``, e.g.
+            ``kdas_lite/data/splits/transfer_set.json``) and the names of the lists to train
+            and validate on, instead of the seeded ``val_fraction`` split
+            (:func:`kdas_lite.data.split_pairs`); all three or none.
+        transfer_subset, transfer_target: a list of ``split_file`` whose images join every
+            optimiser step as a second batch (the transfer set U), and what that batch is
+            trained on: ``"kd"`` the distillation terms only, its masks never read;
+            ``"pseudo"`` ``ΣL_seg`` against the frozen teacher's hard pseudo-labels
+            (σ(P1 + P2) > 0.5, computed once); ``"labels"`` ``ΣL_seg`` against its true masks
+            (the oracle). Both or none (:mod:`kdas_lite.transfer`).
         cache: ``"none"``, ``"memory"`` (decoded images kept in RAM) or ``"disk"``.
         num_workers: DataLoader worker processes (0 loads in the main process).
 
@@ -157,6 +169,11 @@ class TrainConfig:
     max_val_images: int | None = None
     augment: bool = True
     soft_masks: bool = False
+    split_file: str | None = None
+    train_subset: str | None = None
+    val_subset: str | None = None
+    transfer_subset: str | None = None
+    transfer_target: str | None = None
     cache: str = "none"
     num_workers: int = 2
     # models
@@ -290,6 +307,20 @@ class TrainConfig:
         if not (isinstance(self.sgm_weight, (int, float)) and self.sgm_weight > 0):
             fail("sgm_weight", "must be a number > 0 (1 = the paper's weight α on L_SGM)")
         choose("cache", CACHES)
+        choose("transfer_target", TRANSFER_TARGETS)
+        named = [self.split_file, self.train_subset, self.val_subset]
+        if any(v is not None for v in named) and None in named:
+            fail("split_file", "split_file, train_subset and val_subset go together: give all "
+                               "three (a split file and the names of its two lists) or none")
+        if (self.transfer_subset is None) != (self.transfer_target is None):
+            fail("transfer_subset", "transfer_subset and transfer_target go together: give "
+                                    "both (a list of split_file and 'kd', 'pseudo' or "
+                                    "'labels') or none")
+        if self.transfer_subset is not None and self.split_file is None:
+            fail("transfer_subset", "names a list of split_file: give split_file too")
+        if self.transfer_target == "kd" and not self.distills:
+            fail("transfer_target", "'kd' trains the transfer batch on the distillation terms: "
+                                    "switch on use_at, use_sgm or a baseline")
         device = self.device.split(":")
         if device[0] not in ("auto", "cpu", "cuda", "mps") or (
             len(device) == 2 and not (device[0] == "cuda" and device[1].isdigit())

@@ -487,20 +487,23 @@ class KDASLoss(nn.Module):
         self,
         student: tuple[Tensor, Tensor],
         teacher: tuple[Tensor, Tensor] | None,
-        mask: Tensor,
+        mask: Tensor | None,
     ) -> dict[str, Tensor]:
         """The unweighted terms of Eq. 6 that are switched on, each with its autograd graph.
 
-        ``{"seg": ΣL_seg, "at": ΣL_AT, "sgm": L_SGM, "kd": ΣL_KD}`` ("seg" always; the sums
-        run over P1 and P2, L_SGM is on P1). :meth:`weights` gives their factors in Eq. 6.
+        ``{"seg": ΣL_seg, "at": ΣL_AT, "sgm": L_SGM, "kd": ΣL_KD}`` ("seg" whenever a mask
+        is given; the sums run over P1 and P2, L_SGM is on P1). :meth:`weights` gives their
+        factors in Eq. 6.
 
         Args:
             student: ``(P1_s, P2_s)``, each ``(B, 1, H, W)`` logits.
             teacher: ``(P1_t, P2_t)`` logits, or None when every distillation term is off.
-            mask: ``(B, 1, H, W)`` ground truth.
+            mask: ``(B, 1, H, W)`` ground truth, or None for the distillation terms alone
+                (images without labels: :mod:`kdas_lite.transfer`).
         """
         s1, s2 = student
-        terms = {"seg": structure_loss(s1, mask) + structure_loss(s2, mask)}
+        terms = {} if mask is None else {"seg": structure_loss(s1, mask)
+                                         + structure_loss(s2, mask)}
         if not (self.use_at or self.use_sgm or self.baseline is not None):
             return terms
         if teacher is None:
@@ -528,20 +531,23 @@ class KDASLoss(nn.Module):
         self,
         student: tuple[Tensor, Tensor],
         teacher: tuple[Tensor, Tensor] | None,
-        mask: Tensor,
+        mask: Tensor | None,
     ) -> KDASLossOutput:
         """Compute L_KDAS.
 
         Args:
             student: ``(P1_s, P2_s)``, each ``(B, 1, H, W)`` logits.
             teacher: ``(P1_t, P2_t)`` logits, or None when every distillation term is off.
-            mask: ``(B, 1, H, W)`` ground truth.
+            mask: ``(B, 1, H, W)`` ground truth, or None: the distillation terms alone,
+                ``α·(ΣL_AT + w·L_SGM + ΣL_KD)`` (``seg`` is then 0).
 
         Returns:
             :class:`KDASLossOutput` with the total and each (unweighted) term.
         """
+        if mask is None and not (self.use_at or self.use_sgm or self.baseline is not None):
+            raise ValueError("without a mask the loss needs a distillation term")
         terms = self.terms(student, teacher, mask)
-        zero = terms["seg"].new_zeros(())
+        zero = student[0].new_zeros(())
         seg, at, sgm, kd = (terms.get(k, zero) for k in ("seg", "at", "sgm", "kd"))
         total = (1 - self.alpha) * seg + self.alpha * (at + self.sgm_weight * sgm + kd)
         return KDASLossOutput(total=total, seg=seg.detach(), at=at.detach(), sgm=sgm.detach(),

@@ -52,8 +52,29 @@ class Objective(nn.Module):
         """``((P1_s, P2_s), (P1_t, P2_t) or None)``: the maps the loss compares."""
         raise NotImplementedError
 
-    def forward(self, model: nn.Module, images: Tensor, masks: Tensor) -> KDASLossOutput:
-        return self.loss(*self.outputs(model, images), masks)
+    def forward(self, model: nn.Module, images: Tensor, masks: Tensor,
+                transfer: tuple[Tensor, Tensor | None] | None = None) -> KDASLossOutput:
+        """The loss of the batch; with ``transfer`` = ``(U images, U targets or None)``
+        (:mod:`kdas_lite.transfer`) both batches go through the models in one pass and the
+        loss is ``loss(L part) + loss(U part)``, each a mean over its own images: with
+        targets (pseudo-labels or true masks) the U part is this objective against them,
+        without (None) it is the distillation terms alone. The logged terms are the L
+        part's; ``total`` includes the U part."""
+        if transfer is None:
+            return self.loss(*self.outputs(model, images), masks)
+        u_images, u_masks = transfer
+        n = len(images)
+        student, teacher = self.outputs(model, torch.cat([images, u_images]))
+
+        def part(maps: tuple[Tensor, Tensor] | None, labelled: bool
+                 ) -> tuple[Tensor, Tensor] | None:
+            return None if maps is None else tuple(  # type: ignore[return-value]
+                m[:n] if labelled else m[n:] for m in maps)
+
+        out = self.loss(part(student, True), part(teacher, True), masks)
+        extra = self.loss(part(student, False), part(teacher, False), u_masks)
+        return KDASLossOutput(total=out.total + extra.total, seg=out.seg, at=out.at,
+                              sgm=out.sgm, kd=out.kd)
 
     def weighted_terms(self, model: nn.Module, images: Tensor, masks: Tensor
                        ) -> dict[str, Tensor]:
@@ -135,10 +156,18 @@ class DistillationObjective(Objective):
 def make_objective(config: TrainConfig, teacher: nn.Module | None = None,
                    student: nn.Module | None = None) -> Objective:
     """The objective ``config`` asks for: :class:`SupervisedObjective` when no distillation
-    term is on ("student alone"), else :class:`DistillationObjective` with the configured
-    :class:`KDASLoss` (the teacher's input is renormalised for ``student``'s statistics)."""
+    term is on ("student alone"; with ``transfer_target="pseudo"`` it holds the frozen
+    teacher, whose pseudo-labels of the transfer set it trains on), else
+    :class:`DistillationObjective` with the configured :class:`KDASLoss` (the teacher's
+    input is renormalised for ``student``'s statistics)."""
     if not config.distills:
-        return SupervisedObjective(config.seg_weight)
+        objective = SupervisedObjective(config.seg_weight)
+        if config.transfer_target == "pseudo":  # the teacher only labels the transfer set
+            if teacher is None:
+                raise TrainingError("transfer_target='pseudo' needs the teacher whose hard "
+                                    "pseudo-labels the student trains on")
+            objective.teacher = teacher.eval().requires_grad_(False)
+        return objective
     if teacher is None:
         raise TrainingError("distillation needs a teacher (a model or a checkpoint path); "
                             "switch off L_AT, L_SGM and the baseline to train the student alone")

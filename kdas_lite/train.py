@@ -99,6 +99,7 @@ from kdas_lite.training_data import (
     find_training_data,
     seed_augmentation,
 )
+from kdas_lite.transfer import transfer_batches, transfer_loader
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -242,7 +243,9 @@ class TrainStep:
     backward alone with its loss weighted by its share of the batch, then one step is taken:
     the gradient of the whole batch (the losses are batch means) with about 1/k of the
     activation memory. Its ``saved`` argument (whether a completed epoch's checkpoint exists)
-    shapes the NaN message.
+    shapes the NaN message; ``transfer`` = ``(images, targets or None)`` adds a batch of the
+    transfer set (:meth:`kdas_lite.objectives.Objective.forward`), split into the same number
+    of micro-batches.
 
     Attributes:
         model, objective, optimizer, scheduler: as built by :func:`fit`.
@@ -271,22 +274,33 @@ class TrainStep:
     parallel: Distributed = SINGLE
 
     def __call__(self, images: Tensor, masks: Tensor, where: str = "a training step",
-                 saved: bool | None = None) -> dict[str, float]:
+                 saved: bool | None = None,
+                 transfer: tuple[Tensor, Tensor | None] | None = None) -> dict[str, float]:
         images = images.to(self.device, non_blocking=True)
         masks = masks.to(self.device, non_blocking=True)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
+        k = self.accumulate_steps
+        parts: list[Any] = [None] * k  # the transfer batch's share of each micro-batch
+        if transfer is not None:  # a batch of the transfer set U (kdas_lite.transfer)
+            u_images = transfer[0].to(self.device, non_blocking=True)
+            if self.channels_last:
+                u_images = u_images.contiguous(memory_format=torch.channels_last)
+            u_masks = None if transfer[1] is None else transfer[1].to(self.device)
+            parts = list(zip(u_images.tensor_split(k), [None] * k if u_masks is None
+                             else u_masks.tensor_split(k), strict=True))
         self.optimizer.zero_grad(set_to_none=True)
         scaler = self.scaler or torch.amp.GradScaler(self.device.type, enabled=False)
         logged = torch.zeros(len(LOSS_TERMS), device=self.device)
-        for part_images, part_masks in zip(images.tensor_split(self.accumulate_steps),
-                                           masks.tensor_split(self.accumulate_steps),
-                                           strict=True):
+        for part_images, part_masks, part_transfer in zip(images.tensor_split(k),
+                                                          masks.tensor_split(k), parts,
+                                                          strict=True):
             if not len(part_images):  # a last batch smaller than accumulate_steps
                 continue
             share = len(part_images) / len(images)
             with _autocast(self.device, self.amp_dtype):
-                out = self.objective(self.model, part_images, part_masks)
+                out = self.objective(self.model, part_images, part_masks, **(
+                    {} if part_transfer is None else {"transfer": part_transfer}))
             logged += share * torch.stack(
                 [out.total.detach(), out.seg, out.at, out.sgm, out.kd]).float()
             scaler.scale(out.total * share if share != 1 else out.total).backward()
@@ -307,17 +321,19 @@ class TrainStep:
         return values
 
 
-def _rescale(images: Tensor, masks: Tensor, size: int, soft: bool = False
-             ) -> tuple[Tensor, Tensor]:
+def _rescale(images: Tensor, masks: Tensor | None, size: int, soft: bool = False
+             ) -> tuple[Tensor, Tensor | None]:
     """Resize a batch to ``size × size`` for multi-scale training.
 
     Images: bilinear with ``align_corners=True`` (as the reference's ``F.upsample``). Masks:
     bilinear, then re-binarised at 0.5 so they stay in {0, 1}; with ``soft`` (soft masks)
-    left fractional, as the reference does.
+    left fractional, as the reference does. No masks (None, a transfer batch): None.
     """
     if images.shape[-2:] == (size, size):
         return images, masks
     images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=True)
+    if masks is None:
+        return images, None
     masks = F.interpolate(masks.float(), size=(size, size), mode="bilinear", align_corners=True)
     return images, masks if soft else (masks > 0.5).float()
 
@@ -477,6 +493,18 @@ def fit(
     memory_format = torch.channels_last if channels_last else torch.preserve_format
     model.to(device=device, memory_format=memory_format)
     objective.to(device=device, memory_format=memory_format)
+    transfer = None
+    if config.transfer_subset is not None:  # the transfer set U (kdas_lite.transfer)
+        if parallel.active:
+            raise TrainingError("training with a transfer set runs in one process: start it "
+                                "without torchrun")
+        from kdas_lite.data import pair_files, split_pairs
+        from kdas_lite.data.registry import image_mask_dirs
+
+        found = pair_files(*image_mask_dirs(layout.train))
+        u_pairs = split_pairs([p for p in found if p[0].stem not in layout.exclude],
+                              config.split_file, [config.transfer_subset], layout.exclude)[0]
+        transfer = transfer_loader(config, u_pairs, mean, std, objective.teacher, device)
     if config.compile:
         model.compile()
         if objective.teacher is not None:
@@ -521,7 +549,7 @@ def fit(
                                    parallel.is_main else {}) if probe_gradients else {}
         start = time.perf_counter()
         means, steps = _train_epoch(step, train_loader, sizes, epoch, config,
-                                    f"{role} {epoch}/{config.epochs}", progress)
+                                    f"{role} {epoch}/{config.epochs}", progress, transfer)
         global_step += steps
         train_time = time.perf_counter() - start
         if objective.teacher is not None and any(
@@ -586,12 +614,15 @@ def _probe(model: nn.Module, objective: Objective, loader: DataLoader, device: t
 
 
 def _train_epoch(step: TrainStep, loader: DataLoader, sizes: Sequence[int], epoch: int,
-                 config: TrainConfig, desc: str, progress: bool) -> tuple[dict[str, float], int]:
+                 config: TrainConfig, desc: str, progress: bool,
+                 transfer: DataLoader | None = None) -> tuple[dict[str, float], int]:
     """One pass over ``loader`` with one optimiser step per batch and training size.
 
     Shuffling and augmentation are reseeded from ``(config.seed, epoch)`` first (and the
     process's rank in a multi-process run), so the epoch is the same whether the run was
     resumed or not. Every batch is trained at every size, in the same order on all processes.
+    With a ``transfer`` loader (:mod:`kdas_lite.transfer`) each batch comes with the next
+    batch of the transfer set (:func:`~kdas_lite.transfer.transfer_batches`).
 
     Returns:
         The mean of each logged loss value, and the number of optimiser steps.
@@ -608,12 +639,15 @@ def _train_epoch(step: TrainStep, loader: DataLoader, sizes: Sequence[int], epoc
     step.objective.train()
     sums = dict.fromkeys(LOSS_TERMS, 0.0)
     steps = 0
+    extra = None if transfer is None else transfer_batches(transfer, config.seed, epoch)
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
     for batch, (images, masks) in enumerate(bar, start=1):
+        u_batch = None if extra is None else next(extra)
         for size in sizes:
             values = step(*_rescale(images, masks, size, config.soft_masks),
                           where=f"epoch {epoch}, batch {batch}, size {size}px",
-                          saved=epoch > 1)
+                          saved=epoch > 1, transfer=None if u_batch is None else _rescale(
+                              *u_batch, size, config.soft_masks))
             steps += 1
             for key in LOSS_TERMS:
                 sums[key] += values[key]
@@ -682,7 +716,10 @@ def distill(config: TrainConfig, teacher: nn.Module | str | os.PathLike[str] | N
     The ablations of a course are config switches at equal budget: "student alone"
     (``use_at=False, use_sgm=False``: the teacher is not even run), "+AT" (``use_sgm=False``),
     "+SGM" (``use_at=False``), KDAS (both), the reference's broken L_AT
-    (``at_mode="reference"``) and baseline KD (``baseline="pixel"`` or ``"cwd"``).
+    (``at_mode="reference"``) and baseline KD (``baseline="pixel"`` or ``"cwd"``). With a
+    transfer set (``config.transfer_subset``, :mod:`kdas_lite.transfer`) every step adds a
+    batch of it: ``transfer_target="pseudo"`` needs the teacher even for the student alone
+    (its pseudo-labels), ``"kd"`` a distillation term.
 
     Args:
         config: the run's settings; outputs go to ``config.run_dir / "student"``.
@@ -705,9 +742,10 @@ def distill(config: TrainConfig, teacher: nn.Module | str | os.PathLike[str] | N
     teacher_file = None
     if isinstance(teacher, (str, os.PathLike)):
         teacher_file = Path(teacher)
-        teacher = load_trained(teacher_file) if config.distills else None
+        teacher = load_trained(teacher_file) if config.distills or \
+            config.transfer_target == "pseudo" else None
     student = student if student is not None else build_model(config.student_encoder, config)
-    if teacher is not None and config.distills:
+    if teacher is not None and (config.distills or config.transfer_target == "pseudo"):
         _check_teacher_size(teacher, student, config,
                             f"{teacher_file} " if teacher_file is not None else "")
     objective = make_objective(config, teacher, student)

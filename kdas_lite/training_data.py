@@ -95,13 +95,18 @@ def data_summary(layout: Any, train: Sequence[tuple[Path, Path]],
 def _split(config: TrainConfig, layout: Any) -> tuple[list[Any], ...]:
     """The training pairs, validation pairs, both full splits, the pairs found and those kept
     (``layout.exclude`` dropped): the one place the training images of a run are chosen."""
-    from kdas_lite.data import pair_files, subsample, train_val_split
+    from kdas_lite.data import pair_files, split_pairs, subsample, train_val_split
     from kdas_lite.data.registry import image_mask_dirs
 
     found = pair_files(*image_mask_dirs(layout.train))
     pairs = [pair for pair in found if pair[0].stem not in layout.exclude]
-    all_train, all_val = train_val_split(pairs, val_fraction=config.val_fraction,
-                                         seed=config.seed)
+    if config.split_file is not None:  # named lists; the transfer set must not overlap them
+        names = [config.train_subset, config.val_subset, *(
+            [config.transfer_subset] if config.transfer_subset is not None else [])]
+        all_train, all_val = split_pairs(pairs, config.split_file, names, layout.exclude)[:2]
+    else:
+        all_train, all_val = train_val_split(pairs, val_fraction=config.val_fraction,
+                                             seed=config.seed)
     train_pairs = subsample(all_train, config.max_train_images, seed=config.seed)
     val_pairs = subsample(all_val, config.max_val_images, seed=config.seed)
     return train_pairs, val_pairs, all_train, all_val, found, pairs
@@ -122,7 +127,9 @@ def build_dataloaders(config: TrainConfig, mean: Sequence[float], std: Sequence[
     """Training and validation loaders over the training folder of ``config.data_root``.
 
     The training folder is split by :func:`kdas_lite.data.train_val_split` (``val_fraction``,
-    seeded by ``config.seed``); the test sets are not touched, and the files of
+    seeded by ``config.seed``), or into the named lists ``train_subset`` / ``val_subset`` of
+    ``config.split_file`` (:func:`kdas_lite.data.split_pairs`: disjoint from each other and
+    from ``transfer_subset``); the test sets are not touched, and the files of
     ``layout.exclude`` (test images inside the training folder: the PraNet Kvasir test images
     of a raw Kvasir-SEG folder, or those :func:`kdas_lite.data.leaked_test_images` finds) are
     dropped before the split. ``max_train_images`` / ``max_val_images`` then keep a seeded

@@ -64,7 +64,7 @@ from kdas_lite.data.transforms import (
 from kdas_lite.errors import DataError
 
 __all__ = ["CacheMode", "PolypDataset", "PolypTestDataset", "collate_test", "default_cache_dir",
-           "subsample", "train_val_split"]
+           "load_split", "split_pairs", "subsample", "train_val_split"]
 
 CacheMode = Literal["none", "memory", "disk"]
 Pair = tuple[Path, Path]
@@ -134,6 +134,58 @@ def subsample(pairs: Sequence[Pair], n: int | None, seed: int = 0,
     kept = [members[k] for name, members in sorted(groups.items())
             for k in sorted(rng.permutation(len(members))[:share[name]].tolist())]
     return sorted(kept)
+
+
+def load_split(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """The named lists of a split file: ``{"lists": {name: [file stem, ...]}}`` (JSON), e.g.
+    ``kdas_lite/data/splits/transfer_set.json`` (experiments/transfer_split.py).
+
+    Raises:
+        DataError: the file is missing, not JSON, or has no ``lists`` of string lists.
+    """
+    path = Path(path)
+    try:
+        lists = json.loads(path.read_text(encoding="utf-8"))["lists"]
+        if not all(isinstance(v, list) and all(isinstance(s, str) for s in v)
+                   for v in lists.values()):
+            raise TypeError
+    except FileNotFoundError as exc:
+        raise DataError(f"split file {path} not found: give the path of a split JSON "
+                        "(e.g. kdas_lite/data/splits/transfer_set.json)") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"split file {path} is not a split: it needs "
+                        '{"lists": {"name": ["file stem", ...]}}') from exc
+    return lists
+
+
+def split_pairs(pairs: Sequence[Pair], split_file: str | os.PathLike[str],
+                names: Sequence[str], exclude: frozenset[str] = frozenset()
+                ) -> list[list[Pair]]:
+    """The pairs of each list ``names`` of ``split_file`` (by image file stem), sorted by path.
+
+    Raises:
+        DataError: a list is not in the file, two of the lists share an image, an id names
+            no training image, or an id is in ``exclude`` (a test image: never trained on).
+    """
+    lists = load_split(split_file)
+    by_stem = {Path(image).stem: (Path(image), Path(mask)) for image, mask in pairs}
+    out, seen = [], set()
+    for name in names:
+        if name not in lists:
+            raise DataError(f"split file {split_file} has no list {name!r}; its lists: "
+                            f"{', '.join(sorted(lists))}")
+        ids = set(lists[name])
+        for problem, bad in (("are test images", ids & exclude),
+                             ("are not training images of this dataset",
+                              ids - set(by_stem) - exclude),
+                             ("are in two of the lists " + ", ".join(names), ids & seen)):
+            if bad:
+                raise DataError(f"split file {split_file}: {len(bad)} id(s) of {name!r} "
+                                f"{problem} (e.g. {sorted(bad)[0]}); rebuild the split for "
+                                "this dataset")
+        seen |= ids
+        out.append(sorted(by_stem[stem] for stem in ids))
+    return out
 
 
 def _key(*parts: Any) -> str:

@@ -69,6 +69,7 @@ from kdas_lite.viz.results import (
     term_gradient_figure,
     tradeoff_figure,
     training_curves_figure,
+    transfer_figure,
 )
 from kdas_lite.viz.sgm import matrices_figure, sgm_figure
 from kdas_lite.viz.verdict import forest_figure, sgm_forms_figure
@@ -109,4 +110,5 @@ __all__ = [
     "to_rgb",
     "tradeoff_figure",
     "training_curves_figure",
+    "transfer_figure",
 ]

@@ -603,3 +603,46 @@ def plot_history(history_or_run_dir: list[dict[str, Any]] | str | os.PathLike[st
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+#: the colour of each transfer-set arm: its method's (kdas_lite.viz.METHOD_COLORS) or a spare
+_ARM_METHOD = {"B": "oracle", "C": "pseudo-labels", "D-kdas": "KDAS", "D-cwd": "CWD",
+               "D-pixel": "pixel KD", "D-at": "+L_AT", "E": "KDAS on L only"}
+
+
+def transfer_figure(doc: Mapping[str, Any], title: str | None = None) -> Figure:
+    """The transfer-set experiment (``docs/results/transfer_set.json``): each arm's Δ against
+    the student alone A, at both label budgets (one panel each), on the 562 distinct test
+    images (filled) and the unseen family (hollow). The D arms carry their Holm-level
+    intervals (:mod:`kdas_lite.transfer_results`), B, C and E their raw 95 % ones.
+
+    Raises:
+        ValueError: no arm has a paired run yet.
+    """
+    contrasts = [c for family in doc["families"].values() for c in family
+                 if c["reference"] == "A"] + [c for c in doc["context"]]
+    arms = ["B", "C", "D-kdas", "D-cwd", "D-pixel", "D-at", "E"]
+    budgets = sorted({c["labels"] for c in contrasts if c["n_units"]}, reverse=True)
+    if not budgets:
+        raise ValueError("transfer_figure: no arm has a paired run yet")
+    fig, axes = _subplots(1, len(budgets), (4.6, 3.2))
+    for ax, labels in zip(axes[0], budgets, strict=True):
+        for offset, pool, face in ((-0.12, "all", None), (0.12, "unseen", "white")):
+            for x, arm in enumerate(arms):
+                c = next((c for c in contrasts if c["arm"] == arm and c["labels"] == labels
+                          and c["pool"] == pool and c["n_units"]), None)
+                if c is None:
+                    continue
+                ci = c["ci_holm"] or c["ci95"] or (c["estimate"], c["estimate"])
+                ax.errorbar(x + offset, c["estimate"], yerr=[[c["estimate"] - ci[0]],
+                                                             [ci[1] - c["estimate"]]],
+                            marker="o", capsize=3, color=method_color(_ARM_METHOD[arm]),
+                            mfc=face)
+        ax.axhline(0, color="k", lw=1)
+        ax.set_xticks(range(len(arms)), arms, rotation=30)
+        ax.set_title(f"|L| = {labels}", fontsize=10)
+        ax.set_ylabel("Δ mDice vs A (student alone)")
+        ax.grid(alpha=0.3)
+    _suptitle(fig, title or "Transfer set: Δ vs the student alone A\n(filled: 562 distinct "
+              "test images; hollow: unseen family)")
+    return fig
