@@ -282,7 +282,9 @@ def verdict_box(lab: Mapping[str, Any], sweep: Mapping[str, Any] | None,
                      " " + _mechanism_sentence(mech, labels))
     lines += ["", "**Transfer set** — a teacher that never saw the students' images:"]
     if transfer is None:
-        lines.append("- not yet run (`docs/results/transfer_set.json` is absent).")
+        lines.append("- no contrast shipped yet (`kdas_lite/lab_data/transfer_set.json` is "
+                     "absent): the pre-registration and the runs so far are in docs/RESULTS.md, "
+                     "section \"Transfer set\"; this box reads the contrasts once they are run.")
     else:
         lines += _lab_lines(transfer, "the transfer set", "transfer-set teacher")
     return "\n".join("> " + line if line else ">" for line in lines)

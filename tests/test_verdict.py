@@ -80,7 +80,7 @@ def test_verdict_box_names_helped_hurt_budget_teacher_and_transfer_not_yet_run()
     neither = next(line for line in box.splitlines() if "*Neither" in line)
     assert "KDAS" in neither and f"smallest detectable effect {kdas.sde:.3f}" in neither
     assert "no difference" not in box.replace("no measurable difference", "")
-    assert "not yet run" in box.splitlines()[-1]
+    assert "no contrast shipped yet" in box.splitlines()[-1]
 
 
 def test_a_raw_hit_that_does_not_survive_holm_is_not_called_above() -> None:
@@ -103,7 +103,7 @@ def test_load_transfer_is_none_when_absent_and_the_box_reads_it_when_present(tmp
     assert transfer["family"] == "transfer"
     box = verdict.verdict_box(_lab({}), None, None, None, transfer)
     tail = box.split("**Transfer set**")[1]
-    assert "not yet run" not in tail and "**KDAS**" in tail and '"transfer"' in tail
+    assert "no contrast shipped yet" not in tail and "**KDAS**" in tail and '"transfer"' in tail
     assert "transfer-set teacher (Kvasir 0.750)" in tail
     (tmp_path / "bad.json").write_text("{}", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad\.json.*no 'rows'"):
