@@ -92,7 +92,13 @@ from kdas_lite.lab_families import (
     trend_per_seed,
     trend_tests,
 )
-from kdas_lite.lab_stats import PairedTest, block_bootstrap, distinct_sets, frame_order
+from kdas_lite.lab_stats import (
+    PairedTest,
+    block_bootstrap,
+    distinct_sets,
+    format_interval,
+    frame_order,
+)
 
 __all__ = [
     "BLOCK",
@@ -163,11 +169,7 @@ class Interval:
 
     def format(self, digits: int = 3) -> str:
         """``+0.037 [+0.012, +0.062]`` (the mean alone when there is no interval)."""
-        def f(x: float) -> str:
-            return f"{round(x, digits) + 0.0:+.{digits}f}"
-        if self.lo is None or self.hi is None:
-            return f(self.mean)
-        return f"{f(self.mean)} [{f(self.lo)}, {f(self.hi)}]"
+        return format_interval(self.mean, self.lo, self.hi, digits)
 
 
 def t_quantile(df: int) -> float:

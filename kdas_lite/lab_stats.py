@@ -38,14 +38,35 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import stats
 
-__all__ = ["ALPHA", "DUPLICATE_OF", "MARGIN", "PairedTest", "block_bootstrap", "distinct_mean",
-           "distinct_sets", "family", "frame_order", "holm", "paired_test",
-           "smallest_detectable_effect"]
+__all__ = [
+    "ALPHA",
+    "DUPLICATE_OF",
+    "MARGIN",
+    "PairedTest",
+    "block_bootstrap",
+    "distinct_mean",
+    "distinct_sets",
+    "family",
+    "format_interval",
+    "frame_order",
+    "holm",
+    "paired_test",
+    "smallest_detectable_effect",
+]
 
 ALPHA = 0.05  # the family-wise error rate of every family
 MARGIN = 0.02  # the equivalence margin: ±2 mDice points
 #: test sets whose images are another set's (CVC-300 = CVC-ColonDB frames 149–208)
 DUPLICATE_OF = {"CVC-300": "CVC-ColonDB"}
+
+
+def format_interval(mean: float, lo: float | None, hi: float | None, digits: int = 3) -> str:
+    """``+0.037 [+0.012, +0.062]``; the mean alone when there is no interval."""
+    def f(x: float) -> str:
+        return f"{round(x, digits) + 0.0:+.{digits}f}"
+    if lo is None or hi is None:
+        return f(mean)
+    return f"{f(mean)} [{f(lo)}, {f(hi)}]"
 
 
 @dataclass(frozen=True)
@@ -88,11 +109,7 @@ class PairedTest:
 
     def format(self, digits: int = 3) -> str:
         """``+0.037 [+0.012, +0.062]`` (the mean alone without an interval)."""
-        def f(x: float) -> str:
-            return f"{round(x, digits) + 0.0:+.{digits}f}"
-        if self.lo is None or self.hi is None:
-            return f(self.mean)
-        return f"{f(self.mean)} [{f(self.lo)}, {f(self.hi)}]"
+        return format_interval(self.mean, self.lo, self.hi, digits)
 
     def format_p(self) -> str:
         """``p 0.012, Holm 0.37`` (raw and adjusted)."""
