@@ -27,6 +27,8 @@ from typing import Any
 
 from scipy import stats
 
+from kdas_lite import lab_stats
+
 __all__ = ["FAMILIES", "MARGIN", "POOLS", "Contrast", "analyse", "holm", "markdown",
            "pool_score", "random_effects", "reading", "verdict"]
 
@@ -127,15 +129,13 @@ def random_effects(groups: Mapping[str, Sequence[float]]) -> tuple[float, float 
 
 
 def holm(pvalues: Sequence[float]) -> tuple[list[float], list[int]]:
-    """Holm's step-down adjusted p-values and each test's multiplier ``m − rank + 1``."""
+    """Holm's step-down adjusted p-values (:func:`kdas_lite.lab_stats.holm`) and each test's
+    multiplier ``m − rank + 1`` in the same ascending order."""
     m = len(pvalues)
-    order = sorted(range(m), key=lambda i: pvalues[i])
-    adjusted, multiplier = [0.0] * m, [0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        adjusted[i], multiplier[i] = running, m - rank
-    return adjusted, multiplier
+    multiplier = [0] * m
+    for rank, i in enumerate(sorted(range(m), key=lambda i: pvalues[i])):
+        multiplier[i] = m - rank
+    return lab_stats.holm(pvalues), multiplier
 
 
 def verdict(c: Contrast) -> str:
