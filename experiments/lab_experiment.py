@@ -54,6 +54,7 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -176,12 +177,21 @@ def run_one(args: argparse.Namespace, data_root: Path, synthetic: bool, pair: st
     return record
 
 
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` next to ``path``, then rename: a reader never sees half a file, and two
+    processes rewriting one file (one per teacher) each use their own temporary name."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` atomically: a record exists only for a run that finished."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2), encoding="utf-8"))
 
 
 def record_done(path: Path, config: TrainConfig) -> bool:

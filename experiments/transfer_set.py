@@ -46,19 +46,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
-from lab_experiment import save_json
+from lab_experiment import atomic_write, save_json
 
 from kdas_lite.config import TrainConfig, encoder_pair, get_preset
 from kdas_lite.data import find_layout, find_shared_data, load_split
@@ -352,16 +350,6 @@ def write_outputs(args: argparse.Namespace) -> None:
         fig = transfer_figure(doc)
         args.figure.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(args.figure, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-
-
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """``write(tmp)`` next to ``path``, then rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def block_text(doc: dict[str, Any]) -> str:
