@@ -28,68 +28,47 @@ from __future__ import annotations
 import argparse
 import platform
 import shlex
-import statistics
 import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from kdas_lite.checkpoint_files import load_checkpoint
 from kdas_lite.data import PolypTestDataset, find_layout
-from kdas_lite.data.io import pair_files, read_image, read_mask
-from kdas_lite.data.registry import image_mask_dirs
+from kdas_lite.deploy import (
+    FORMS,
+    DeployFiles,
+    export_forms,
+    false_positives,
+    latency_ms,
+    no_polyp_crops,
+    smoothing_dice,
+    three_forms,
+)
 from kdas_lite.evaluate import soft_maps
-from kdas_lite.export import export_onnx
 from kdas_lite.metrics import threshold_curves
 from kdas_lite.models import PolypPVT, count_parameters
-from kdas_lite.quantize import OnnxSegmenter, quantize_int8
 from kdas_lite.runs import load_trained, trained_image_size
-from kdas_lite.video import EmaSmoother
 
 PAIRS = {"offline": ("tf_efficientnet_lite2", "tf_efficientnet_lite0"),
          "pvt": ("pvt_v2_b2", "pvt_v2_b0")}
-FORMS = ("PyTorch fp32", "ONNX fp32", "ONNX INT8")
-
-
-def median_ms(call, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def export_both(model: torch.nn.Module, size: int, folder: Path, data: Path,
-                calibration: int) -> tuple[Path, Path]:
-    """The model's ONNX fp32 file and its INT8 version (calibrated on training images)."""
+                calibration: int) -> DeployFiles:
+    """The model's ONNX fp32 file and its INT8 version (calibrated on training images; its
+    accuracy is reported here, not refused)."""
     name = getattr(model, "encoder_name", "model")
-    fp32 = export_onnx(model, folder / f"{name}_{size}.onnx", size)
-    int8, _, _ = quantize_int8(fp32, folder / f"{name}_{size}.int8.onnx", data, size,
-                               model.input_mean, model.input_std, calibration=calibration,
-                               check=calibration, max_dice_drop=1.0)  # reported, not refused
-    return fp32, int8
-
-
-def three_forms(model: torch.nn.Module, files: tuple[Path, Path], threads: int
-                ) -> dict[str, torch.nn.Module]:
-    """The model in PyTorch, ONNX fp32 and ONNX INT8 (onnxruntime on ``threads`` threads)."""
-    mean, std = model.input_mean, model.input_std
-    return {"PyTorch fp32": model.eval(),
-            "ONNX fp32": OnnxSegmenter(files[0], mean, std, threads=threads),
-            "ONNX INT8": OnnxSegmenter(files[1], mean, std, threads=threads)}
+    return export_forms(model, folder / f"{name}_{size}.onnx", data, size,
+                        calibration=calibration, check=calibration, max_dice_drop=1.0)
 
 
 def speed(args: argparse.Namespace, folder: Path) -> tuple[list[str], dict[str, tuple]]:
     """The speed table's lines, and student → INT8 frames/s over ONNX fp32's (1, 2 threads)."""
-    x = torch.randn(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
     lines = [f"| model | form | params (M) | {' | '.join(f'{t} thread(s): ms' for t in (1, 2))}"
              " | frames/s (1 thread) | frames/s vs ONNX fp32 (1 / 2 threads) |",
              "|---|---|---:|---:|---:|---:|---:|"]
@@ -105,16 +84,15 @@ def speed(args: argparse.Namespace, folder: Path) -> tuple[list[str], dict[str, 
             for threads in (1, 2):
                 torch.set_num_threads(threads)
                 module = forms[threads][form]
-                with torch.inference_mode():
-                    per_thread.append(median_ms(lambda m=module: m(x), args.warmup,
-                                                args.repeats))
+                per_thread.append(latency_ms(module, args.size, warmup=args.warmup,
+                                             repeats=args.repeats))
             results[form] = per_thread
         teacher = PolypPVT(teacher_name).eval()
         per_thread = []
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            with torch.inference_mode():
-                per_thread.append(median_ms(lambda t=teacher: t(x), args.warmup, args.repeats))
+            per_thread.append(latency_ms(teacher, args.size, warmup=args.warmup,
+                                         repeats=args.repeats))
         base = results["ONNX fp32"]
         gains[student_name] = tuple(b / q for b, q in zip(base, results["ONNX INT8"],
                                                           strict=True))
@@ -142,67 +120,6 @@ def mean_dice(forms: dict[str, torch.nn.Module], folder: Path, size: int,
             pred = soft_maps(p1 + p2, [item["mask"].shape], minmax=True)[0]
             scores[form].append(float(threshold_curves(pred, item["mask"])["Dic"].mean()))
     return {form: float(np.mean(values)) for form, values in scores.items()}
-
-
-def no_polyp_crops(data: Path, count: int, margin: int = 24) -> list[np.ndarray]:
-    """Square crops (a third of the shorter side) of training images whose window, grown by
-    ``margin`` px, holds no mask pixel: frames with no polyp in view."""
-    layout = find_layout(data)
-    pairs = pair_files(*image_mask_dirs(layout.train))
-    rng = np.random.default_rng(0)
-    crops = []
-    for index in rng.permutation(len(pairs)):
-        image, mask = read_image(pairs[index][0]), read_mask(pairs[index][1])
-        side = min(mask.shape) // 3
-        grown = cv2.dilate(mask.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8))
-        for y in range(0, mask.shape[0] - side + 1, side // 2):
-            for x in range(0, mask.shape[1] - side + 1, side // 2):
-                if not grown[y:y + side, x:x + side].any():
-                    crops.append(image[y:y + side, x:x + side])
-                    break
-            else:
-                continue
-            break
-        if len(crops) == count:
-            break
-    return crops
-
-
-def false_positives(model: torch.nn.Module, crops: list[np.ndarray], size: int,
-                    threshold: float = 0.5) -> tuple[float, float]:
-    from kdas_lite.data import build_eval_transform
-
-    transform = build_eval_transform(size, model.input_mean, model.input_std)
-    flagged, areas = 0, []
-    for crop in crops:
-        with torch.inference_mode():
-            p1, p2 = model(transform(image=crop)["image"][None])[:2]
-        mask = soft_maps(p1 + p2, [crop.shape[:2]], minmax=False)[0] >= threshold
-        flagged += bool(mask.any())
-        areas.append(100 * float(mask.mean()))
-    return flagged / len(crops), float(np.mean(areas))
-
-
-def smoothing(model: torch.nn.Module, folder: Path, size: int, alphas: tuple[float, ...],
-              limit: int | None) -> dict[float, float]:
-    """Mean Dice at 0.5 over CVC-ColonDB's frames in numeric order, per EMA factor."""
-    dataset = PolypTestDataset(folder, size=size, mean=model.input_mean, std=model.input_std)
-    stems = [image.stem for image, _ in dataset.pairs]
-    order = sorted(range(len(stems)), key=lambda i: int(stems[i]) if stems[i].isdigit()
-                   else 0)[:limit]
-    smoothers = {alpha: EmaSmoother(alpha) for alpha in alphas}
-    dice: dict[float, list[float]] = {alpha: [] for alpha in alphas}
-    for index in order:
-        item = dataset[index]
-        with torch.inference_mode():
-            p1, p2 = model(item["image"][None])[:2]
-        prob = soft_maps(p1 + p2, [item["mask"].shape], minmax=False)[0]
-        gt = item["mask"].astype(bool)
-        for alpha, smoother in smoothers.items():
-            pred = smoother(prob) >= 0.5
-            inter = np.logical_and(pred, gt).sum()
-            dice[alpha].append(2 * inter / (pred.sum() + gt.sum() + 1e-8))
-    return {alpha: float(np.mean(values)) for alpha, values in dice.items()}
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -239,7 +156,7 @@ def main(argv: list[str] | None = None) -> str:
         crops = no_polyp_crops(args.data, args.crops)
         fps = {form: false_positives(forms[form], crops, trained)
                for form in ("PyTorch fp32", "ONNX INT8")}
-        smooth = smoothing(forms["PyTorch fp32"], layout.test["CVC-ColonDB"], trained,
+        smooth = smoothing_dice(forms["PyTorch fp32"], layout.test["CVC-ColonDB"], trained,
                            (1.0, 0.7, 0.5), args.limit)
     record = load_checkpoint(args.student)
     config = record.get("train_config", {}) if isinstance(record, dict) else {}

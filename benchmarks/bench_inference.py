@@ -38,25 +38,13 @@ from pathlib import Path
 
 import torch
 
+from kdas_lite.deploy import time_calls
 from kdas_lite.export import export_onnx
 from kdas_lite.models import PolypPVT, count_parameters
 from kdas_lite.train import amp_dtype_for, resolve_device
 
 PAIRS = {"pvt": ("pvt_v2_b2", "pvt_v2_b0"),
          "offline": ("tf_efficientnet_lite2", "tf_efficientnet_lite0")}
-
-
-def time_calls(call: Callable[[], object], warmup: int, repeats: int) -> list[float]:
-    """Seconds of ``repeats`` calls of ``call`` (which must block until its result is ready),
-    after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        call()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - start)
-    return seconds
 
 
 def torch_call(model: torch.nn.Module, x: torch.Tensor, device: torch.device

@@ -62,7 +62,7 @@ _TEACHER_T4 = {"teacher_epochs": 30, "teacher_train_images": None}
 COURSE_SETS: dict[str, dict[str, dict[str, Any]]] = {
     # the values of the notebooks' parameter cells (2-core CPU, 128 px, the offline pair where
     # the timm hub is unreachable): nothing is replaced
-    "cpu-lab": {nb: {} for nb in ("01", "02", "03", "04", "05")},
+    "cpu-lab": {nb: {} for nb in ("01", "02", "03", "04", "05", "06")},
     # a Colab T4 (15 GB, fp16 + gradient scaler): the paper's PVTv2-b2 -> b0 pair with ImageNet
     # weights at the paper's 352 px and batch 16 (the paper's step fits: docs/bench/colab.md)
     # on all 1450 training images less the validation split; the teacher trains 30 epochs,
@@ -75,9 +75,10 @@ COURSE_SETS: dict[str, dict[str, dict[str, Any]]] = {
         "03": dict(_STUDENTS_T4),
         "04": {**_STUDENTS_T4, **_TEACHER_T4},
         "05": dict(_STUDENTS_T4),
+        "06": dict(_STUDENTS_T4),  # notebook 04's student at its size; timed on the CPU
     },
 }
-"""Parameter set → notebook ("01" … "05") → the parameter values it replaces."""
+"""Parameter set → notebook ("01" … "06") → the parameter values it replaces."""
 
 NO_GPU_MESSAGE = (
     "This Colab runtime has no GPU. For the GPU parameters (the paper's models at 352 px): "
@@ -174,7 +175,7 @@ class CourseSetup:
     """What :func:`course_setup` decided for one notebook.
 
     Attributes:
-        notebook: ``"01"`` … ``"05"``.
+        notebook: ``"01"`` … ``"06"``.
         on_colab: running inside Google Colab.
         device: the :class:`DeviceInfo`.
         scale: the parameter set (a key of :data:`COURSE_SETS`).
@@ -207,7 +208,7 @@ def course_setup(notebook: str, *, run_root: str | os.PathLike[str] = "runs/note
     chosen set changes.
 
     Args:
-        notebook: ``"01"`` … ``"05"`` (which entry of the set applies).
+        notebook: ``"01"`` … ``"06"`` (which entry of the set applies).
         run_root: the notebooks' shared run folder; on Colab with ``drive`` a relative one is
             placed under ``MyDrive/<drive_folder>/``.
         drive: on Colab, keep runs and downloads on Google Drive. Ignored elsewhere.

@@ -13,11 +13,15 @@ and returns one Markdown string; none of them trains or loads anything.
   :func:`concentration_reading` and :func:`revival_reading` (exercises 2 and 3);
 - notebook 05: :func:`evaluation_reading` (section 4b), :func:`resize_reading`,
   :func:`minmax_reading` and :func:`seen_unseen_reading` (exercises 1–3; :func:`unseen_sets`
-  counts a repeated family of images once).
+  counts a repeated family of images once);
+- notebook 06: :func:`deploy_reading` (INT8 against fp32, beside issue 31's targets),
+  :func:`no_polyp_reading`, and :func:`calibration_reading`, :func:`smoothing_reading`,
+  :func:`threshold_reading` (exercises 1–3).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -26,17 +30,24 @@ from kdas_lite.config import TrainConfig, get_preset
 from kdas_lite.evaluate import PAPER_RESULTS, PAPER_SOURCES, EvaluationTable
 
 __all__ = [
+    "INT8_TARGET_LOSS",
+    "INT8_TARGET_SPEEDUP",
     "SEEN_SETS",
+    "calibration_reading",
     "concentration_reading",
+    "deploy_reading",
     "evaluation_reading",
     "minmax_reading",
+    "no_polyp_reading",
     "preset_departures",
     "resize_reading",
     "revival_reading",
     "saturation_reading",
     "seen_unseen_reading",
+    "smoothing_reading",
     "spread_reading",
     "static_figure_caption",
+    "threshold_reading",
     "unseen_sets",
     "untrained_attention_note",
 ]
@@ -383,3 +394,108 @@ def seen_unseen_reading(tables: Mapping[str, EvaluationTable],
             + ", ".join(f"{n} {g:+.3f}" for n, g in gaps.items() if n != least)
             + " (an unweighted mean over sets, one seed each; notebook 04's lab gives intervals "
             "over seeds)." + left_out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 06: deploying the student
+# ---------------------------------------------------------------------------------------------
+INT8_TARGET_SPEEDUP = 2.0
+"""Issue 31's target: the INT8 student at twice the fp32 ONNX student's frames/s ..."""
+INT8_TARGET_LOSS = 0.5
+"""... losing at most half a Dice point (mDice × 100) on every test set."""
+
+
+def deploy_reading(latency_ms: Mapping[str, float], tables: Mapping[str, EvaluationTable],
+                   accepted: bool, check: str, threads: int) -> str:
+    """Section 2 of notebook 06: the INT8 form against ONNX fp32 and PyTorch (speed ratio,
+    Dice points lost per set, both beside issue 31's targets), and export's own check.
+
+    Args:
+        latency_ms: form → median ms of one frame (``"PyTorch fp32"``, ``"ONNX fp32"``,
+            ``"ONNX INT8"``).
+        tables: form → its evaluation on the same test sets.
+        accepted, check: :class:`~kdas_lite.deploy.DeployFiles`' verdict and message.
+        threads: the CPU threads the forms ran on.
+    """
+    fp32, int8, torch_ms = latency_ms["ONNX fp32"], latency_ms["ONNX INT8"], \
+        latency_ms["PyTorch fp32"]
+    speedup = fp32 / int8
+    base, quant, ref = tables["ONNX fp32"], tables["ONNX INT8"], tables["PyTorch fp32"]
+    lost = {d: 100 * (base.rows[d]["meanDic"] - quant.rows[d]["meanDic"]) for d in base.rows}
+    worst = max(lost, key=lost.get)
+    drift = max(abs(100 * (ref.rows[d]["meanDic"] - base.rows[d]["meanDic"])) for d in base.rows)
+    return "\n".join([
+        f"- **Speed** ({threads} CPU thread(s), batch 1): the INT8 file runs a frame in "
+        f"{int8:.1f} ms, **{speedup:.2f}×** the frames/s of the fp32 ONNX file ({fp32:.1f} ms) "
+        f"and {torch_ms / int8:.2f}× PyTorch's ({torch_ms:.1f} ms): "
+        + ("it meets" if speedup >= INT8_TARGET_SPEEDUP else "it misses")
+        + f" the {INT8_TARGET_SPEEDUP:g}× target here.",
+        (f"- **Accuracy**: INT8 loses at most **{lost[worst]:.2f} Dice points** against fp32 "
+         f"ONNX (on {base.label(worst)}), "
+         + ("within" if round(lost[worst], 2) <= INT8_TARGET_LOSS else "beyond")
+         + f" the {INT8_TARGET_LOSS:g}-point target" if lost[worst] > 0 else
+         "- **Accuracy**: INT8 loses no Dice against fp32 ONNX: it scores at least the fp32 "
+         f"file's mDice on every set (up to {-min(lost.values()):.2f} points above it)")
+        + "; fp32 ONNX and PyTorch differ by at most "
+        f"{drift:.2f} points (float kernels, not quantisation).",
+        "- **Export's own check** (other *training* images): "
+        + ("passed" if accepted else "**refused** — `kdas-lite export --int8` would stop "
+           "here and keep only the fp32 file; the refused file is measured above for the "
+           "lesson") + f". {check}",
+    ])
+
+
+def no_polyp_reading(rates: Mapping[str, tuple[float, float]], n_crops: int,
+                     threshold: float) -> str:
+    """Section 4 of notebook 06: false positives on frames without a polyp, per form
+    (``form → (fraction of crops with a polyp pixel, mean area %)``)."""
+    if not n_crops:
+        return ("No training image had a window far enough from its mask to give a crop "
+                "without a polyp (small or SYNTHETIC images): nothing to measure here.")
+    parts = [f"{form}: {100 * frac:.0f} % of the crops, {area:.2f} % of the pixels on average"
+             for form, (frac, area) in rates.items()]
+    return (f"On {n_crops} crops with no polyp in view, at threshold {threshold:g} without "
+            "min–max normalisation, a polyp pixel is predicted in — " + "; ".join(parts) + ". "
+            "With min–max normalisation every one of these maps would be stretched to the full "
+            "range and thresholded into a 'polyp' (the PraNet #64 question): that is why "
+            "`predict` and `export --int8` never normalise.")
+
+
+def smoothing_reading(dice: Mapping[float, float], n_frames: int) -> str:
+    """Exercise 2 of notebook 06: Dice at the threshold on consecutive frames, per EMA α."""
+    off = dice[1.0]
+    moved = ", ".join(f"α = {a:g}: {d:.4f} ({d - off:+.4f})" for a, d in dice.items() if a != 1.0)
+    best = max(dice, key=dice.get)
+    return (f"Over {n_frames} consecutive frames, Dice without smoothing is {off:.4f}; {moved}. "
+            + ("Smoothing helps on this clip" if best != 1.0 and dice[best] > off else
+               "Smoothing does not help on this clip")
+            + ": an average over frames keeps a polyp that the camera has already left and "
+            "blurs one that moves, so it pays only when the predictions flicker more than the "
+            "scene moves.")
+
+
+def calibration_reading(by_count: Mapping[int, tuple[float, str]], dataset: str) -> str:
+    """Exercise 1 of notebook 06: INT8 mDice on ``dataset`` per number of calibration images
+    (``count → (mDice, export's check line)``)."""
+    parts = [f"{n} image(s): {d:.4f}" for n, (d, _) in sorted(by_count.items())]
+    low, high = min(by_count), max(by_count)
+    moved = by_count[high][0] - by_count[low][0]
+    return (f"INT8 mDice on {dataset} by calibration images — " + "; ".join(parts)
+            + f" ({moved:+.4f} from {low} to {high}). The activation ranges come from the "
+            "calibration images: too few and a range misses values the test frames reach "
+            "(clipped) or is set by one odd frame (coarse steps). They must be training "
+            "images: calibrating on test images would tune the file on what it is scored on.")
+
+
+def threshold_reading(rows: Mapping[float, tuple[float, float]], dataset: str) -> str:
+    """Exercise 3 of notebook 06: per threshold, ``(fraction of no-polyp crops flagged, Dice at
+    that threshold on ``dataset``)``."""
+    parts = [f"{t:g}: {100 * fp:.0f} % of empty crops flagged, Dice {d:.4f}"
+             for t, (fp, d) in sorted(rows.items())]
+    flagged = [fp for _, (fp, _) in sorted(rows.items())]
+    monotone = all(a >= b for a, b in itertools.pairwise(flagged))
+    return ("By threshold — " + "; ".join(parts) + f" (Dice on {dataset}). "
+            + ("A higher threshold flags fewer empty frames"
+               if monotone else "The flagged fraction is not monotone here (few crops)")
+            + "; the price is polyp pixels lost on frames that have one. The threshold is a "
+            "clinical choice (a missed polyp against a false alarm), not a training one.")

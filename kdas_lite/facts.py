@@ -73,7 +73,11 @@ def begin(notebook: str) -> str | None:
 
 def weights_sha256(weights: nn.Module | Mapping[str, Tensor]) -> str:
     """SHA-256 over a state dict's names, dtypes, shapes and bytes (sorted by name): the same
-    weights give the same value from a file or from a model in memory."""
+    weights give the same value from a file or from a model in memory. A module that holds its
+    weights outside PyTorch (an ONNX file behind :class:`kdas_lite.quantize.OnnxSegmenter`)
+    names them by its ``file_sha256`` attribute, the SHA-256 of the file."""
+    if isinstance(getattr(weights, "file_sha256", None), str):
+        return weights.file_sha256  # type: ignore[union-attr]
     state = weights.state_dict() if isinstance(weights, nn.Module) else weights
     digest = hashlib.sha256()
     for key, value in sorted(state.items()):

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from kdas_lite.data.io import file_sha256
 from kdas_lite.errors import DataError
 from kdas_lite.export import MARK, ExportError, check_export, is_kdas_export, unfaithful_path
 
@@ -79,6 +80,7 @@ class OnnxSegmenter(nn.Module):
             raise ExportError(f"onnxruntime cannot load {path}: {exc}") from exc
         self.input_mean, self.input_std = tuple(input_mean), tuple(input_std)
         self.encoder_name = name or self.path.name
+        self.file_sha256 = file_sha256(self.path)  # its key in a course run's facts file
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
         p1, p2 = self.session.run(["p1", "p2"], {"image": image.detach().float().cpu().numpy()})
@@ -208,7 +210,8 @@ def quantize_int8(fp32_path: str | os.PathLike[str], out: str | os.PathLike[str]
 
     Raises:
         ExportError: onnxruntime's quantiser failed, or the INT8 file lost more than
-            ``max_dice_drop`` (it is then kept only as :func:`unfaithful_path`).
+            ``max_dice_drop`` (it is then kept only as :func:`unfaithful_path`, and the
+            error's ``dice`` attribute holds ``(fp32 Dice, INT8 Dice)``).
         DataError: too few training images, or a test image among them.
     """
     import onnx
@@ -256,11 +259,13 @@ def quantize_int8(fp32_path: str | os.PathLike[str], out: str | os.PathLike[str]
                 kept = None
             else:
                 os.replace(tmp, kept)
-            raise ExportError(
+            refused = ExportError(
                 f"{out}: the INT8 file's mean Dice on {check} training images is "
                 f"{int8_dice:.4f}, {100 * (fp32_dice - int8_dice):.2f} points below the fp32 "
                 f"file's {fp32_dice:.4f} (limit {100 * max_dice_drop:g}); refused"
                 + (f", kept only as {kept}" if kept else "") + ". Use the fp32 file.")
+            refused.dice = (fp32_dice, int8_dice)  # type: ignore[attr-defined]
+            raise refused
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

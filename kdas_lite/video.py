@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,8 @@ from kdas_lite.predict import (
     shown,
 )
 
-__all__ = ["EmaSmoother", "VideoReport", "is_video", "predict_video", "read_frames"]
+__all__ = ["EmaSmoother", "VideoReport", "frames_to_video", "is_video", "predict_video",
+           "read_frames"]
 
 _CSV = "frames.csv"
 _FIELDS = ["frame", "time_s", "status", "polyp_area_pct", "max_prob", "mask", "reason"]
@@ -165,6 +166,45 @@ def _writer(path: Path, fps: float, size: tuple[int, int]) -> tuple[Any, Path]:
         target.unlink(missing_ok=True)
     raise DataError(f"OpenCV cannot write a video to {path.parent} (no MPEG-4 or Motion-JPEG "
                     "encoder); install opencv-python-headless from PyPI")
+
+
+def frames_to_video(images: Sequence[str | os.PathLike[str]], path: str | os.PathLike[str],
+                    fps: float = 25.0, *, overwrite: bool = False) -> Path:
+    """Write still frames (image files, in the given order) as a video, e.g. consecutive
+    CVC-ColonDB frames as the colonoscopy clip they were cut from. Every frame is resized to
+    the first one's size. MPEG-4 in ``.mp4`` (Motion-JPEG ``.avi`` where OpenCV has no MPEG-4
+    encoder); returns the file written.
+
+    Raises:
+        DataError: no images, an image that cannot be read, or ``path`` exists (replaced only
+            with ``overwrite``).
+    """
+    import cv2
+
+    from kdas_lite.data.io import read_image
+
+    path = Path(path)
+    if not images:
+        raise DataError(f"no frames to write to {shown(path)}")
+    for target in (path.with_suffix(".mp4"), path.with_suffix(".avi")):
+        if (target.exists() or target.is_symlink()) and not overwrite:
+            raise DataError(f"{shown(target)} exists; choose another file or pass "
+                            "overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer, written = None, path
+    try:
+        for image in images:
+            frame = read_image(image)
+            if writer is None:
+                size = (frame.shape[1], frame.shape[0])
+                writer, written = _writer(path, fps, size)
+            if (frame.shape[1], frame.shape[0]) != size:
+                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+        if writer is not None:
+            writer.release()
+    return written
 
 
 def _prepare(output_dir: Path, stem: str, overwrite: bool) -> None:

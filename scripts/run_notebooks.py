@@ -58,6 +58,9 @@ SMOKE: dict[str, Any] = {
     "image_size": 64, "epochs": 1, "batch_size": 2, "max_train_images": 8, "max_val_images": 4,
     "synthetic_images": 12, "synthetic_size": 64, "n_test_images": 4, "n_images": 3,
     "teacher_epochs": 1, "teacher_train_images": 8, "seeds": [0, 1], "device": "cpu",
+    # notebook 06: a short clip, few crops and calibration images, two timed calls
+    "video_frames": 8, "n_crops": 8, "calibration_images": 4, "check_images": 4,
+    "timing_repeats": 2,
 }
 PARAMS: dict[str, dict[str, Any]] = {
     # CI: tiny images, one epoch, a handful of images (about a minute per notebook on 2 cores),

@@ -24,6 +24,7 @@ NAMES = [
     "03_sgm_covariance_guidance.ipynb",
     "04_distillation.ipynb",
     "05_cross_dataset_evaluation.ipynb",
+    "06_deploy_the_student.ipynb",
 ]
 CHECK = "# NBVAL_CHECK_OUTPUT"
 # every notebook declares these (run_notebooks.py passes them); 02-05 also the checkpoints,
@@ -53,7 +54,7 @@ def _code(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     return [cell for cell in nb.cells if cell.cell_type == "code"]
 
 
-def test_the_five_notebooks_exist_and_nothing_else() -> None:
+def test_the_six_notebooks_exist_and_nothing_else() -> None:
     assert sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb")) == NAMES
 
 

@@ -20,16 +20,19 @@ of the cell; in a script call ``fig.savefig(...)``. The figures, by notebook:
   :func:`term_gradient_figure` (each loss term's gradient on the student),
   :func:`results_figure`, :func:`tradeoff_figure`, :func:`predict_test_set` +
   :func:`best_worst_figure`;
+- deploying the student (notebook 06): :func:`deploy_figure` (frames/s and mDice of its
+  PyTorch, ONNX and INT8 forms), :func:`video_figure` (an overlaid clip and its polyp area);
 - the verdict of notebook 04: :func:`forest_figure` (every lab row's paired Δ, Holm-adjusted),
   :func:`sgm_forms_figure` (L_SGM's logit and σ(P) forms, the polyp + L_SGM loses).
 
 One submodule per topic, everything re-exported here (``from kdas_lite import viz``):
 :mod:`~kdas_lite.viz.images`, :mod:`~kdas_lite.viz.architecture`,
 :mod:`~kdas_lite.viz.attention`, :mod:`~kdas_lite.viz.sgm`, :mod:`~kdas_lite.viz.results`,
-:mod:`~kdas_lite.viz.explorer`, :mod:`~kdas_lite.viz.verdict`; shared helpers (array
-conversion, colours) in ``kdas_lite.viz._common``. Every figure draws a method in the same colour
-(:data:`METHOD_COLORS`, :func:`method_color`), signed values on the diverging :data:`DIFF_CMAP`
-around 0, and maps with a colour bar; figures of data take a ``title`` for the data set.
+:mod:`~kdas_lite.viz.explorer`, :mod:`~kdas_lite.viz.verdict`, :mod:`~kdas_lite.viz.deploy`;
+shared helpers (array conversion, colours) in ``kdas_lite.viz._common``. Every figure draws a
+method in the same colour (:data:`METHOD_COLORS`, :func:`method_color`), signed values on the
+diverging :data:`DIFF_CMAP` around 0, and maps with a colour bar; figures of data take a
+``title`` for the data set.
 
 Images may be given as ``uint8 (H, W, 3)`` arrays (as :func:`kdas_lite.data.read_image` returns)
 or as model-input tensors ``(3, H, W)`` / ``(1, 3, H, W)`` together with the ``mean``/``std``
@@ -56,6 +59,7 @@ from kdas_lite.viz.attention import (
     decoder_attention_figure,
     encoder_attention_figure,
 )
+from kdas_lite.viz.deploy import deploy_figure, video_figure
 from kdas_lite.viz.explorer import MAP_KINDS, SOURCES, AttentionExplorer
 from kdas_lite.viz.images import boundary_weight_figure, overlay, overlay_grid
 from kdas_lite.viz.results import (
@@ -92,6 +96,7 @@ __all__ = [
     "budget_sweep_figure",
     "compare_maps_figure",
     "decoder_attention_figure",
+    "deploy_figure",
     "encoder_attention_figure",
     "forest_figure",
     "matrices_figure",
@@ -111,4 +116,5 @@ __all__ = [
     "tradeoff_figure",
     "training_curves_figure",
     "transfer_figure",
+    "video_figure",
 ]
