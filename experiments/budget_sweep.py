@@ -58,17 +58,19 @@ from typing import Any
 
 import torch
 from lab_experiment import save_json
-from real_lab import (
+from real_lab_runs import (
     ROWS,
-    check_pairing,
     compact,
-    mdice,
-    n_distinct,
-    replace_block,
     run_config,
     run_done,
     run_one,
     teacher_checkpoint,
+)
+from real_lab_summary import (
+    check_pairing,
+    mdice,
+    n_distinct,
+    replace_block,
     teacher_overlap,
 )
 

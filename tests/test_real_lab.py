@@ -12,6 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 real_lab = pytest.importorskip("real_lab")
+real_lab_runs = pytest.importorskip("real_lab_runs")
+real_lab_summary = pytest.importorskip("real_lab_summary")
 
 
 def record(row: str, seed: int | None, kvasir: float, colondb: float) -> dict:
@@ -31,15 +33,16 @@ RECORDS = [record("teacher", None, 0.85, 0.70),
 
 
 def test_paired_deltas_match_seeds_and_compare_the_one_teacher_with_every_seed():
-    kdas = real_lab.paired_deltas(RECORDS, "kdas", "Kvasir")
+    kdas = real_lab_summary.paired_deltas(RECORDS, "kdas", "Kvasir")
     assert kdas == pytest.approx({0: 0.04, 1: 0.01})
-    assert real_lab.paired_deltas(RECORDS, "sgm", "CVC-ColonDB") == pytest.approx({1: -0.04})
-    assert real_lab.paired_deltas(RECORDS, "teacher", "Kvasir") == pytest.approx(
+    assert real_lab_summary.paired_deltas(RECORDS, "sgm", "CVC-ColonDB") == pytest.approx(
+        {1: -0.04})
+    assert real_lab_summary.paired_deltas(RECORDS, "teacher", "Kvasir") == pytest.approx(
         {0: 0.15, 1: 0.13})
 
 
 def test_summary_is_json_ready_with_mean_std_and_per_set_values(tmp_path):
-    stats = real_lab.summary(RECORDS)
+    stats = real_lab_summary.summary(RECORDS)
     assert stats["test_sets"] == ["Kvasir", "CVC-ColonDB", "avg"]
     kdas = stats["rows"]["kdas"]
     assert kdas["delta_vs_alone"]["Kvasir"]["mean"] == pytest.approx(0.025)
@@ -51,13 +54,13 @@ def test_summary_is_json_ready_with_mean_std_and_per_set_values(tmp_path):
         "delta_vs_alone"]
     assert [run["mDice"]["CVC-ColonDB"] for run in kdas["runs"]] == [0.52, 0.58]
     path = tmp_path / "sub" / "real_lab.json"
-    real_lab.save_json(path, stats)
+    real_lab_runs.save_json(path, stats)
     assert json.loads(path.read_text())["rows"]["teacher"]["runs"][0]["config"] == {
         "row": "teacher", "seed": None}
 
 
 def test_markdown_tables_label_sets_and_sign_the_differences():
-    text = real_lab.markdown_tables(real_lab.summary(RECORDS),
+    text = real_lab_summary.markdown_tables(real_lab_summary.summary(RECORDS),
                                     {"CVC-ColonDB": "CVC-ColonDB (test label)"})
     assert "| row | runs | Kvasir | CVC-ColonDB (test label) | all distinct images |" in text
     assert "| KDAS, kdas_lite L_AT | 2 | 0.735 ± 0.007 |" in text
@@ -68,25 +71,26 @@ def test_markdown_tables_label_sets_and_sign_the_differences():
 
 def test_replace_block_rewrites_only_between_the_markers(tmp_path, capsys):
     doc = tmp_path / "RESULTS.md"
-    doc.write_text(f"# Top\n{real_lab.START}\nold table\n{real_lab.END}\n## Rest\n")
-    real_lab.replace_block(doc, "new table\n")
-    assert doc.read_text() == f"# Top\n{real_lab.START}\nnew table\n{real_lab.END}\n## Rest\n"
+    start, end = real_lab_summary.START, real_lab_summary.END
+    doc.write_text(f"# Top\n{start}\nold table\n{end}\n## Rest\n")
+    real_lab_summary.replace_block(doc, "new table\n")
+    assert doc.read_text() == f"# Top\n{start}\nnew table\n{end}\n## Rest\n"
     bare = tmp_path / "bare.md"
     bare.write_text("no markers\n")
-    real_lab.replace_block(bare, "new table\n")
+    real_lab_summary.replace_block(bare, "new table\n")
     assert bare.read_text() == "no markers\n" and "no" in capsys.readouterr().err
 
 
 def test_missing_runs_are_the_plan_without_compact_records_and_the_teacher_comes_first(
         tmp_path):
     args = argparse.Namespace(out=tmp_path, teacher_seed=0, records=tmp_path / "lab_runs")
-    real_lab.save_json(args.records / "alone-s0.json", RECORDS[1])
-    real_lab.save_json(args.records / "teacher.json", RECORDS[0])
-    real_lab.save_json(tmp_path / "results" / "seed0" / "kdas.json", RECORDS[3])  # full only
+    real_lab_runs.save_json(args.records / "alone-s0.json", RECORDS[1])
+    real_lab_runs.save_json(args.records / "teacher.json", RECORDS[0])
+    real_lab_runs.save_json(tmp_path / "results" / "seed0" / "kdas.json", RECORDS[3])  # full only
     plan = [("teacher", 0), ("alone", 0), ("kdas", 0), ("alone", 1)]
     assert real_lab.missing_runs(args, plan) == ["seed0/kdas", "seed1/alone"]
-    assert [r["row"] for r in real_lab.load_compact(args.records)] == ["teacher", "alone"]
-    assert [r["row"] for r in real_lab.load_records(tmp_path)] == ["kdas"]
+    assert [r["row"] for r in real_lab_runs.load_compact(args.records)] == ["teacher", "alone"]
+    assert [r["row"] for r in real_lab_runs.load_records(tmp_path)] == ["kdas"]
 
 
 def test_plan_interleaves_the_headline_rows_by_seed_and_the_mechanism_part_is_its_own(
@@ -110,18 +114,18 @@ def test_plan_interleaves_the_headline_rows_by_seed_and_the_mechanism_part_is_it
 def test_the_teacher_is_trained_again_only_when_a_distilled_run_still_needs_its_weights(
         tmp_path):
     args = argparse.Namespace(out=tmp_path, records=tmp_path / "lab_runs")
-    real_lab.save_json(args.records / "teacher.json", RECORDS[0])
-    real_lab.save_json(args.records / "kdas-s0.json", RECORDS[3])
-    assert not real_lab.needs_teacher(args, [("teacher", 0), ("alone", 0), ("kdas", 0)])
-    assert real_lab.needs_teacher(args, [("teacher", 0), ("kdas", 0), ("sgm", 0)])
-    checkpoint = real_lab.teacher_checkpoint(args)
+    real_lab_runs.save_json(args.records / "teacher.json", RECORDS[0])
+    real_lab_runs.save_json(args.records / "kdas-s0.json", RECORDS[3])
+    assert not real_lab_runs.needs_teacher(args, [("teacher", 0), ("alone", 0), ("kdas", 0)])
+    assert real_lab_runs.needs_teacher(args, [("teacher", 0), ("kdas", 0), ("sgm", 0)])
+    checkpoint = real_lab_runs.teacher_checkpoint(args)
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(b"weights")
-    assert not real_lab.needs_teacher(args, [("teacher", 0), ("kdas", 0), ("sgm", 0)])
+    assert not real_lab_runs.needs_teacher(args, [("teacher", 0), ("kdas", 0), ("sgm", 0)])
 
 
 def full_record(tmp_path, row: str, seed: int) -> dict:
-    config = real_lab.run_config(real_lab.parse_args(["--out", str(tmp_path / "out")]),
+    config = real_lab_runs.run_config(real_lab.parse_args(["--out", str(tmp_path / "out")]),
                                  Path("/machine/data"), row, seed).to_dict()
     return {**record(row, seed, 0.7, 0.5), "label": real_lab.ROWS[row].label,
             "best_val_dice": 0.6, "config": config, "history": [{"epoch": 1}],
@@ -132,7 +136,7 @@ def full_record(tmp_path, row: str, seed: int) -> dict:
 def test_compact_records_have_no_machine_path_and_sorted_image_dice(tmp_path):
     args = real_lab.parse_args(["--out", str(tmp_path / "out"),
                                 "--records", str(tmp_path / "lab_runs")])
-    real_lab.save_compact(args, full_record(tmp_path, "kdas", 1))
+    real_lab_runs.save_compact(args, full_record(tmp_path, "kdas", 1))
     text = (tmp_path / "lab_runs" / "kdas-s1.json").read_text()
     assert str(tmp_path) not in text and "/machine/data" not in text
     small = json.loads(text)
@@ -144,18 +148,19 @@ def test_compact_records_have_no_machine_path_and_sorted_image_dice(tmp_path):
     other = full_record(tmp_path, "alone", 1)
     other["image_dice"]["Kvasir"] = {"c": 0.1}
     with pytest.raises(SystemExit, match="other test images"):
-        real_lab.save_compact(args, other)
+        real_lab_runs.save_compact(args, other)
 
 
 def test_run_done_accepts_the_same_settings_and_stops_on_others(tmp_path):
     args = real_lab.parse_args(["--out", str(tmp_path / "out"),
                                 "--records", str(tmp_path / "lab_runs")])
-    real_lab.save_compact(args, full_record(tmp_path, "kdas", 1))
-    same = real_lab.run_config(args, Path("/elsewhere/data"), "kdas", 1)
-    assert real_lab.run_done(args, "kdas", 1, same)
-    assert not real_lab.run_done(args, "kdas", 2, real_lab.run_config(args, tmp_path, "kdas", 2))
+    real_lab_runs.save_compact(args, full_record(tmp_path, "kdas", 1))
+    same = real_lab_runs.run_config(args, Path("/elsewhere/data"), "kdas", 1)
+    assert real_lab_runs.run_done(args, "kdas", 1, same)
+    other = real_lab_runs.run_config(args, tmp_path, "kdas", 2)
+    assert not real_lab_runs.run_done(args, "kdas", 2, other)
     with pytest.raises(SystemExit, match="other settings"):
-        real_lab.run_done(args, "kdas", 1, same.replace(alpha=0.5))
+        real_lab_runs.run_done(args, "kdas", 1, same.replace(alpha=0.5))
 
 
 def test_lab_summary_replaces_rerun_rows_and_keeps_the_others_marked(tmp_path):
@@ -171,7 +176,8 @@ def test_lab_summary_replaces_rerun_rows_and_keeps_the_others_marked(tmp_path):
                                 str(tmp_path / "real_lab.json"),
                                 "--records", str(tmp_path / "lab_runs")])
     layout = argparse.Namespace(status={})
-    lab = real_lab.lab_summary(args, layout, {}, real_lab.summary(RECORDS), {}, [], 60.0)
+    stats = real_lab_summary.summary(RECORDS)
+    lab = real_lab_summary.lab_summary(args, layout, {}, stats, {}, [], 60.0)
     assert lab["data_root"] == "shared/data" and lab["records"] == "lab_runs"
     assert lab["rows"]["alone"]["rerun"] and lab["rows"]["alone"]["earlier"]["runs"][0][
         "seed"] == 0
@@ -186,15 +192,15 @@ def test_lab_summary_replaces_rerun_rows_and_keeps_the_others_marked(tmp_path):
 
 def test_every_row_has_a_valid_config_that_differs_from_kdas_only_in_its_switches(tmp_path):
     args = real_lab.parse_args(["--out", str(tmp_path)])
-    kdas = real_lab.run_config(args, tmp_path, "kdas", 1).to_dict()  # the row without switches
+    kdas = real_lab_runs.run_config(args, tmp_path, "kdas", 1).to_dict()  # the row without switches
     for row in real_lab.ROWS:
-        config = real_lab.run_config(args, tmp_path, row, 1)
+        config = real_lab_runs.run_config(args, tmp_path, row, 1)
         if row != "teacher":
             changed = {k for k, v in config.to_dict().items() if kdas[k] != v}
             if row.startswith("sgm-"):  # the mechanism rows: + L_SGM with one change
                 changed -= {"use_at"}
             assert changed <= {"name", "output_dir", *real_lab.ROWS[row].overrides}, row
-    assert real_lab.run_config(args, tmp_path, "kdas-a0.5", 1).alpha == 0.5
+    assert real_lab_runs.run_config(args, tmp_path, "kdas-a0.5", 1).alpha == 0.5
 
 
 def test_first_step_weight_equalises_the_untrained_students_gradients(tmp_path):
@@ -209,8 +215,8 @@ def test_first_step_weight_equalises_the_untrained_students_gradients(tmp_path):
                             progress=False).best_path
     config = tiny_config(data, tmp_path / "s", student_encoder="pvt_v2_b0", use_at=False,
                          seed=3)
-    weight = real_lab.first_step_weight(config, teacher)
-    assert weight == real_lab.first_step_weight(config, teacher)  # reproducible
+    weight = real_lab_runs.first_step_weight(config, teacher)
+    assert weight == real_lab_runs.first_step_weight(config, teacher)  # reproducible
     student = build_model(config.student_encoder, config)
     _, loader, _ = build_dataloaders(config, student.input_mean, student.input_std,
                                      progress=False)
@@ -229,5 +235,5 @@ def test_reproduction_compares_rerun_runs_with_the_earlier_run_of_the_same_seed(
                                                                  "mDice": {"avg": 0.694}}],
                     "earlier": {"runs": [{"seed": None, "mDice": {"avg": 0.697}}]}},
         "cwd": {"label": "cwd", "rerun": False, "runs": [{"seed": 0, "mDice": {"avg": 0.5}}]}}}
-    assert real_lab.reproduction(lab) == ["alone s0 0.4100 vs 0.4100 (identical)",
+    assert real_lab_summary.reproduction(lab) == ["alone s0 0.4100 vs 0.4100 (identical)",
                                           "teacher 0.6940 vs 0.6970 (Δ -0.0030)"]
