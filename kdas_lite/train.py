@@ -51,6 +51,7 @@ back are in :mod:`kdas_lite.runs`; the notebooks' shared runs in :mod:`kdas_lite
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -242,7 +243,9 @@ class TrainStep:
     ``accumulate_steps`` = k the batch is split into k micro-batches, each run forward and
     backward alone with its loss weighted by its share of the batch, then one step is taken:
     the gradient of the whole batch (the losses are batch means) with about 1/k of the
-    activation memory. Its ``saved`` argument (whether a completed epoch's checkpoint exists)
+    activation memory; across processes the gradients are averaged once per step, after the last
+    micro-batch (the others run under DistributedDataParallel's ``no_sync``). Its ``saved``
+    argument (whether a completed epoch's checkpoint exists)
     shapes the NaN message; ``transfer`` = ``(images, targets or None)`` adds a batch of the
     transfer set (:meth:`kdas_lite.objectives.Objective.forward`), split into the same number
     of micro-batches.
@@ -292,18 +295,21 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         scaler = self.scaler or torch.amp.GradScaler(self.device.type, enabled=False)
         logged = torch.zeros(len(LOSS_TERMS), device=self.device)
-        for part_images, part_masks, part_transfer in zip(images.tensor_split(k),
-                                                          masks.tensor_split(k), parts,
-                                                          strict=True):
-            if not len(part_images):  # a last batch smaller than accumulate_steps
-                continue
+        micro = [part for part in zip(images.tensor_split(k), masks.tensor_split(k), parts,
+                                      strict=True)
+                 if len(part[0])]  # a last batch smaller than accumulate_steps has fewer
+        for index, (part_images, part_masks, part_transfer) in enumerate(micro):
             share = len(part_images) / len(images)
-            with _autocast(self.device, self.amp_dtype):
-                out = self.objective(self.model, part_images, part_masks, **(
-                    {} if part_transfer is None else {"transfer": part_transfer}))
-            logged += share * torch.stack(
-                [out.total.detach(), out.seg, out.at, out.sgm, out.kd]).float()
-            scaler.scale(out.total * share if share != 1 else out.total).backward()
+            # across processes the gradients are averaged once, in the last micro-batch's
+            # backward; the others accumulate locally (DistributedDataParallel.no_sync)
+            last = index == len(micro) - 1 or not hasattr(self.model, "no_sync")
+            with contextlib.nullcontext() if last else self.model.no_sync():
+                with _autocast(self.device, self.amp_dtype):
+                    out = self.objective(self.model, part_images, part_masks, **(
+                        {} if part_transfer is None else {"transfer": part_transfer}))
+                logged += share * torch.stack(
+                    [out.total.detach(), out.seg, out.at, out.sgm, out.kd]).float()
+                scaler.scale(out.total * share if share != 1 else out.total).backward()
         # One host sync per step for the five logged values (also the NaN check).
         values = dict(zip(LOSS_TERMS, self.parallel.mean(logged).tolist(), strict=True))
         _check_finite(values, where, saved)  # saved: a completed epoch's checkpoint exists

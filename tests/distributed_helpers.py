@@ -56,7 +56,7 @@ def fixed_problem() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
 
 
 def one_step(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor,
-             parallel: Any = None) -> dict[str, float]:
+             parallel: Any = None, accumulate_steps: int = 1) -> dict[str, float]:
     """One SGD step of the supervised objective (SGD: the update is proportional to the
     gradient, so a wrong gradient scale shows; AdamW's first step would hide it)."""
     from kdas_lite.distributed import SINGLE
@@ -65,7 +65,7 @@ def one_step(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor,
     parallel = parallel or SINGLE
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     step = TrainStep(parallel.wrap(model, torch.device("cpu")), SupervisedObjective(), optimizer,
-                     clip=None, parallel=parallel)
+                     clip=None, accumulate_steps=accumulate_steps, parallel=parallel)
     return step(images, masks)
 
 
@@ -105,3 +105,35 @@ def _step_and_score(parallel: Any, device: torch.device, path: Path, sync: bool)
                 "classes": sorted({type(m).__name__ for m in model.modules()}),
                 "synced": synced},
                path)
+
+
+def accumulate_worker(rank: int, world_size: int, port: int, out: Path) -> None:
+    """Process ``rank``: one step of a seeded student on its share of the global batch, with
+    ``accumulate_steps`` 1 and 2, counting DistributedDataParallel's gradient all-reduces (a
+    communication hook); writes ``out/accumulate-<k>-<rank>.pt``."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    from kdas_lite.distributed import join
+    from kdas_lite.train import SupervisedObjective, TrainStep
+
+    parallel, device = join(torch.device("cpu"))
+    share = slice(rank * GLOBAL_BATCH // world_size, (rank + 1) * GLOBAL_BATCH // world_size)
+    for k in (1, 2):
+        model, images, masks = fixed_problem()
+        wrapped = parallel.wrap(model, device)
+        calls = [0]
+
+        def counting(state, bucket, calls=calls):  # DDP checks the annotations: none here
+            calls[0] += 1
+            return allreduce_hook(state, bucket)
+
+        wrapped.register_comm_hook(None, counting)
+        step = TrainStep(wrapped, SupervisedObjective(), torch.optim.SGD(model.parameters(),
+                                                                         lr=LR),
+                         clip=None, accumulate_steps=k, parallel=parallel)
+        step(images[share], masks[share])
+        torch.save({"calls": calls[0], "state": model.state_dict()},
+                   out / f"accumulate-{k}-{rank}.pt")

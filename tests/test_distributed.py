@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from distributed_helpers import fixed_problem, free_port, one_step, run_processes, step_worker
+from distributed_helpers import (
+    accumulate_worker,
+    fixed_problem,
+    free_port,
+    one_step,
+    run_processes,
+    step_worker,
+)
 from distributed_helpers import val_loader as make_val_loader
 
 from kdas_lite.checkpoint_files import load_checkpoint
@@ -53,6 +60,28 @@ def test_one_step_over_two_processes_equals_one_process_on_the_global_batch(tmp_
     assert synced[0]["dice"] == synced[1]["dice"] == pytest.approx(single_dice, abs=1e-6)
     # the control: batch norm on each process's 2 images alone is not the global batch's step
     assert max_difference(local["state"], single) > 1e-3
+
+
+@pytest.mark.slow
+def test_accumulation_over_processes_averages_the_gradients_once_per_step(tmp_path):
+    run_processes(accumulate_worker, (tmp_path,))
+    runs = {(k, rank): torch.load(tmp_path / f"accumulate-{k}-{rank}.pt")
+            for k in (1, 2) for rank in (0, 1)}
+    # two micro-batches, one all-reduce per gradient bucket: the first micro-batch's backward
+    # runs under no_sync (before, every micro-batch synchronised: twice the calls)
+    assert runs[2, 0]["calls"] == runs[1, 0]["calls"] > 0
+    # the gradient of the global batch: one process on all 4 images in micro-batches of one
+    # image, as each process's 2 micro-batches (batch norm sees the same single images)
+    model, images, masks = fixed_problem()
+    one_step(model, images, masks, accumulate_steps=4)
+    weights = {name for name, _ in model.named_parameters()}  # batch norm's running statistics
+    # are updated once per micro-batch: 4 times here, twice on each process
+
+    def params(state):
+        return {k: v for k, v in state.items() if k in weights}
+
+    assert max_difference(params(runs[2, 0]["state"]), params(model.state_dict())) < 1e-5
+    assert max_difference(params(runs[2, 1]["state"]), params(runs[2, 0]["state"])) == 0
 
 
 def test_one_process_is_a_plain_run(monkeypatch):
