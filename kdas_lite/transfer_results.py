@@ -29,9 +29,9 @@ from scipy import stats
 
 from kdas_lite import lab_stats
 
-__all__ = ["FAMILIES", "MARGIN", "POOLS", "Contrast", "analyse", "figure_ready", "holm",
-           "markdown", "paired", "pool_score", "progress", "random_effects", "reading",
-           "verdict"]
+__all__ = ["FAMILIES", "MARGIN", "POOLS", "POOL_LABELS", "Contrast", "analyse", "figure_ready",
+           "holm", "markdown", "paired", "pool_score", "progress", "random_effects", "reading",
+           "run_counts", "verdict"]
 
 #: the test sets of each pool (CVC-300 never: it repeats CVC-ColonDB frames 149–208)
 POOLS: dict[str, tuple[str, ...]] = {
@@ -257,6 +257,12 @@ def figure_ready(analysis: Mapping[str, Any]) -> bool:
     return any(c["reference"] == "A" for c in paired(analysis))
 
 
+def run_counts(doc: Mapping[str, Any]) -> tuple[int, int]:
+    """The student runs done and the planned ones still missing (``doc["missing"]``)."""
+    return (sum(len(entry["runs"]) for entry in doc["arms"].values()),
+            len(doc.get("missing", [])))
+
+
 def progress(doc: Mapping[str, Any]) -> str:
     """What has run of the plan (a summary written by experiments/transfer_set.py):
     ``**PARTIAL**: 118 of the 120 planned student runs not done yet; runs per arm so far:
@@ -264,9 +270,8 @@ def progress(doc: Mapping[str, Any]) -> str:
     done: dict[int, list[str]] = {}
     for entry in doc["arms"].values():
         done.setdefault(entry["labels"], []).append(f"{entry['arm']} {len(entry['runs'])}")
-    n_done = sum(len(entry["runs"]) for entry in doc["arms"].values())
-    missing = len(doc.get("missing", []))
-    if not doc.get("partial", bool(missing)):
+    n_done, missing = run_counts(doc)
+    if not missing:
         return f"All {n_done} planned student runs are done."
     return (f"**PARTIAL**: {missing} of the {missing + n_done} planned student runs not done "
             "yet; runs per arm so far: " + ("; ".join(
