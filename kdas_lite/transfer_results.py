@@ -308,13 +308,17 @@ def markdown(analysis: Mapping[str, Any]) -> str:
                          f"{c['reference']} | {c['n_units']} ({c['n_teachers']}) | "
                          f"{_fmt(c['estimate'])} | {_interval(c['ci95'])} | "
                          f"{_interval(c['ci_holm'])} | {p} | {ph} | {c['verdict']} |")
-    lines += ["", "Context (raw 95 % intervals, no family): ", "",
-              "| |L| | pool | contrast | units | Δ | 95 % |", "|---:|---|---|---:|---:|---:|"]
-    for c in analysis["context"]:
-        if c["n_units"]:
-            lines.append(f"| {c['labels']} | {POOL_LABELS[c['pool']]} | {c['arm']} − "
-                         f"{c['reference']} | {c['n_units']} | {_fmt(c['estimate'])} | "
-                         f"{_interval(c['ci95'])} |")
+    context = [c for c in analysis["context"] if c["n_units"]]
+    if not context:
+        names = ", ".join(f"{arm} − {ref}" for arm, ref in CONTEXT)
+        lines += ["", f"**context** ({names}): no paired runs yet."]
+    else:
+        lines += ["", "Context (raw 95 % intervals, no family): ", "",
+                  "| |L| | pool | contrast | units | Δ | 95 % |", "|---:|---|---|---:|---:|---:|"]
+    for c in context:
+        lines.append(f"| {c['labels']} | {POOL_LABELS[c['pool']]} | {c['arm']} − "
+                     f"{c['reference']} | {c['n_units']} | {_fmt(c['estimate'])} | "
+                     f"{_interval(c['ci95'])} |")
     return "\n".join(lines).lstrip("\n") + "\n"
 
 

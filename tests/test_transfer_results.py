@@ -119,7 +119,11 @@ def test_contrasts_without_paired_runs_are_written_as_null_not_nan():
     strict = json.loads(text, parse_constant=_no_constant)  # no bare NaN anywhere
     primary = strict["families"]["primary"]
     assert {c["n_units"] for c in primary} == {0} and {c["estimate"] for c in primary} == {None}
-    assert "no paired runs yet" in markdown(strict)  # the readers take the nulls
+    table = markdown(strict)  # the readers take the nulls
+    assert "**primary**: no paired runs yet." in table and "| |L| |" not in table
+    assert "**context** (B − A, C − A, E − A): no paired runs yet." in table
+    assert "| 200 | 562 distinct test images | B − A | 6 |" in markdown(
+        analyse(make_records(0.05, 0.0), ORDER))
     assert reading(strict) == "No student runs yet.\n"
 
 
