@@ -63,7 +63,14 @@ from kdas_lite.data import find_layout, find_shared_data, load_split
 from kdas_lite.data.io import file_sha256
 from kdas_lite.evaluate import evaluate
 from kdas_lite.train import distill, train_teacher
-from kdas_lite.transfer_results import POOLS, analyse, markdown, reading
+from kdas_lite.transfer_results import (
+    POOLS,
+    analyse,
+    figure_ready,
+    markdown,
+    progress,
+    reading,
+)
 from kdas_lite.viz import transfer_figure
 
 SPLIT = "kdas_lite/data/splits/transfer_set.json"  # relative to the repository root
@@ -345,8 +352,7 @@ def write_outputs(args: argparse.Namespace) -> None:
             atomic_write(args.docs, lambda tmp: tmp.write_text(
                 head + START + "\n" + block_text(doc) + rest[rest.index(END):],
                 encoding="utf-8"))
-    paired = [c for f in analysis["families"].values() for c in f] + analysis["context"]
-    if args.figure is not None and any(c["n_units"] and c["reference"] == "A" for c in paired):
+    if args.figure is not None and figure_ready(analysis):
         fig = transfer_figure(doc)
         args.figure.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(args.figure, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
@@ -354,17 +360,11 @@ def write_outputs(args: argparse.Namespace) -> None:
 
 def block_text(doc: dict[str, Any]) -> str:
     """The generated block: what ran, the teachers, the tables and the reading."""
-    done = {}
-    for entry in doc["arms"].values():
-        done.setdefault(entry["labels"], []).append(f"{entry['arm']} {len(entry['runs'])}")
     lines = [f"command: `{doc['command']} --teachers T`, one process per teacher "
              f"(T = {', '.join(map(str, TEACHERS))}; records: `{doc['records']}`; "
              f"{doc['compute_minutes']} min of compute so far)", ""]
     if doc["partial"]:
-        lines += [f"**PARTIAL**: {len(doc['missing'])} planned run(s) not done yet; runs per "
-                  "arm so far: " + ("; ".join(f"|L| = {n}: " + ", ".join(v) for n, v in
-                                              sorted(done.items(), reverse=True)) or "none")
-                  + ". Run the same command again to continue.", ""]
+        lines += [progress(doc) + " Run the same command again to continue.", ""]
     if doc["run_minutes"]:
         per_arm = ", ".join(f"{a} {m:.0f}" for a, m in doc["run_minutes"].items())
         left = doc["minutes_left"]

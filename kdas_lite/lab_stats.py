@@ -48,6 +48,7 @@ __all__ = [
     "distinct_sets",
     "family",
     "format_interval",
+    "format_p",
     "frame_order",
     "holm",
     "paired_test",
@@ -115,8 +116,8 @@ class PairedTest:
         """``p 0.012, Holm 0.37`` (raw and adjusted)."""
         if self.p is None:
             return "p —"
-        adj = "" if self.p_holm is None else f", Holm {_p(self.p_holm)}"
-        return f"p {_p(self.p)}{adj}"
+        adj = "" if self.p_holm is None else f", Holm {format_p(self.p_holm)}"
+        return f"p {format_p(self.p)}{adj}"
 
     def to_json(self) -> dict[str, object]:
         """The fields a summary JSON stores per row and test set (schema: lab_results)."""
@@ -128,7 +129,8 @@ class PairedTest:
                 "smallest_detectable_effect": self.sde, "verdict": self.verdict}
 
 
-def _p(p: float) -> str:
+def format_p(p: float) -> str:
+    """``0.00026`` below 0.01 (two significant digits), else ``0.37``."""
     return f"{p:.2g}" if p < 0.01 else f"{p:.2f}"
 
 

@@ -29,8 +29,9 @@ from scipy import stats
 
 from kdas_lite import lab_stats
 
-__all__ = ["FAMILIES", "MARGIN", "POOLS", "Contrast", "analyse", "holm", "markdown",
-           "pool_score", "random_effects", "reading", "verdict"]
+__all__ = ["FAMILIES", "MARGIN", "POOLS", "POOL_LABELS", "Contrast", "analyse", "figure_ready",
+           "holm", "markdown", "paired", "pool_score", "progress", "random_effects", "reading",
+           "run_counts", "verdict"]
 
 #: the test sets of each pool (CVC-300 never: it repeats CVC-ColonDB frames 149–208)
 POOLS: dict[str, tuple[str, ...]] = {
@@ -66,7 +67,7 @@ class Contrast:
     pool: str
     arm: str
     reference: str
-    estimate: float
+    estimate: float | None  # None: no paired runs
     se: float | None
     df: int | None
     n_units: int
@@ -189,8 +190,8 @@ def _contrast(family: str, labels: int, pool: str, arm: str, reference: str,
         groups.setdefault(f"t{teacher}", []).append(delta)
         per_unit[f"t{teacher}-s{seed}"] = delta
     if not groups:
-        return Contrast(family, labels, pool, arm, reference, math.nan, None, None, 0, 0, {},
-                        {}, "no paired runs")
+        return Contrast(family, labels, pool, arm, reference, None, None, None, 0, 0, {}, {},
+                        "no paired runs")  # JSON null, never NaN (not strict JSON)
     estimate, se, df, method = random_effects(groups)
     c = Contrast(family, labels, pool, arm, reference, estimate, se, df, len(per_unit),
                  len(groups), {k: statistics.fmean(v) for k, v in groups.items()}, per_unit,
@@ -244,9 +245,42 @@ def analyse(records: Sequence[Mapping[str, Any]], order: Mapping[str, Sequence[s
     return {"families": families, "context": context, "arms": arms, "teachers": teachers}
 
 
+def paired(analysis: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every contrast (the families' and the context's) with at least one paired unit."""
+    return [c for family in analysis["families"].values() for c in family
+            if c["n_units"]] + [c for c in analysis["context"] if c["n_units"]]
+
+
+def figure_ready(analysis: Mapping[str, Any]) -> bool:
+    """True when :func:`kdas_lite.viz.transfer_figure` has something to draw: a contrast
+    against the student alone A with paired runs."""
+    return any(c["reference"] == "A" for c in paired(analysis))
+
+
+def run_counts(doc: Mapping[str, Any]) -> tuple[int, int]:
+    """The student runs done and the planned ones still missing (``doc["missing"]``)."""
+    return (sum(len(entry["runs"]) for entry in doc["arms"].values()),
+            len(doc.get("missing", [])))
+
+
+def progress(doc: Mapping[str, Any]) -> str:
+    """What has run of the plan (a summary written by experiments/transfer_set.py):
+    ``**PARTIAL**: 118 of the 120 planned student runs not done yet; runs per arm so far:
+    |L| = 200: A 2.``, or that every planned run is done."""
+    done: dict[int, list[str]] = {}
+    for entry in doc["arms"].values():
+        done.setdefault(entry["labels"], []).append(f"{entry['arm']} {len(entry['runs'])}")
+    n_done, missing = run_counts(doc)
+    if not missing:
+        return f"All {n_done} planned student runs are done."
+    return (f"**PARTIAL**: {missing} of the {missing + n_done} planned student runs not done "
+            "yet; runs per arm so far: " + ("; ".join(
+                f"|L| = {n}: " + ", ".join(v) for n, v in sorted(done.items(), reverse=True))
+                or "none") + ".")
+
+
 def _fmt(x: float | None, digits: int = 3) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else \
-        f"{round(x, digits) + 0.0:+.{digits}f}"
+    return "—" if x is None else f"{round(x, digits) + 0.0:+.{digits}f}"
 
 
 def _interval(ci: Sequence[float] | None) -> str:
@@ -274,13 +308,17 @@ def markdown(analysis: Mapping[str, Any]) -> str:
                          f"{c['reference']} | {c['n_units']} ({c['n_teachers']}) | "
                          f"{_fmt(c['estimate'])} | {_interval(c['ci95'])} | "
                          f"{_interval(c['ci_holm'])} | {p} | {ph} | {c['verdict']} |")
-    lines += ["", "Context (raw 95 % intervals, no family): ", "",
-              "| |L| | pool | contrast | units | Δ | 95 % |", "|---:|---|---|---:|---:|---:|"]
-    for c in analysis["context"]:
-        if c["n_units"]:
-            lines.append(f"| {c['labels']} | {POOL_LABELS[c['pool']]} | {c['arm']} − "
-                         f"{c['reference']} | {c['n_units']} | {_fmt(c['estimate'])} | "
-                         f"{_interval(c['ci95'])} |")
+    context = [c for c in analysis["context"] if c["n_units"]]
+    if not context:
+        names = ", ".join(f"{arm} − {ref}" for arm, ref in CONTEXT)
+        lines += ["", f"**context** ({names}): no paired runs yet."]
+    else:
+        lines += ["", "Context (raw 95 % intervals, no family): ", "",
+                  "| |L| | pool | contrast | units | Δ | 95 % |", "|---:|---|---|---:|---:|---:|"]
+    for c in context:
+        lines.append(f"| {c['labels']} | {POOL_LABELS[c['pool']]} | {c['arm']} − "
+                     f"{c['reference']} | {c['n_units']} | {_fmt(c['estimate'])} | "
+                     f"{_interval(c['ci95'])} |")
     return "\n".join(lines).lstrip("\n") + "\n"
 
 

@@ -20,8 +20,9 @@ teacher comparison   :func:`~kdas_lite.lab_families.teacher_tests`: the same stu
 mechanism            :func:`~kdas_lite.lab_families.mechanism_tests`: + L_SGM and each
                      intervention against the student alone on every set, each intervention
                      against + L_SGM on Kvasir and all images
-transfer             ``transfer_set.json`` (a teacher that never saw the students' images), read
-                     as a lab, when it has run
+transfer             ``transfer_set.json`` (a teacher that brings images the labels lack): its
+                     own families, Holm within each (:mod:`kdas_lite.transfer_results`); the
+                     box reads the primary one (:func:`transfer_lines`)
 ===================  ============================================================================
 
 A word follows the **Holm-adjusted** p (:attr:`~kdas_lite.lab_stats.PairedTest.verdict`):
@@ -59,7 +60,8 @@ from kdas_lite.lab_families import (
     trend_tests,
 )
 from kdas_lite.lab_results import all_images_label, mechanism_effect, set_labels
-from kdas_lite.lab_stats import ALPHA, PairedTest
+from kdas_lite.lab_stats import ALPHA, PairedTest, format_interval, format_p
+from kdas_lite.transfer_results import FAMILIES, POOL_LABELS, progress, run_counts
 
 __all__ = [
     "HEADLINE",
@@ -70,6 +72,9 @@ __all__ = [
     "named_teacher",
     "takeaways",
     "teacher_kvasir",
+    "transfer_lines",
+    "transfer_takeaway",
+    "transfer_word",
     "trend_word",
     "verdict_box",
 ]
@@ -143,9 +148,18 @@ def _earlier(lab: Mapping[str, Any], row: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 def load_transfer(path: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
     """The transfer-set summary, or None when it has not been run. Default: the shipped
-    ``kdas_lite/lab_data/transfer_set.json`` (a link to ``docs/results/``). It is read in the
-    lab-summary schema (``rows`` → ``delta_vs_alone`` → test set → ``per_seed``, a ``teacher``
-    row or entry with its Kvasir mDice); its family is "transfer" unless it names one."""
+    ``kdas_lite/lab_data/transfer_set.json`` (a link to ``docs/results/``).
+
+    It is read in the format of :mod:`kdas_lite.transfer_results` (written by
+    ``experiments/transfer_set.py``): ``families`` (name → contrasts, each with ``arm``,
+    ``reference``, ``labels``, ``pool``, ``estimate``, ``ci95`` / ``ci_holm``, ``p`` /
+    ``p_holm``, ``n_units``, ``n_teachers``, ``verdict``), ``context``, ``arms``, ``teachers``
+    (name → ``kvasir_mDice`` …), ``partial`` and ``missing``. A bare ``NaN`` (files written
+    before contrasts without runs were null) is read as null.
+
+    Raises:
+        ValueError: the file is not such a summary (the message names it and the fix).
+    """
     if path is None:
         from kdas_lite.lab_data import lab_file
 
@@ -153,13 +167,97 @@ def load_transfer(path: str | os.PathLike[str] | None = None) -> dict[str, Any] 
     path = Path(path)
     if not path.is_file():
         return None
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    if "rows" not in doc:
-        raise ValueError(f"{path} is not a transfer-set summary (no 'rows'): it should hold "
-                         "the lab-summary schema of experiments/real_lab.py")
-    doc.setdefault("family", "transfer")
+    doc = json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda _name: None)
+    lacking = [key for key in ("families", "context", "arms", "teachers") if key not in doc]
+    if lacking:
+        raise ValueError(f"{path} is not a transfer-set summary (no {lacking[0]!r}): rewrite it "
+                         "with `python experiments/transfer_set.py --report-only`")
     doc["_path"] = str(path)
     return doc
+
+
+def transfer_word(contrast: Mapping[str, Any]) -> str:
+    """The words of one transfer-set contrast: "too few runs" below two paired units, else
+    the verdict :func:`kdas_lite.transfer_results.verdict` wrote ("above" / "below" only where
+    the Holm-adjusted p < 0.05), "not measurable" with its smallest detectable effect."""
+    if contrast["n_units"] < 2 or contrast["p_holm"] is None:
+        return "too few runs"
+    word = contrast["verdict"]
+    sde = contrast.get("smallest_detectable")
+    if word == "not measurable at this power" and sde is not None:
+        word += f" (smallest detectable effect {sde:.3f})"
+    return word
+
+
+def _transfer_teachers(doc: Mapping[str, Any]) -> str:
+    """``t0 (Kvasir 0.845) and t1 (Kvasir 0.853)``."""
+    named = [f"{name} (Kvasir {t['kvasir_mDice']:.3f})"
+             for name, t in sorted(doc["teachers"].items())]
+    return and_join(named) if named else "(not recorded yet)"
+
+
+def _transfer_said(c: Mapping[str, Any]) -> str:
+    """``D-kdas +0.050 [+0.031, +0.069] (p 0.00012, Holm 0.0019): above`` (the interval at the
+    contrast's Holm step level)."""
+    lo, hi = c["ci_holm"] or (None, None)
+    return (f"{c['arm']} {format_interval(c['estimate'], lo, hi)} (p {format_p(c['p'])}, Holm "
+            f"{format_p(c['p_holm'])}): {transfer_word(c)}")
+
+
+def _too_few(found: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``D-pixel and D-at: too few runs (0 paired units each)``, grouped by unit count."""
+    groups: dict[int, list[str]] = {}
+    for c in found:
+        if transfer_word(c) == "too few runs":
+            groups.setdefault(c["n_units"], []).append(c["arm"])
+    return [f"{and_join(arms)}: too few runs ({n} paired unit{'' if n == 1 else 's'}"
+            f"{' each' if len(arms) > 1 else ''})" for n, arms in sorted(groups.items())]
+
+
+def transfer_lines(doc: Mapping[str, Any]) -> list[str]:
+    """The transfer set in the verdict box: its teachers by their Kvasir mDice, what is still
+    missing of the plan, and each primary contrast (D − A and D − C of every D arm on each
+    primary pool) with its Holm-level interval, raw and adjusted p and verdict word."""
+    labels, pools, _ = FAMILIES["primary"]
+    family = doc["families"].get("primary", [])
+    tested = sum(c["p"] is not None for c in family)
+    holm = (f"Holm over the {tested} tested of the {len(family)} primary contrasts, intervals "
+            "at each one's Holm step level" if tested else "no contrast tested yet")
+    steps = f", every arm {doc['steps']} optimiser steps" if doc.get("steps") else ""
+    lines = [f"- *From the transfer-set teachers* {_transfer_teachers(doc)}, trained without the "
+             f"transfer set U; the students have |L| = {labels} labelled images{steps}."]
+    if run_counts(doc)[1]:
+        lines.append(f"- {progress(doc)} Each verdict here can change as they arrive.")
+    what = {"A": "does distilling on images the labels lack beat the student alone?",
+            "C": "do soft targets beat the teacher's hard pseudo-labels of the same images?"}
+    for pool in pools:
+        for ref in ("A", "C"):
+            found = [c for c in family if c["pool"] == pool and c["reference"] == ref]
+            said = [_transfer_said(c) for c in found if transfer_word(c) != "too few runs"]
+            lines.append(f"- *D − {ref}* on the {POOL_LABELS[pool]} — {what[ref]} ({holm}): "
+                         + "; ".join(said + _too_few(found)) + ".")
+    return lines
+
+
+def transfer_takeaway(doc: Mapping[str, Any]) -> str:
+    """One takeaway line for the transfer set: each D arm's word against A and against C on
+    all distinct test images, the teachers by their Kvasir mDice and what is still missing."""
+    labels, pools, _ = FAMILIES["primary"]
+    family = doc["families"].get("primary", [])
+    parts = []
+    for ref in ("A", "C"):
+        found = [c for c in family if c["pool"] == pools[0] and c["reference"] == ref]
+        said = [f"{c['arm']} {format_interval(c['estimate'], *c['ci_holm'])}: {transfer_word(c)}"
+                for c in found if transfer_word(c) != "too few runs"]
+        if said:
+            parts.append(f"D − {ref}: " + "; ".join(said + _too_few(found)))
+    done, missing = run_counts(doc)
+    return (f"- **A teacher that brings images the labels lack** (the transfer set, from "
+            f"{_transfer_teachers(doc)}; |L| = {labels}, the {POOL_LABELS[pools[0]]}, Holm-level "
+            "intervals): " + (". ".join(parts) if parts else "too few runs yet for every primary "
+                              "contrast (D − A and D − C of each D arm)") + "."
+            + (f" Partial: {missing} of the {done + missing} planned student runs are still "
+               "missing." if missing else ""))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,13 +378,14 @@ def verdict_box(lab: Mapping[str, Any], sweep: Mapping[str, Any] | None,
     if mech is not None:
         lines.append(f"- *Why L_SGM hurts* (from the {named_teacher(mech, 'mechanism teacher')}):"
                      " " + _mechanism_sentence(mech, labels))
-    lines += ["", "**Transfer set** — a teacher that never saw the students' images:"]
+    lines += ["", "**Transfer set** — a teacher that brings images the labels lack (it never "
+              "saw the transfer set U; the students never see U's labels):"]
     if transfer is None:
-        lines.append("- no contrast shipped yet (`kdas_lite/lab_data/transfer_set.json` is "
-                     "absent): the pre-registration and the runs so far are in docs/RESULTS.md, "
-                     "section \"Transfer set\"; this box reads the contrasts once they are run.")
+        lines.append("- not yet run (`kdas_lite/lab_data/transfer_set.json` is absent): the "
+                     "pre-registration is in docs/RESULTS.md, section \"Transfer set\"; this box "
+                     "reads the contrasts once they are run.")
     else:
-        lines += _lab_lines(transfer, "the transfer set", "transfer-set teacher")
+        lines += transfer_lines(transfer)
     return "\n".join("> " + line if line else ">" for line in lines)
 
 
@@ -364,11 +463,12 @@ def takeaways(lab: Mapping[str, Any], sweep: Mapping[str, Any] | None = None,
 
 
 def key_results(lab: Mapping[str, Any], sweep: Mapping[str, Any] | None = None,
-                weaker: Mapping[str, Any] | None = None) -> str:
+                weaker: Mapping[str, Any] | None = None,
+                transfer: Mapping[str, Any] | None = None) -> str:
     """Notebook 04's key takeaways in numbers (Markdown bullets): KDAS and CWD at the lab's
     budget on all distinct images (their verdicts, with the smallest detectable effect where
-    nothing is measurable), and CWD's paired trend ``Δ(largest budget) − Δ(smallest)`` on
-    Kvasir from each sweep's teacher."""
+    nothing is measurable), CWD's paired trend ``Δ(largest budget) − Δ(smallest)`` on
+    Kvasir from each sweep's teacher, and the transfer set (:func:`transfer_takeaway`)."""
     tests, labels = lab_tests(dict(lab)), set_labels(dict(lab))
     lines = [f"- At the lab's budget ({lab_epochs(lab)} student epochs, from the "
              f"{named_teacher(lab, 'lab teacher')}), on {labels['avg']}: "
@@ -382,4 +482,6 @@ def key_results(lab: Mapping[str, Any], sweep: Mapping[str, Any] | None = None,
                          f"{named_teacher(doc, name)}: Δ({budgets[-1]} epochs) − "
                          f"Δ({budgets[0]}) on Kvasir {trend.format()} ({trend.format_p()}): "
                          f"{trend_word(trend)}.")
+    if transfer is not None:
+        lines.append(transfer_takeaway(transfer))
     return "\n".join(lines)

@@ -10,7 +10,9 @@ the same families (:mod:`kdas_lite.lab_families`, Holm within each) and the same
   :func:`lab_set_lines`, :func:`time_note`) and :func:`full_lab_plan`;
 - the sweeps and the teacher comparison: :func:`sweep_table`, :func:`teacher_table`;
 - L_SGM's mechanism: :func:`mechanism_table`, :func:`sgm_form_reading` (σ(P) form beside the
-  logit form) and :func:`lost_polyp_table` (where + L_SGM loses the polyp).
+  logit form) and :func:`lost_polyp_table` (where + L_SGM loses the polyp);
+- the transfer set: :func:`transfer_reading` (what has run, the split, the reading and the
+  tables of :mod:`kdas_lite.transfer_results`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from kdas_lite.lab_families import (
 )
 from kdas_lite.lab_results import all_images_label, mechanism_effect, paired_intervals, set_labels
 from kdas_lite.lab_stats import PairedTest
+from kdas_lite.transfer_results import markdown, paired, progress, reading
 from kdas_lite.verdict import HEADLINE, and_join, named_teacher
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "sweep_table",
     "teacher_table",
     "time_note",
+    "transfer_reading",
 ]
 
 #: The settings that make a run the lab's regime (compared by :func:`regime_note`).
@@ -384,3 +388,22 @@ def lost_polyp_table(mech: Mapping[str, Any], test_set: str = "all") -> str:
                          f"{r['mean_delta_p']:+.4f} | "
                          + " / ".join(f"{v:.3f}" for v in values) + " |")
     return "\n".join(lines)
+
+
+def transfer_reading(transfer: Mapping[str, Any] | None) -> str:
+    """Notebook 04's transfer-set section (Markdown): what has run of the plan, the split's
+    sizes, the generated reading (:func:`kdas_lite.transfer_results.reading`) and every
+    family's table (:func:`~kdas_lite.transfer_results.markdown`); or that it has not run."""
+    if transfer is None:
+        return ("The transfer-set experiment has not been run yet: no "
+                "`kdas_lite/lab_data/transfer_set.json` ships with this installation.")
+    sizes = ", ".join(f"{name} {sum(counts.values())}"
+                      for name, counts in transfer["split_counts"].items())
+    parts = [progress(transfer),
+             f"Split (`{transfer['split_file']}`, images per list): {sizes}.",
+             "**Generated reading** (`kdas_lite.transfer_results.reading`):\n\n"
+             + reading(transfer)]
+    if not paired(transfer):
+        parts.append("No paired contrast yet: a contrast needs the same unit (teacher and "
+                     "student seed) in both of its arms.")
+    return "\n\n".join([*parts, markdown(transfer)])

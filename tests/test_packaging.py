@@ -92,7 +92,7 @@ def test_the_committed_lab_ships_as_links_to_docs_results() -> None:
 
     repo = Path(__file__).resolve().parents[1]
     for name in ("real_lab.json", "budget_sweep.json", "budget_sweep_lab_teacher.json",
-                 "sgm_mechanism.json"):
+                 "sgm_mechanism.json", "transfer_set.json"):
         shipped = repo / "kdas_lite" / "lab_data" / name
         assert shipped.is_symlink(), "one copy only: the package holds a link into docs/results"
         assert shipped.resolve() == (repo / "docs" / "results" / name).resolve()

@@ -11,6 +11,7 @@ from kdas_lite.transfer_results import (
     MARGIN,
     analyse,
     holm,
+    markdown,
     pool_score,
     random_effects,
     reading,
@@ -104,3 +105,31 @@ def test_the_figure_has_one_panel_per_label_budget_with_runs():
     assert [ax.get_title() for ax in fig.axes] == ["|L| = 200", "|L| = 50"]
     with pytest.raises(ValueError, match="no arm"):
         transfer_figure({"families": {}, "context": []})
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"not strict JSON: {name}")
+
+
+def test_contrasts_without_paired_runs_are_written_as_null_not_nan():
+    import json
+
+    analysis = analyse([r for r in make_records(0.05, 0.0) if r["arm"] == "A"], ORDER)
+    text = json.dumps(analysis)
+    strict = json.loads(text, parse_constant=_no_constant)  # no bare NaN anywhere
+    primary = strict["families"]["primary"]
+    assert {c["n_units"] for c in primary} == {0} and {c["estimate"] for c in primary} == {None}
+    table = markdown(strict)  # the readers take the nulls
+    assert "**primary**: no paired runs yet." in table and "| |L| |" not in table
+    assert "**context** (B − A, C − A, E − A): no paired runs yet." in table
+    assert "| 200 | 562 distinct test images | B − A | 6 |" in markdown(
+        analyse(make_records(0.05, 0.0), ORDER))
+    assert reading(strict) == "No student runs yet.\n"
+
+
+def test_the_committed_summary_is_strict_json():
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "results" / "transfer_set.json"
+    json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)

@@ -4,11 +4,12 @@
 ``sgm_mechanism.json`` (written by ``experiments/real_lab.py``, the latter with
 ``--mechanism`` and ``experiments/sgm_map_stats.py``), ``budget_sweep.json`` and
 ``budget_sweep_lab_teacher.json`` (written by ``experiments/budget_sweep.py``: the same sweep from
-its own teacher and from the lab's). This folder holds **links** to them, not copies: in the source
-tree (and an editable install) they resolve to ``docs/results/``, and building a wheel or an
-sdist copies the files they point to (``[tool.setuptools.package-data]`` in
-``pyproject.toml``), so an installed package — e.g. on Colab — carries the same numbers as the
-repository, and there is one hand-maintained copy only.
+its own teacher and from the lab's) and ``transfer_set.json`` (written by
+``experiments/transfer_set.py``: a teacher that brings images the labels lack). This folder
+holds **links** to them, not copies: in the source tree (and an editable install) they resolve
+to ``docs/results/``, and building a wheel or an sdist copies the files they point to
+(``[tool.setuptools.package-data]`` in ``pyproject.toml``), so an installed package — e.g. on
+Colab — carries the same numbers as the repository, and there is one hand-maintained copy only.
 """
 
 from __future__ import annotations
