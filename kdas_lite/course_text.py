@@ -481,21 +481,31 @@ def calibration_reading(by_count: Mapping[int, tuple[float, str]], dataset: str)
     low, high = min(by_count), max(by_count)
     moved = by_count[high][0] - by_count[low][0]
     return (f"INT8 mDice on {dataset} by calibration images — " + "; ".join(parts)
-            + f" ({moved:+.4f} from {low} to {high}). The activation ranges come from the "
-            "calibration images: too few and a range misses values the test frames reach "
-            "(clipped) or is set by one odd frame (coarse steps). They must be training "
-            "images: calibrating on test images would tune the file on what it is scored on.")
+            + f" ({moved:+.4f} from {low} to {high}). "
+            + ("More calibration images gave the better file here: "
+               if moved > 0 else "Here the fewer images did as well or better, by chance of the "
+               "draw; in general: ")
+            + "the activation ranges come from the calibration images, and too few can miss "
+            "values the test frames reach (clipped) or be set by one odd frame (coarse steps). "
+            "They must be training images: calibrating on test images would tune the file on "
+            "what it is scored on.")
 
 
 def threshold_reading(rows: Mapping[float, tuple[float, float]], dataset: str) -> str:
     """Exercise 3 of notebook 06: per threshold, ``(fraction of no-polyp crops flagged, Dice at
     that threshold on ``dataset``)``."""
+    ordered = sorted(rows.items())
     parts = [f"{t:g}: {100 * fp:.0f} % of empty crops flagged, Dice {d:.4f}"
-             for t, (fp, d) in sorted(rows.items())]
-    flagged = [fp for _, (fp, _) in sorted(rows.items())]
-    monotone = all(a >= b for a, b in itertools.pairwise(flagged))
+             for t, (fp, d) in ordered]
+    flagged = [fp for _, (fp, _) in ordered]
+    dice = [d for _, (_, d) in ordered]
+    fewer = all(a >= b for a, b in itertools.pairwise(flagged))
     return ("By threshold — " + "; ".join(parts) + f" (Dice on {dataset}). "
             + ("A higher threshold flags fewer empty frames"
-               if monotone else "The flagged fraction is not monotone here (few crops)")
-            + "; the price is polyp pixels lost on frames that have one. The threshold is a "
-            "clinical choice (a missed polyp against a false alarm), not a training one.")
+               if fewer else "The flagged fraction is not monotone here (few crops)")
+            + ("; and Dice falls as it rises: the price is polyp pixels lost on frames that "
+               "have one." if dice[-1] < dice[0] else
+               "; and Dice does not fall as it rises: this student over-segments, so on this "
+               "clip a higher threshold costs nothing, a small or faint polyp would pay it.")
+            + " The threshold is a clinical choice (a missed polyp against a false alarm), not "
+            "a training one.")

@@ -77,10 +77,12 @@ class DeployFiles:
     @property
     def message(self) -> str:
         """The check's outcome in one line (no path: it reads the same on every machine)."""
+        lost = 100 * (self.fp32_dice - self.int8_dice)
         return (f"INT8 {'accepted' if self.accepted else 'refused'}: mean Dice "
                 f"{self.int8_dice:.4f} against the fp32 file's {self.fp32_dice:.4f} on "
-                f"{self.check} training images ({100 * (self.fp32_dice - self.int8_dice):.2f} "
-                f"points lost; limit {100 * self.max_dice_drop:g})")
+                f"{self.check} training images ("
+                + (f"{lost:.2f} points lost" if lost >= 0 else f"{-lost:.2f} points gained")
+                + f"; limit {100 * self.max_dice_drop:g} points lost)")
 
 
 def export_forms(model: nn.Module, path: str | os.PathLike[str],

@@ -1,4 +1,5 @@
-"""A stand-in segmentation model and image folders for the inference tests (no training)."""
+"""Stand-in segmentation models and image folders for the inference and deploy tests (no
+training)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,24 @@ class RednessModel(nn.Module):
         self.seen.append((tuple(x.shape), torch.get_num_threads()))
         logit = self.gain * x[:, :1]  # red in [-1, 1] after normalisation
         return logit, logit
+
+
+class TinySegmenter(nn.Module):
+    """Two convolutions, (P1, P2) logits: exports to ONNX (and INT8) in seconds."""
+
+    input_mean = (0.5, 0.5, 0.5)
+    input_std = (0.5, 0.5, 0.5)
+    encoder_name = "tiny"
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.conv2(torch.relu(self.conv1(x))) + 6 * (x[:, :1] - x[:, 1:2])
+        return p, p
 
 
 def disc_image(path: Path, size: int = 64, radius: int = 14) -> Path:

@@ -3,11 +3,13 @@ no-polyp crops, temporal smoothing, and a clip written from still frames (kdas_l
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
+from inference_helpers import TinySegmenter
 from PIL import Image
 from torch import nn
 
@@ -34,24 +36,6 @@ from kdas_lite.deploy import (
 )
 from kdas_lite.errors import DataError
 from kdas_lite.video import frames_to_video, read_frames
-
-
-class TinySegmenter(nn.Module):
-    """Two convolutions, (P1, P2) logits: exports in seconds."""
-
-    input_mean = (0.5, 0.5, 0.5)
-    input_std = (0.5, 0.5, 0.5)
-    encoder_name = "tiny"
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.conv2 = nn.Conv2d(8, 1, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        p = self.conv2(torch.relu(self.conv1(x))) + 6 * (x[:, :1] - x[:, 1:2])
-        return p, p
 
 
 class Constant(nn.Module):
@@ -174,6 +158,8 @@ def test_the_refusal_carries_both_dice_values_and_the_message_no_path(data, tmp_
     files = export_forms(TinySegmenter().eval(), tmp_path / "tiny.onnx", data, 32,
                          calibration=4, check=4, max_dice_drop=-1.0)
     assert 0 <= files.int8_dice <= 1 and 0 < files.fp32_dice <= 1 and files.check == 4
+    better = dataclasses.replace(files, int8_dice=files.fp32_dice + 0.01)
+    assert "1.00 points gained" in better.message and "points lost;" not in better.message
     assert files.message.startswith("INT8 refused: mean Dice ") and str(tmp_path) not in \
         files.message
 
@@ -219,6 +205,9 @@ def test_the_exercise_readings_follow_their_numbers():
     assert "A higher threshold flags fewer" in threshold_reading(
         {0.3: (0.9, 0.6), 0.5: (0.5, 0.6), 0.7: (0.1, 0.5)}, "clip")
     assert "not monotone" in threshold_reading({0.3: (0.1, 0.6), 0.5: (0.5, 0.6)}, "clip")
+    assert "Dice falls as it rises" in threshold_reading({0.3: (0.9, 0.6), 0.7: (0.1, 0.5)}, "c")
+    assert "costs nothing" in threshold_reading({0.3: (0.9, 0.5), 0.7: (0.1, 0.6)}, "c")
+    assert "by chance of the draw" in calibration_reading({2: (0.72, ""), 32: (0.71, "")}, "K")
     assert "nothing to measure" in no_polyp_reading({}, 0, 0.5)
     assert "PyTorch fp32: 25 % of the crops" in no_polyp_reading(
         {"PyTorch fp32": (0.25, 1.5)}, 4, 0.5)

@@ -8,7 +8,7 @@ import shutil
 import onnx
 import pytest
 import torch
-from torch import nn
+from inference_helpers import TinySegmenter
 
 from kdas_lite.data import make_synthetic_dataset
 from kdas_lite.errors import DataError
@@ -21,24 +21,6 @@ from kdas_lite.quantize import (
     int8_path,
     quantize_int8,
 )
-
-
-class TinySegmenter(nn.Module):
-    """Two convolutions, (P1, P2) logits: exports in seconds."""
-
-    input_mean = (0.5, 0.5, 0.5)
-    input_std = (0.5, 0.5, 0.5)
-    encoder_name = "tiny"
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.conv2 = nn.Conv2d(8, 1, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        p = self.conv2(torch.relu(self.conv1(x))) + 6 * (x[:, :1] - x[:, 1:2])
-        return p, p
 
 
 @pytest.fixture(scope="module")
