@@ -41,7 +41,7 @@ from kdas_lite.data import PolypTestDataset, build_eval_transform, find_layout
 from kdas_lite.data.io import pair_files, read_image, read_mask
 from kdas_lite.data.registry import image_mask_dirs
 from kdas_lite.evaluate import soft_maps
-from kdas_lite.export import ExportError, export_onnx, unfaithful_path
+from kdas_lite.export import ExportError, export_onnx, is_kdas_export, unfaithful_path
 from kdas_lite.quantize import OnnxSegmenter, int8_path, quantize_int8
 from kdas_lite.video import EmaSmoother
 
@@ -107,7 +107,7 @@ def export_forms(model: nn.Module, path: str | os.PathLike[str],
                                          max_dice_drop=max_dice_drop)
     except ExportError as exc:
         kept = unfaithful_path(target)
-        if not hasattr(exc, "dice") or not kept.is_file():
+        if not hasattr(exc, "dice") or not is_kdas_export(kept):  # never a file it did not write
             raise
         before, after = exc.dice
         return DeployFiles(fp32, kept, False, before, after, check, max_dice_drop)

@@ -35,6 +35,7 @@ from kdas_lite.deploy import (
     three_forms,
 )
 from kdas_lite.errors import DataError
+from kdas_lite.export import ExportError
 from kdas_lite.video import frames_to_video, read_frames
 
 
@@ -152,6 +153,15 @@ def test_frames_to_video_writes_every_frame_and_never_replaces_unasked(data, tmp
     assert len(list(read_frames(frames_to_video(images[:2], video, overwrite=True)))) == 2
     with pytest.raises(DataError, match="no frames"):
         frames_to_video([], tmp_path / "empty.mp4")
+
+
+def test_a_foreign_file_where_the_refused_one_would_go_is_never_measured(data, tmp_path):
+    foreign = tmp_path / "tiny.int8.unfaithful.onnx"
+    foreign.write_bytes(b"someone else's file")
+    with pytest.raises(ExportError, match="refused"):
+        export_forms(TinySegmenter().eval(), tmp_path / "tiny.onnx", data, 32, calibration=4,
+                     check=4, max_dice_drop=-1.0)
+    assert foreign.read_bytes() == b"someone else's file"
 
 
 def test_the_refusal_carries_both_dice_values_and_the_message_no_path(data, tmp_path):
