@@ -41,8 +41,8 @@ from kdas_lite.data import PolypTestDataset, build_eval_transform, find_layout
 from kdas_lite.data.io import pair_files, read_image, read_mask
 from kdas_lite.data.registry import image_mask_dirs
 from kdas_lite.evaluate import soft_maps
-from kdas_lite.export import ExportError, export_onnx, is_kdas_export, unfaithful_path
-from kdas_lite.quantize import OnnxSegmenter, int8_path, quantize_int8
+from kdas_lite.export import export_onnx
+from kdas_lite.quantize import Int8Refused, OnnxSegmenter, int8_path, quantize_int8
 from kdas_lite.video import EmaSmoother
 
 __all__ = ["FORMS", "DeployFiles", "clip_pairs", "export_forms", "false_positives", "latency_ms",
@@ -97,7 +97,8 @@ def export_forms(model: nn.Module, path: str | os.PathLike[str],
     measured beside the others.
 
     Raises:
-        ExportError: the export or the quantiser failed (no INT8 file to measure).
+        ExportError: the export or the quantiser failed, or the refused file could not be
+            kept (no INT8 file to measure).
     """
     fp32 = export_onnx(model, path, size)
     target = int8_path(fp32)
@@ -105,12 +106,11 @@ def export_forms(model: nn.Module, path: str | os.PathLike[str],
         _, before, after = quantize_int8(fp32, target, data_root, size, model.input_mean,
                                          model.input_std, calibration=calibration, check=check,
                                          max_dice_drop=max_dice_drop)
-    except ExportError as exc:
-        kept = unfaithful_path(target)
-        if not hasattr(exc, "dice") or not is_kdas_export(kept):  # never a file it did not write
+    except Int8Refused as refused:
+        if refused.kept is None:  # a file export did not write is where it would be kept
             raise
-        before, after = exc.dice
-        return DeployFiles(fp32, kept, False, before, after, check, max_dice_drop)
+        return DeployFiles(fp32, refused.kept, False, refused.fp32_dice, refused.int8_dice,
+                           check, max_dice_drop)
     return DeployFiles(fp32, target, True, before, after, check, max_dice_drop)
 
 

@@ -40,9 +40,25 @@ from kdas_lite.data.io import file_sha256
 from kdas_lite.errors import DataError
 from kdas_lite.export import MARK, ExportError, check_export, is_kdas_export, unfaithful_path
 
-__all__ = ["OnnxSegmenter", "calibration_pairs", "check_int8", "int8_path", "quantize_int8"]
+__all__ = ["Int8Refused", "OnnxSegmenter", "calibration_pairs", "check_int8", "int8_path",
+           "quantize_int8"]
 
 Pair = tuple[Path, Path]
+
+
+class Int8Refused(ExportError):
+    """The INT8 file failed its accuracy check (:func:`quantize_int8`).
+
+    Attributes:
+        fp32_dice, int8_dice: the mean Dice of both files on the check's training images.
+        kept: where the refused file was kept for inspection, or None when it could not be
+            (a file export did not write is at :func:`~kdas_lite.export.unfaithful_path`).
+    """
+
+    def __init__(self, message: str, fp32_dice: float, int8_dice: float,
+                 kept: Path | None) -> None:
+        super().__init__(message)
+        self.fp32_dice, self.int8_dice, self.kept = fp32_dice, int8_dice, kept
 
 
 def int8_path(path: str | os.PathLike[str]) -> Path:
@@ -209,9 +225,9 @@ def quantize_int8(fp32_path: str | os.PathLike[str], out: str | os.PathLike[str]
         ``(path, fp32 Dice, INT8 Dice)`` on the check images.
 
     Raises:
-        ExportError: onnxruntime's quantiser failed, or the INT8 file lost more than
-            ``max_dice_drop`` (it is then kept only as :func:`unfaithful_path`, and the
-            error's ``dice`` attribute holds ``(fp32 Dice, INT8 Dice)``).
+        ExportError: onnxruntime's quantiser failed.
+        Int8Refused: the INT8 file lost more than ``max_dice_drop`` (it is then kept only
+            as :func:`unfaithful_path`, unless a file export did not write is there).
         DataError: too few training images, or a test image among them.
     """
     import onnx
@@ -259,13 +275,12 @@ def quantize_int8(fp32_path: str | os.PathLike[str], out: str | os.PathLike[str]
                 kept = None
             else:
                 os.replace(tmp, kept)
-            refused = ExportError(
+            raise Int8Refused(
                 f"{out}: the INT8 file's mean Dice on {check} training images is "
                 f"{int8_dice:.4f}, {100 * (fp32_dice - int8_dice):.2f} points below the fp32 "
                 f"file's {fp32_dice:.4f} (limit {100 * max_dice_drop:g}); refused"
-                + (f", kept only as {kept}" if kept else "") + ". Use the fp32 file.")
-            refused.dice = (fp32_dice, int8_dice)  # type: ignore[attr-defined]
-            raise refused
+                + (f", kept only as {kept}" if kept else "") + ". Use the fp32 file.",
+                fp32_dice, int8_dice, kept)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

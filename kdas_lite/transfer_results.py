@@ -280,7 +280,7 @@ def progress(doc: Mapping[str, Any]) -> str:
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
-    return "—" if x is None else f"{round(x, digits) + 0.0:+.{digits}f}"
+    return "—" if x is None else lab_stats.format_interval(x, None, None, digits)
 
 
 def _interval(ci: Sequence[float] | None) -> str:
