@@ -287,6 +287,14 @@ def run_student(args: argparse.Namespace, data_root: Path, arm: str, labels: int
     return record
 
 
+def expected_seconds(args: argparse.Namespace, times: dict[str, list[float]], arm: str) -> float:
+    """One run of ``arm``: the mean of this process's runs of it, else of its committed records
+    (so the budget also guards an arm's first run in a process); 0 when neither exists."""
+    measured = times.get(arm) or [r["train_s"] + r["eval_s"] for r in load_records(args)
+                                  if r["arm"] == arm]
+    return statistics.fmean(measured) if measured else 0.0
+
+
 def load_records(args: argparse.Namespace) -> list[dict[str, Any]]:
     paths = sorted(args.records.glob("teacher-t*.json")) + sorted(
         args.records.glob("L*/t*/*.json"))
@@ -435,8 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     times: dict[str, list[float]] = {}
     for arm, labels, teacher, k in [] if args.report_only else plan:
         elapsed = time.perf_counter() - started
-        expected = statistics.fmean(times[arm]) if times.get(arm) else 0.0
-        if elapsed + expected > args.budget_minutes * 60:
+        if elapsed + expected_seconds(args, times, arm) > args.budget_minutes * 60:
             print("budget: stopping; run the same command again to continue", flush=True)
             break
         record = run_student(args, data_root, arm, labels, teacher, k)

@@ -52,3 +52,15 @@ def test_records_of_another_teacher_or_environment_do_not_pair():
         ts.check_pairing([teacher, {**good, "teacher_sha256": "bb"}])
     with pytest.raises(SystemExit, match="library"):
         ts.check_pairing([teacher, {**good, "versions": {"t": "2"}}])
+
+
+def test_the_budget_expects_an_arms_recorded_time_before_this_process_has_run_it(tmp_path):
+    args = ts.parse_args(["--out", str(tmp_path), "--records", str(tmp_path / "rec")])
+    assert ts.expected_seconds(args, {}, "C") == 0.0
+    runs = tmp_path / "rec" / "L200" / "t0"
+    runs.mkdir(parents=True)
+    for k, train_s in enumerate((100.0, 300.0)):
+        ts.save_json(runs / f"C-s{k}.json", {"arm": "C", "train_s": train_s, "eval_s": 20.0})
+    assert ts.expected_seconds(args, {}, "C") == pytest.approx(220.0)
+    assert ts.expected_seconds(args, {"C": [50.0]}, "C") == pytest.approx(50.0)
+    assert ts.expected_seconds(args, {}, "A") == 0.0
