@@ -43,6 +43,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from kdas_lite.data.io import write_text_atomic
+
 __all__ = ["FACTS_ENV", "RUN_ID_ENV", "TOLERANCE", "begin", "disagreements", "load_facts",
            "new_facts", "page_run_ids", "record", "record_run", "run_id", "weights_sha256"]
 
@@ -104,9 +106,7 @@ def load_facts(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _write(path: Path, facts: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(facts, indent=1, sort_keys=True) + "\n")
 
 
 def _active() -> Path | None:

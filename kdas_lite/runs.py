@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from kdas_lite.checkpoint_files import load_checkpoint
 from kdas_lite.config import MAX_IMAGE_SIZE, TrainConfig
 from kdas_lite.data.cache_files import content_hashes
-from kdas_lite.data.io import file_sha256
+from kdas_lite.data.io import file_sha256, write_text_atomic
 from kdas_lite.errors import CheckpointError, TrainingError
 from kdas_lite.facts import weights_sha256
 
@@ -95,21 +95,14 @@ def _cpu_state_dict(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write a small text file atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    _write_text(run_dir / "history.json", json.dumps(history, indent=2))
+    write_text_atomic(run_dir / "history.json", json.dumps(history, indent=2))
     buffer = io.StringIO()
     if history:
         writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    _write_text(run_dir / "history.csv", buffer.getvalue())
+    write_text_atomic(run_dir / "history.csv", buffer.getvalue())
 
 
 def _check_resumable(state: dict[str, Any], config: TrainConfig, role: str, path: Path,

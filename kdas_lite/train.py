@@ -70,6 +70,7 @@ from tqdm.auto import tqdm
 from kdas_lite import facts
 from kdas_lite.checkpoint_files import load_checkpoint, remove_stale_temp_files, save_checkpoint
 from kdas_lite.config import ENCODER_PAIRS, TrainConfig
+from kdas_lite.data.io import write_text_atomic
 from kdas_lite.distributed import SINGLE, Distributed, join, reports_lost_process, sync_batch_norm
 from kdas_lite.errors import DataError, TrainingError
 from kdas_lite.gradients import term_gradients
@@ -88,7 +89,6 @@ from kdas_lite.runs import (
     _rng_state,
     _set_rng_state,
     _write_history,
-    _write_text,
     data_identity,
     load_trained,
     teacher_identity,
@@ -541,9 +541,9 @@ def fit(
     if parallel.is_main:  # process 0 alone writes the run folder
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(run_dir, (best_path.name, last_path.name))  # of a killed run
-        _write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
+        write_text_atomic(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
         if teacher is not None:
-            _write_text(run_dir / "teacher.json", json.dumps(teacher, indent=2))
+            write_text_atomic(run_dir / "teacher.json", json.dumps(teacher, indent=2))
 
     history: list[dict[str, Any]] = state["history"]
     best_val, best_epoch, global_step = state["best_val_dice"], state["best_epoch"], state["step"]

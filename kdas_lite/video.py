@@ -25,6 +25,7 @@ changes Dice on consecutive frames of CVC-ColonDB.
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ __all__ = ["EmaSmoother", "VideoReport", "frames_to_video", "is_video", "predict
 _CSV = "frames.csv"
 _FIELDS = ["frame", "time_s", "status", "polyp_area_pct", "max_prob", "mask", "reason"]
 _README = "README.txt"
+_WRITER = "kdas_lite.video.frames_to_video"
 _CANNOT_OPEN = ("cannot open the video {}: not a video OpenCV can decode (mp4, avi, mov with "
                 "common codecs); convert it, e.g. ffmpeg -i IN out.mp4, or extract its frames "
                 "and predict the folder")
@@ -173,11 +175,12 @@ def frames_to_video(images: Sequence[str | os.PathLike[str]], path: str | os.Pat
     """Write still frames (image files, in the given order) as a video, e.g. consecutive
     CVC-ColonDB frames as the colonoscopy clip they were cut from. Every frame is resized to
     the first one's size. MPEG-4 in ``.mp4`` (Motion-JPEG ``.avi`` where OpenCV has no MPEG-4
-    encoder); returns the file written.
+    encoder); returns the file written. Beside it, ``<video>.json`` records the frames, the
+    frame rate and the video's SHA-256: the mark by which ``overwrite`` knows its own file.
 
     Raises:
         DataError: no images, an image that cannot be read, or ``path`` exists (replaced only
-            with ``overwrite``).
+            with ``overwrite``, and only when this function wrote it and it is unchanged since).
     """
     import cv2
 
@@ -186,25 +189,65 @@ def frames_to_video(images: Sequence[str | os.PathLike[str]], path: str | os.Pat
     path = Path(path)
     if not images:
         raise DataError(f"no frames to write to {shown(path)}")
-    for target in (path.with_suffix(".mp4"), path.with_suffix(".avi")):
-        if (target.exists() or target.is_symlink()) and not overwrite:
-            raise DataError(f"{shown(target)} exists; choose another file or pass "
-                            "overwrite=True to replace it")
+    earlier = _own_videos(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer, written = None, path
+    writer, tmp = None, path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
         for image in images:
             frame = read_image(image)
             if writer is None:
                 size = (frame.shape[1], frame.shape[0])
-                writer, written = _writer(path, fps, size)
+                writer, tmp = _writer(tmp, fps, size)
             if (frame.shape[1], frame.shape[0]) != size:
                 frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        writer.release()
+        written = path.with_suffix(tmp.suffix)
+        for old in earlier:
+            old.unlink()
+            _sidecar(old).unlink(missing_ok=True)
+        os.replace(tmp, written)
     finally:
         if writer is not None:
             writer.release()
+        tmp.unlink(missing_ok=True)
+    from kdas_lite.data.io import file_sha256, write_text_atomic
+
+    write_text_atomic(_sidecar(written), json.dumps(
+        {"written_by": _WRITER, "sha256": file_sha256(written), "fps": fps,
+         "frames": [str(image) for image in images]}, indent=1) + "\n")
     return written
+
+
+def _sidecar(video: Path) -> Path:
+    return video.with_name(video.name + ".json")
+
+
+def _own_videos(path: Path, overwrite: bool) -> list[Path]:
+    """The videos at ``path`` (.mp4 or .avi) that ``overwrite`` may replace: refuse any without
+    ``overwrite``, and any (or a ``.json`` beside it) that frames_to_video did not write."""
+    from kdas_lite.data.io import file_sha256
+
+    own = []
+    for target in (path.with_suffix(".mp4"), path.with_suffix(".avi")):
+        mark = _sidecar(target)
+        if not (target.exists() or target.is_symlink() or mark.exists() or mark.is_symlink()):
+            continue
+        if not overwrite:
+            raise DataError(f"{shown(target)} exists; choose another file or pass "
+                            "overwrite=True to replace it")
+        try:
+            record = json.loads(mark.read_text(encoding="utf-8"))
+            ours = (record["written_by"] == _WRITER and target.is_file()
+                    and not target.is_symlink() and record["sha256"] == file_sha256(target))
+        except (OSError, ValueError, KeyError, TypeError):
+            ours = False
+        if not ours:
+            raise DataError(f"{shown(target)} was not written by frames_to_video (or has "
+                            f"changed since; no matching {mark.name}): it is never replaced. "
+                            "Choose another file")
+        own.append(target)
+    return own
 
 
 def _prepare(output_dir: Path, stem: str, overwrite: bool) -> None:

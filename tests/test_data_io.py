@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from kdas_lite.data import DataWarning, pair_files, read_image, read_mask, read_pair
+from kdas_lite.data.io import write_text_atomic
 from kdas_lite.errors import DataError
 
 RNG = np.random.default_rng(0)
@@ -191,3 +192,15 @@ def test_pair_files_duplicate_stem_is_ambiguous(tmp_path):
     images, masks = make_folders(tmp_path, ["a.jpg", "a.png"], ["a.png"])
     with pytest.raises(DataError, match=r"same name stem.*a\.jpg.*a\.png"):
         pair_files(images, masks)
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "history.json"
+    write_text_atomic(path, "first\n")
+    assert path.read_text(encoding="utf-8") == "first\n"
+    with pytest.raises(UnicodeEncodeError):
+        write_text_atomic(path, "half \udc80 written")  # a lone surrogate cannot be encoded
+    assert path.read_text(encoding="utf-8") == "first\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json"]
+    write_text_atomic(path, "second\n")
+    assert path.read_text(encoding="utf-8") == "second\n"

@@ -4,6 +4,7 @@ no-polyp crops, temporal smoothing, and a clip written from still frames (kdas_l
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -153,6 +154,22 @@ def test_frames_to_video_writes_every_frame_and_never_replaces_unasked(data, tmp
     assert len(list(read_frames(frames_to_video(images[:2], video, overwrite=True)))) == 2
     with pytest.raises(DataError, match="no frames"):
         frames_to_video([], tmp_path / "empty.mp4")
+
+
+def test_overwrite_replaces_only_a_video_frames_to_video_wrote(data, tmp_path):
+    images = sorted((data / "TestDataset" / "CVC-ColonDB" / "images").iterdir())
+    foreign = tmp_path / "holiday.mp4"
+    foreign.write_bytes(b"someone's own video")
+    with pytest.raises(DataError, match=r"holiday\.mp4 was not written by frames_to_video"):
+        frames_to_video(images, foreign, overwrite=True)
+    assert foreign.read_bytes() == b"someone's own video"
+    video = frames_to_video(images, tmp_path / "clip.mp4")
+    record = json.loads(video.with_name("clip.mp4.json").read_text(encoding="utf-8"))
+    assert record["frames"] == [str(image) for image in images]
+    video.write_bytes(b"edited since")  # no longer the file frames_to_video wrote
+    with pytest.raises(DataError, match=r"clip\.mp4 was not written by frames_to_video"):
+        frames_to_video(images[:2], video, overwrite=True)
+    assert video.read_bytes() == b"edited since"
 
 
 def test_a_foreign_file_where_the_refused_one_would_go_is_never_measured(data, tmp_path):

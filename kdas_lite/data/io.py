@@ -32,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from kdas_lite.errors import DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "DataWarning", "file_sha256", "list_folder", "pair_files",
-           "read_image", "read_mask", "read_pair"]
+           "read_image", "read_mask", "read_pair", "write_text_atomic"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 """File suffixes (lower case) treated as images; everything else in a folder is ignored."""
@@ -237,6 +237,19 @@ def pair_files(image_dir: str | os.PathLike[str],
                      "differ): add the missing files or remove the extra ones.")
         raise DataError("\n".join(lines))
     return [(images[stem], masks[stem]) for stem in sorted(images)]
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write a small text file so that a reader never sees half of it: a hidden temporary file
+    beside ``path`` (named by this process, so two processes rewriting one file do not share
+    it), then a rename; the temporary file is removed when writing fails."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

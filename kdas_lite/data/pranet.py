@@ -52,7 +52,7 @@ from kdas_lite.data.download import (
     _Wording,
     dataset_size_limit,
 )
-from kdas_lite.data.io import DataWarning, pair_files
+from kdas_lite.data.io import DataWarning, pair_files, write_text_atomic
 from kdas_lite.data.registry import (
     DATASETS,
     TEST_SETS,
@@ -219,9 +219,7 @@ def _write_manifest(root: Path, sets: dict[str, dict]) -> None:
     content.update({"layout": "PraNet (TrainDataset/{images,masks}, "
                               "TestDataset/<set>/{images,masks})", "made_by": _MADE_BY})
     content.setdefault("sets", {}).update(sets)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(content, indent=2) + "\n")
 
 
 def fetch_pranet(root: str | os.PathLike[str], *, cache: str | os.PathLike[str] | None = None,

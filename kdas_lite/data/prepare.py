@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -42,7 +41,7 @@ from kdas_lite.data.download import (
     download_dataset,
     download_file,
 )
-from kdas_lite.data.io import pair_files
+from kdas_lite.data.io import pair_files, write_text_atomic
 from kdas_lite.data.pranet import fetch_pranet
 from kdas_lite.data.registry import (
     DATASETS,
@@ -95,12 +94,7 @@ def _own_manifest(path: Path) -> dict | None:
 
 def _write_manifest(path: Path, content: dict) -> None:
     """Write ``path`` atomically (a hidden temporary file, then a rename)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, json.dumps(content, indent=2) + "\n")
 
 
 def _finished(manifest: Path, raw: Path, pairs: list[tuple[Path, Path]]) -> bool:
