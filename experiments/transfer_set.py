@@ -287,11 +287,18 @@ def run_student(args: argparse.Namespace, data_root: Path, arm: str, labels: int
     return record
 
 
+def run_seconds(record: dict[str, Any]) -> float:
+    """The compute of one run: its median epoch's time × its epochs, plus the evaluation. Not
+    ``train_s``, the wall time, which counts the minutes a process was paused (SIGSTOP while
+    the pages render) as if the run had trained through them."""
+    epochs = [e["time_s"] for e in record["history"]]
+    return statistics.median(epochs) * len(epochs) + record["eval_s"]
+
+
 def expected_seconds(args: argparse.Namespace, times: dict[str, list[float]], arm: str) -> float:
     """One run of ``arm``: the mean of this process's runs of it, else of its committed records
     (so the budget also guards an arm's first run in a process); 0 when neither exists."""
-    measured = times.get(arm) or [r["train_s"] + r["eval_s"] for r in load_records(args)
-                                  if r["arm"] == arm]
+    measured = times.get(arm) or [run_seconds(r) for r in load_records(args) if r["arm"] == arm]
     return statistics.fmean(measured) if measured else 0.0
 
 
@@ -331,7 +338,7 @@ def write_outputs(args: argparse.Namespace) -> None:
     minutes: dict[str, list[float]] = {}
     for r in records:
         if r["arm"] != "teacher" and not r["resumed"]:
-            minutes.setdefault(r["arm"], []).append((r["train_s"] + r["eval_s"]) / 60)
+            minutes.setdefault(r["arm"], []).append(run_seconds(r) / 60)
     run_minutes = {a: statistics.fmean(minutes[a]) for a in ARMS if a in minutes}
     missing_arms = [arm for arm, n, t, k in plan if not record_path(args, arm, n, t, k).exists()]
     doc = {"question": "does distillation pay when the teacher brings images the labels lack?",
@@ -343,7 +350,7 @@ def write_outputs(args: argparse.Namespace) -> None:
            "arm_labels": {a: v[0] for a, v in ARMS.items()},
            "pools": {p: list(v) for p, v in POOLS.items()},
            "versions": records[0]["versions"] if records else versions(),
-           "compute_minutes": round(sum(r["train_s"] + r["eval_s"] for r in records) / 60, 1),
+           "compute_minutes": round(sum(run_seconds(r) for r in records) / 60, 1),
            "run_minutes": run_minutes, "minutes_left": {
                "minutes": sum(run_minutes[a] for a in missing_arms if a in run_minutes),
                "runs": sum(a in run_minutes for a in missing_arms),
@@ -376,7 +383,8 @@ def block_text(doc: dict[str, Any]) -> str:
     if doc["run_minutes"]:
         per_arm = ", ".join(f"{a} {m:.0f}" for a, m in doc["run_minutes"].items())
         left = doc["minutes_left"]
-        lines += [f"Measured minutes per run (train + evaluation, one thread, mean so far): "
+        lines += [f"Measured minutes per run (one thread, mean so far; a run is its median "
+                  f"epoch × its epochs + evaluation, so a paused process does not count): "
                   f"{per_arm}. Left: ≈ {left['minutes']:.0f} min of one-thread compute for "
                   f"the measured arms' {left['runs']} missing runs"
                   + (f", plus {left['unmeasured']} runs of arms not measured yet"
@@ -449,7 +457,7 @@ def main(argv: list[str] | None = None) -> None:
         record = run_student(args, data_root, arm, labels, teacher, k)
         if record is None:
             continue
-        times.setdefault(arm, []).append(record["train_s"] + record["eval_s"])
+        times.setdefault(arm, []).append(run_seconds(record))
         write_outputs(args)
     write_outputs(args)
     print(f"wall time: {(time.perf_counter() - started) / 60:.1f} min", flush=True)

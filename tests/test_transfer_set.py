@@ -59,8 +59,16 @@ def test_the_budget_expects_an_arms_recorded_time_before_this_process_has_run_it
     assert ts.expected_seconds(args, {}, "C") == 0.0
     runs = tmp_path / "rec" / "L200" / "t0"
     runs.mkdir(parents=True)
-    for k, train_s in enumerate((100.0, 300.0)):
-        ts.save_json(runs / f"C-s{k}.json", {"arm": "C", "train_s": train_s, "eval_s": 20.0})
-    assert ts.expected_seconds(args, {}, "C") == pytest.approx(220.0)
+    for k, epoch_s in enumerate((10.0, 30.0)):
+        history = [{"time_s": epoch_s}] * 4
+        ts.save_json(runs / f"C-s{k}.json", {"arm": "C", "history": history, "eval_s": 20.0,
+                                             "train_s": 4 * epoch_s})
+    assert ts.expected_seconds(args, {}, "C") == pytest.approx(100.0)  # 4 · 20 + 20
     assert ts.expected_seconds(args, {"C": [50.0]}, "C") == pytest.approx(50.0)
     assert ts.expected_seconds(args, {}, "A") == 0.0
+
+
+def test_a_paused_epoch_does_not_count_as_compute():
+    history = [{"time_s": 30.0}, {"time_s": 1200.0}, {"time_s": 32.0}, {"time_s": 31.0}]
+    record = {"history": history, "eval_s": 15.0, "train_s": 1293.0}
+    assert ts.run_seconds(record) == pytest.approx(4 * 31.5 + 15.0)
