@@ -1,9 +1,9 @@
 """docs/RECIPES.md §3's tables: the student gradient of L_AT ``kdas`` against ``reference-fixed``.
 
 For each pair of maps, the gradients of :func:`kdas_lite.losses.attention_kd_loss` (T = 2,
-float32, CPU) with respect to the student map in the two modes: the ratio of their norms and
-their cosine. Two tables, written between the ``at-mode-gradients`` markers of
-docs/RECIPES.md (``--check`` only compares):
+float32, CPU) with respect to the student map in the two modes: the ratio of their norms (to
+three significant figures) and their cosine. Two tables, written between the
+``at-mode-gradients`` markers of docs/RECIPES.md (``--check`` only compares):
 
 - polyp-like blobs: teacher ``6·(1 − r²/0.16)`` clipped to ±8, student ``4·(1 − r²/0.16)`` plus
   N(0, 1) noise (seed 0), r the distance from the centre in units of the side, B = 2, at
@@ -51,8 +51,9 @@ def blob(side: int, peak: float) -> torch.Tensor:
 
 
 def _thousands(value: float) -> str:
-    """``14356`` as ``14 356`` (the docs' thousands separator)."""
-    return f"{value:_.0f}".replace("_", " ")
+    """``14356`` as ``14 400``: three significant figures (float32 sums differ between CPUs in
+    the fifth; the block must read the same on every machine), the docs' thousands separator."""
+    return f"{float(f'{value:.3g}'):_.0f}".replace("_", " ")
 
 
 def _minus(text: str) -> str:
