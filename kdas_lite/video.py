@@ -184,7 +184,7 @@ def frames_to_video(images: Sequence[str | os.PathLike[str]], path: str | os.Pat
     """
     import cv2
 
-    from kdas_lite.data.io import read_image
+    from kdas_lite.data.io import file_sha256, read_image, write_text_atomic
 
     path = Path(path)
     if not images:
@@ -211,8 +211,6 @@ def frames_to_video(images: Sequence[str | os.PathLike[str]], path: str | os.Pat
         if writer is not None:
             writer.release()
         tmp.unlink(missing_ok=True)
-    from kdas_lite.data.io import file_sha256, write_text_atomic
-
     write_text_atomic(_sidecar(written), json.dumps(
         {"written_by": _WRITER, "sha256": file_sha256(written), "fps": fps,
          "frames": [str(image) for image in images]}, indent=1) + "\n")
@@ -223,26 +221,38 @@ def _sidecar(video: Path) -> Path:
     return video.with_name(video.name + ".json")
 
 
+def _mark(mark: Path) -> dict[str, Any] | None:
+    """frames_to_video's record beside a video (None when there is none); DataError when the
+    file there is someone else's."""
+    if not (mark.exists() or mark.is_symlink()):
+        return None
+    try:
+        record = None if mark.is_symlink() else json.loads(mark.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict) or record.get("written_by") != _WRITER:
+        raise DataError(f"{shown(mark)} was not written by frames_to_video: it is never "
+                        "replaced. Choose another file")
+    return record
+
+
 def _own_videos(path: Path, overwrite: bool) -> list[Path]:
-    """The videos at ``path`` (.mp4 or .avi) that ``overwrite`` may replace: refuse any without
-    ``overwrite``, and any (or a ``.json`` beside it) that frames_to_video did not write."""
+    """The videos at ``path`` (.mp4 or .avi) that ``overwrite`` may replace. Refuse any video
+    without ``overwrite``, and any video or ``<video>.json`` that frames_to_video did not
+    write (or that changed since): they are never replaced."""
     from kdas_lite.data.io import file_sha256
 
     own = []
     for target in (path.with_suffix(".mp4"), path.with_suffix(".avi")):
         mark = _sidecar(target)
-        if not (target.exists() or target.is_symlink() or mark.exists() or mark.is_symlink()):
+        record = _mark(mark)
+        if not (target.exists() or target.is_symlink()):
             continue
         if not overwrite:
             raise DataError(f"{shown(target)} exists; choose another file or pass "
                             "overwrite=True to replace it")
-        try:
-            record = json.loads(mark.read_text(encoding="utf-8"))
-            ours = (record["written_by"] == _WRITER and target.is_file()
-                    and not target.is_symlink() and record["sha256"] == file_sha256(target))
-        except (OSError, ValueError, KeyError, TypeError):
-            ours = False
-        if not ours:
+        if (record is None or not target.is_file() or target.is_symlink()
+                or record.get("sha256") != file_sha256(target)):
             raise DataError(f"{shown(target)} was not written by frames_to_video (or has "
                             f"changed since; no matching {mark.name}): it is never replaced. "
                             "Choose another file")

@@ -170,6 +170,12 @@ def test_overwrite_replaces_only_a_video_frames_to_video_wrote(data, tmp_path):
     with pytest.raises(DataError, match=r"clip\.mp4 was not written by frames_to_video"):
         frames_to_video(images[:2], video, overwrite=True)
     assert video.read_bytes() == b"edited since"
+    notes = tmp_path / "notes.mp4.json"
+    notes.write_text('{"mine": true}', encoding="utf-8")  # someone's file where the mark goes
+    with pytest.raises(DataError, match=r"notes\.mp4\.json was not written by frames_to"):
+        frames_to_video(images, tmp_path / "notes.mp4")
+    assert notes.read_text(encoding="utf-8") == '{"mine": true}'
+    assert not (tmp_path / "notes.mp4").exists()
 
 
 def test_a_foreign_file_where_the_refused_one_would_go_is_never_measured(data, tmp_path):
