@@ -359,7 +359,7 @@ def reading(analysis: Mapping[str, Any]) -> str:
                 lines.append(f"- {POOL_LABELS[pool]}, D − {ref}: " + "; ".join(parts) + ".")
     for pool in ("all", "unseen"):
         parts = []
-        for ref, what in (("E", "the transfer set matters"), ("D-cwd", "KDAS vs CWD"),
+        for ref, what in (("E", "does the transfer set matter?"), ("D-cwd", "KDAS vs CWD"),
                           ("D-pixel", "KDAS vs pixel KD"), ("D-at", "L_SGM's share")):
             c = _find(analysis, "within-D (|L| = 200)", pool, "D-kdas", ref)
             if c is None or c["p_holm"] is None:

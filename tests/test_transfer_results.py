@@ -94,6 +94,11 @@ def test_noise_without_an_effect_is_not_measurable_and_never_above():
     assert "above" not in verdicts and "below" not in verdicts
     assert "not measurable at this power" in verdicts
     assert "smallest detectable" in reading(analysis)
+    within = next(line for line in reading(analysis).splitlines()
+                  if line.startswith("- 562 distinct test images, inside D and against E"))
+    assert "D-kdas − E not measurable at this power" in within
+    assert "the transfer set matters" not in within  # a question, not a finding
+    assert "does the transfer set matter?" in within
 
 
 def test_the_figure_has_one_panel_per_label_budget_with_runs():
