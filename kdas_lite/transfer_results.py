@@ -104,8 +104,9 @@ def random_effects(groups: Mapping[str, Sequence[float]]) -> tuple[float, float 
     between-teacher variance component (ANOVA estimator: mean square between above mean
     square within), its variance is that of the teacher means over the teachers,
     ``var(teacher means) / a`` with a − 1 df; when the component is estimated as 0 the units
-    are exchangeable: ``s² / N`` over all N units with N − 1 df. One teacher: the t over its
-    units (the teacher's variance is then not sampled: said in ``method``).
+    are exchangeable: ``s² / N`` over all N units with N − 1 df. One seed per teacher: the
+    spread of the teacher means (the components are not separable). One teacher: the t over
+    its units (the teacher's variance is then not sampled: said in ``method``).
     """
     groups = {k: [float(v) for v in vs] for k, vs in groups.items() if vs}
     means = {k: statistics.fmean(v) for k, v in groups.items()}
@@ -117,9 +118,13 @@ def random_effects(groups: Mapping[str, Sequence[float]]) -> tuple[float, float 
         return (estimate, statistics.stdev(units) / math.sqrt(len(units)), len(units) - 1,
                 "t over one teacher's seeds (teacher variance not sampled)")
     a = len(groups)
-    within = [sum((v - means[k]) ** 2 for v in vs) for k, vs in groups.items()]
     df_within = sum(len(vs) - 1 for vs in groups.values())
-    ms_within = sum(within) / df_within if df_within else math.inf
+    if not df_within:  # the teacher means are the units: the same numbers as both branches
+        return (estimate, math.sqrt(statistics.variance(means.values()) / a), a - 1,
+                "one seed per teacher: the spread of the teacher means (teacher and seed "
+                "variance not separable)")
+    within = [sum((v - means[k]) ** 2 for v in vs) for k, vs in groups.items()]
+    ms_within = sum(within) / df_within
     n_bar = a / sum(1 / len(vs) for vs in groups.values())  # harmonic mean of seeds/teacher
     var_means = statistics.variance(means.values())
     if n_bar * var_means > ms_within:  # a positive teacher component

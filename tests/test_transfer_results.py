@@ -59,6 +59,15 @@ def test_random_effects_uses_the_teacher_spread_only_when_teachers_differ():
     assert random_effects({"t0": [0.1]})[1] is None
 
 
+def test_random_effects_with_one_seed_per_teacher_does_not_claim_a_zero_component():
+    """One seed per teacher (|L| = 50 so far): teacher and seed variance are not separable,
+    so the component is not "estimated as 0"; the interval is the teacher means' spread."""
+    est, se, df, method = random_effects({"t0": [0.10], "t1": [0.30]})
+    assert est == pytest.approx(0.20) and df == 1
+    assert se == pytest.approx(statistics.stdev([0.10, 0.30]) / math.sqrt(2))
+    assert "estimated as 0" not in method and "one seed per teacher" in method
+
+
 def make_records(d_gain: float, c_gain: float, noise: float = 0.004) -> list[dict]:
     out = []
     for t in (0, 1):
